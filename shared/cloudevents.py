@@ -1,0 +1,113 @@
+"""CloudEvents 1.0 in Kafka *binary* content mode.
+
+The event's attributes travel as ``ce_*`` headers and the JSON body is the typed
+payload itself (no envelope inside the body). ``ce_id`` is the idempotency key
+downstream. Spec: https://github.com/cloudevents/spec/blob/v1.0.2/cloudevents/bindings/kafka-protocol-binding.md
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+SPEC_VERSION = "1.0"
+CONTENT_TYPE = "application/json"
+TYPE_PREFIX = "org.commonground"
+
+ATTRIBUTE_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", "ce_subject")
+
+
+class Event(BaseModel):
+    """Base of every published event: past tense, frozen, versioned.
+
+    ``event_name`` is the past-tense name (``EnrolmentAccepted``); ``event_version``
+    is bumped only for a breaking change, which also needs a new type string so old
+    and new consumers can coexist.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    event_name: ClassVar[str]
+    event_version: ClassVar[int] = 1
+
+    @classmethod
+    def ce_type(cls) -> str:
+        return f"{TYPE_PREFIX}.{cls.event_name}.v{cls.event_version}"
+
+
+E = TypeVar("E", bound=Event)
+
+
+class EnvelopeError(ValueError):
+    """A record is not a valid CloudEvent of a known type (poison: never retried)."""
+
+
+@dataclass(frozen=True)
+class CloudEvent(Generic[E]):
+    data: E
+    source: str
+    id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    time: datetime = field(default_factory=lambda: datetime.now(UTC))
+    subject: str | None = None
+
+    @property
+    def type(self) -> str:
+        return self.data.ce_type()
+
+    def headers(self) -> dict[str, str]:
+        headers = {
+            "ce_specversion": SPEC_VERSION,
+            "ce_id": self.id,
+            "ce_type": self.type,
+            "ce_source": self.source,
+            "ce_time": self.time.isoformat(),
+            "content-type": CONTENT_TYPE,
+        }
+        if self.subject is not None:
+            headers["ce_subject"] = self.subject
+        return headers
+
+    def body(self) -> bytes:
+        return self.data.model_dump_json().encode()
+
+
+class EventRegistry:
+    """Maps ``ce_type`` strings to event models, and decodes records into CloudEvents."""
+
+    def __init__(self, *models: type[Event]) -> None:
+        self._by_type: dict[str, type[Event]] = {m.ce_type(): m for m in models}
+
+    def __contains__(self, ce_type: str) -> bool:
+        return ce_type in self._by_type
+
+    @property
+    def models(self) -> tuple[type[Event], ...]:
+        return tuple(self._by_type.values())
+
+    def decode(self, body: bytes, headers: Mapping[str, Any]) -> CloudEvent[Event]:
+        """Decode one Kafka record. Raises :class:`EnvelopeError` for anything unusable."""
+        h = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in headers.items()}
+        missing = [a for a in ("ce_id", "ce_type", "ce_source", "ce_specversion") if not h.get(a)]
+        if missing:
+            raise EnvelopeError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")
+        if h["ce_specversion"] != SPEC_VERSION:
+            raise EnvelopeError(f"unsupported ce_specversion {h['ce_specversion']!r}")
+        model = self._by_type.get(h["ce_type"])
+        if model is None:
+            raise EnvelopeError(f"unknown event type/version {h['ce_type']!r}")
+        try:
+            data = model.model_validate_json(body)
+        except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
+            raise EnvelopeError(f"{h['ce_type']} body does not match its schema: {exc}") from exc
+        try:
+            time = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else datetime.now(UTC)
+        except ValueError as exc:
+            raise EnvelopeError(f"ce_time is not RFC 3339: {h['ce_time']!r}") from exc
+        return CloudEvent(
+            data=data, source=h["ce_source"], id=h["ce_id"], time=time, subject=h.get("ce_subject")
+        )

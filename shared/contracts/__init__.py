@@ -1,0 +1,1 @@
+"""Contract v1: event schemas and the reference vocabularies their fields use."""

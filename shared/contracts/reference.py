@@ -1,0 +1,240 @@
+"""Reference vocabularies used in contract fields (ILR codes, ONS 2021 categories, geography).
+
+These are *data* shared by every service so that a code means the same everywhere;
+rules that use them (e.g. "a local authority must belong to the stated combined
+authority") live in the services' domain modules.
+"""
+
+from __future__ import annotations
+
+from enum import Enum, IntEnum, StrEnum
+
+
+class Programme(StrEnum):
+    ESOL = "esol"
+    DIGITAL = "digital"
+    EMPLOYABILITY = "employability"
+    FUNCTIONAL_MATHS = "functional_maths"
+    FUNCTIONAL_ENGLISH = "functional_english"
+    VOCATIONAL = "vocational"
+
+
+class Level(StrEnum):
+    """Qualification levels. The first six are the ESOL levels, in order."""
+
+    PRE_ENTRY = "pre_entry"
+    ENTRY_1 = "entry_1"
+    ENTRY_2 = "entry_2"
+    ENTRY_3 = "entry_3"
+    LEVEL_1 = "level_1"
+    LEVEL_2 = "level_2"
+    LEVEL_3 = "level_3"
+
+
+ESOL_LEVELS: tuple[Level, ...] = (
+    Level.PRE_ENTRY,
+    Level.ENTRY_1,
+    Level.ENTRY_2,
+    Level.ENTRY_3,
+    Level.LEVEL_1,
+    Level.LEVEL_2,
+)
+
+
+class Sex(StrEnum):
+    """ILR Sex field."""
+
+    FEMALE = "F"
+    MALE = "M"
+
+
+class AgeBand(StrEnum):
+    AGE_16_18 = "16-18"
+    AGE_19_24 = "19-24"
+    AGE_25_34 = "25-34"
+    AGE_35_49 = "35-49"
+    AGE_50_64 = "50-64"
+    AGE_65_PLUS = "65+"
+
+
+class Ethnicity(StrEnum):
+    """ONS 2021 census ethnic group, 19 categories (England and Wales)."""
+
+    ASIAN_BANGLADESHI = "asian_bangladeshi"
+    ASIAN_CHINESE = "asian_chinese"
+    ASIAN_INDIAN = "asian_indian"
+    ASIAN_PAKISTANI = "asian_pakistani"
+    ASIAN_OTHER = "asian_other"
+    BLACK_AFRICAN = "black_african"
+    BLACK_CARIBBEAN = "black_caribbean"
+    BLACK_OTHER = "black_other"
+    MIXED_WHITE_ASIAN = "mixed_white_asian"
+    MIXED_WHITE_BLACK_AFRICAN = "mixed_white_black_african"
+    MIXED_WHITE_BLACK_CARIBBEAN = "mixed_white_black_caribbean"
+    MIXED_OTHER = "mixed_other"
+    WHITE_BRITISH = "white_british"
+    WHITE_IRISH = "white_irish"
+    WHITE_GYPSY_IRISH_TRAVELLER = "white_gypsy_irish_traveller"
+    WHITE_ROMA = "white_roma"
+    WHITE_OTHER = "white_other"
+    OTHER_ARAB = "other_arab"
+    OTHER_ANY = "other_any"
+
+    @property
+    def group(self) -> str:
+        """The ONS high-level group (asian, black, mixed, white, other)."""
+        return self.value.split("_", 1)[0]
+
+
+class Religion(StrEnum):
+    """ONS 2021 census religion categories."""
+
+    NO_RELIGION = "no_religion"
+    CHRISTIAN = "christian"
+    BUDDHIST = "buddhist"
+    HINDU = "hindu"
+    JEWISH = "jewish"
+    MUSLIM = "muslim"
+    SIKH = "sikh"
+    OTHER = "other"
+    NOT_STATED = "not_stated"
+
+
+class FundModel(IntEnum):
+    """ILR FundModel codes relevant to adult skills."""
+
+    ADULT_SKILLS = 35
+    COMMUNITY_LEARNING = 10
+    OTHER_ADULT = 81
+    NON_FUNDED = 99
+
+
+class CompletionStatus(IntEnum):
+    """ILR CompStatus."""
+
+    CONTINUING = 1
+    COMPLETED = 2
+    WITHDRAWN = 3
+    BREAK = 6
+
+
+class Outcome(IntEnum):
+    """ILR Outcome."""
+
+    ACHIEVED = 1
+    PARTIAL = 2
+    NOT_ACHIEVED = 3
+    NOT_YET_KNOWN = 8
+
+
+class WithdrawalReason(IntEnum):
+    """ILR WithdrawReason codes."""
+
+    TRANSFERRED_SAME_PROVIDER = 2
+    HEALTH = 3
+    FINANCIAL = 7
+    OTHER_PERSONAL = 28
+    WRITTEN_OFF_AFTER_LEARNER_LEFT = 29
+    TRANSFERRED_NEW_LEARNING_AIM = 40
+    INDUSTRIAL_PLACEMENT_LEFT = 41
+    ACADEMIC_FAILURE = 42
+    FINANCIAL_CRISIS_CARE = 43
+    EXCLUDED = 44
+    TRANSFERRED_NEW_PROVIDER = 45
+    MADE_REDUNDANT = 46
+    OTHER = 97
+    NOT_KNOWN = 98
+
+
+class Weekday(str, Enum):
+    MON = "mon"
+    TUE = "tue"
+    WED = "wed"
+    THU = "thu"
+    FRI = "fri"
+    SAT = "sat"
+    SUN = "sun"
+
+
+class CombinedAuthority(StrEnum):
+    GREATER_MANCHESTER = "E47000001"
+    LIVERPOOL_CITY_REGION = "E47000004"
+    TEES_VALLEY = "E47000006"
+    WEST_MIDLANDS = "E47000007"
+    CAMBRIDGESHIRE_PETERBOROUGH = "E47000008"
+    WEST_OF_ENGLAND = "E47000009"
+
+
+COMBINED_AUTHORITY_NAMES: dict[CombinedAuthority, str] = {
+    CombinedAuthority.GREATER_MANCHESTER: "Greater Manchester",
+    CombinedAuthority.LIVERPOOL_CITY_REGION: "Liverpool City Region",
+    CombinedAuthority.TEES_VALLEY: "Tees Valley",
+    CombinedAuthority.WEST_MIDLANDS: "West Midlands",
+    CombinedAuthority.CAMBRIDGESHIRE_PETERBOROUGH: "Cambridgeshire & Peterborough",
+    CombinedAuthority.WEST_OF_ENGLAND: "West of England",
+}
+
+# ONS LAD codes and names, per combined authority (2023 boundaries).
+LOCAL_AUTHORITIES: dict[CombinedAuthority, dict[str, str]] = {
+    CombinedAuthority.GREATER_MANCHESTER: {
+        "E08000001": "Bolton",
+        "E08000002": "Bury",
+        "E08000003": "Manchester",
+        "E08000004": "Oldham",
+        "E08000005": "Rochdale",
+        "E08000006": "Salford",
+        "E08000007": "Stockport",
+        "E08000008": "Tameside",
+        "E08000009": "Trafford",
+        "E08000010": "Wigan",
+    },
+    CombinedAuthority.LIVERPOOL_CITY_REGION: {
+        "E08000011": "Knowsley",
+        "E08000012": "Liverpool",
+        "E08000013": "St. Helens",
+        "E08000014": "Sefton",
+        "E08000015": "Wirral",
+        "E06000006": "Halton",
+    },
+    CombinedAuthority.TEES_VALLEY: {
+        "E06000001": "Hartlepool",
+        "E06000002": "Middlesbrough",
+        "E06000003": "Redcar and Cleveland",
+        "E06000004": "Stockton-on-Tees",
+        "E06000005": "Darlington",
+    },
+    CombinedAuthority.WEST_MIDLANDS: {
+        "E08000025": "Birmingham",
+        "E08000026": "Coventry",
+        "E08000027": "Dudley",
+        "E08000028": "Sandwell",
+        "E08000029": "Solihull",
+        "E08000030": "Walsall",
+        "E08000031": "Wolverhampton",
+    },
+    CombinedAuthority.CAMBRIDGESHIRE_PETERBOROUGH: {
+        "E06000031": "Peterborough",
+        "E07000008": "Cambridge",
+        "E07000009": "East Cambridgeshire",
+        "E07000010": "Fenland",
+        "E07000011": "Huntingdonshire",
+        "E07000012": "South Cambridgeshire",
+    },
+    CombinedAuthority.WEST_OF_ENGLAND: {
+        "E06000022": "Bath and North East Somerset",
+        "E06000023": "Bristol, City of",
+        "E06000025": "South Gloucestershire",
+    },
+}
+
+LOCAL_AUTHORITY_NAMES: dict[str, str] = {
+    code: name for las in LOCAL_AUTHORITIES.values() for code, name in las.items()
+}
+
+
+def combined_authority_of(local_authority: str) -> CombinedAuthority | None:
+    """The combined authority a local authority code belongs to, if any."""
+    for ca, las in LOCAL_AUTHORITIES.items():
+        if local_authority in las:
+            return ca
+    return None

@@ -1,0 +1,157 @@
+"""Composition plumbing shared by the three services' ``app.py``.
+
+:func:`create_service_app` builds a FastAPI app whose lifespan creates the clients
+(MongoDB, Kafka broker with telemetry middlewares), wires the service's Kafka routers
+and HTTP routers, exposes ``/healthz``, ``/readyz``, ``/metrics`` and
+``/asyncapi.json``, and shuts down in the safe order: readiness false first, then stop
+consuming, then flush producers and close clients.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request, Response
+from faststream.kafka import KafkaBroker, KafkaRouter
+from faststream.specification import AsyncAPI
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.dead_letters import DeadLetterPublisher
+from shared.kafka import make_broker
+from shared.mongo import make_mongo_client, mongo_ping
+from shared.problems import BodySizeLimitMiddleware, install_problem_handlers
+from shared.settings import ServiceSettings
+from shared.telemetry import ReadinessCheck, Telemetry, build_telemetry, instrument_app, ops_router
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Runtime:
+    """The clients a running service holds. Built in the lifespan, closed on shutdown."""
+
+    settings: ServiceSettings
+    telemetry: Telemetry
+    broker: KafkaBroker
+    mongo: AsyncMongoClient[Any]
+    dead_letters: DeadLetterPublisher
+    readiness: dict[str, ReadinessCheck] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def db(self) -> AsyncDatabase[Any]:
+        return self.mongo[self.settings.database_name]
+
+
+KafkaRouterFactory = Callable[[Runtime], Iterable[KafkaRouter]]
+ServiceLifespan = Callable[[Runtime], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def _no_extra_lifespan(runtime: Runtime) -> AsyncIterator[None]:
+    yield
+
+
+def runtime_of(request: Request) -> Runtime:
+    """FastAPI dependency: the running service's :class:`Runtime`."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def create_service_app(
+    settings: ServiceSettings,
+    *,
+    title: str,
+    description: str,
+    http_routers: Sequence[APIRouter] = (),
+    kafka_routers: KafkaRouterFactory = lambda _runtime: (),
+    lifespan: ServiceLifespan = _no_extra_lifespan,
+    telemetry: Telemetry | None = None,
+    max_body_bytes: int = 1_048_576,
+) -> FastAPI:
+    telemetry = telemetry or build_telemetry(settings)
+
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
+        mongo = make_mongo_client(settings)
+        broker = make_broker(settings, telemetry)
+        runtime = Runtime(
+            settings=settings,
+            telemetry=telemetry,
+            broker=broker,
+            mongo=mongo,
+            dead_letters=DeadLetterPublisher(broker, telemetry, settings.group_id),
+        )
+        app.state.runtime = runtime
+        for router in kafka_routers(runtime):
+            broker.include_router(router)
+        try:
+            async with lifespan(runtime):
+                await broker.start()
+                runtime.readiness.update(
+                    broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
+                    database=lambda: mongo_ping(mongo),
+                )
+                logger.info("%s service started", settings.service_name)
+                try:
+                    yield
+                finally:
+                    # Readiness goes false first so load balancers stop sending work.
+                    runtime.readiness.clear()
+                    logger.info("%s service stopping", settings.service_name)
+                    await broker.stop()
+        finally:
+            await mongo.close()
+            telemetry.tracer_provider.shutdown()
+
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=app_lifespan,
+    )
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    instrument_app(app, telemetry)
+
+    def current_checks() -> dict[str, ReadinessCheck]:
+        runtime: Runtime | None = getattr(app.state, "runtime", None)
+        return dict(runtime.readiness) if runtime else {}
+
+    app.include_router(
+        ops_router(telemetry, current_checks, timeout_s=settings.readiness_timeout_s)
+    )
+
+    @app.get("/asyncapi.json", tags=["ops"], summary="AsyncAPI document of this service's topics")
+    async def asyncapi(request: Request) -> Response:
+        runtime: Runtime = request.app.state.runtime
+        spec = AsyncAPI(runtime.broker, title=title, version="1.0.0", description=description)
+        return Response(
+            json.dumps(spec.to_specification().to_jsonable()), media_type="application/json"
+        )
+
+    for router in http_routers:
+        app.include_router(router)
+    return app
+
+
+def run(app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
+    """Entry point body for ``python -m services.<name>``: logging, then uvicorn."""
+    import uvicorn
+
+    from shared.telemetry import configure_logging
+
+    configure_logging(settings)
+    uvicorn.run(
+        app_factory(),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        timeout_graceful_shutdown=20,
+    )

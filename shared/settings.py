@@ -1,0 +1,142 @@
+"""The settings base every service extends: one typed object, read from the environment.
+
+Each service subclasses :class:`ServiceSettings` with its own ``env_prefix``
+(``ENROLMENT_``, ``MATCHING_``, ``REPORTING_``). Values shared by the whole platform
+(broker and database URLs, Kafka security) may also be given once under the
+``COMMONGROUND_`` prefix; the service prefix wins when both are set.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from faststream.security import (
+    BaseSecurity,
+    SASLPlaintext,
+    SASLScram256,
+    SASLScram512,
+)
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings.sources import EnvSettingsSource
+
+PLATFORM_ENV_PREFIX = "COMMONGROUND_"
+
+
+class KafkaSecurity(BaseSettings):
+    """Broker connection security, as a real cluster requires (SASL/SCRAM over TLS)."""
+
+    model_config = SettingsConfigDict(extra="ignore")
+
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+
+class ServiceSettings(BaseSettings):
+    """Settings common to every service. Subclasses set ``model_config['env_prefix']``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="",
+        env_nested_delimiter="__",
+        extra="ignore",
+        secrets_dir=None,
+    )
+
+    service_name: ClassVar[str] = "service"
+
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092",
+        description="Comma-separated host:port list of the Kafka-protocol broker.",
+    )
+    kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
+    kafka_client_id: str | None = None
+    consumer_group: str | None = Field(
+        default=None, description="Consumer group id; defaults to the service name."
+    )
+
+    mongodb_url: SecretStr = Field(
+        default=SecretStr("mongodb://127.0.0.1:27017/?directConnection=true"),
+        description="MongoDB connection string (credentials and TLS options go here).",
+    )
+    mongodb_database: str | None = Field(
+        default=None, description="This service's own database; defaults to cg_<service>."
+    )
+
+    log_level: str = "INFO"
+    log_json: bool = True
+
+    otel_enabled: bool = Field(default=False, description="Export traces over OTLP/HTTP.")
+    otel_exporter_otlp_endpoint: str | None = None
+    otel_service_namespace: str = "commonground"
+
+    readiness_timeout_s: float = 2.0
+
+    @field_validator("kafka_bootstrap_servers")
+    @classmethod
+    def _no_scheme(cls, value: str) -> str:
+        # tansu and some docs write tcp://host:port; aiokafka wants bare host:port.
+        return ",".join(part.strip().removeprefix("tcp://") for part in value.split(","))
+
+    @property
+    def group_id(self) -> str:
+        return self.consumer_group or self.service_name
+
+    @property
+    def database_name(self) -> str:
+        return self.mongodb_database or f"cg_{self.service_name}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        platform_env = EnvSettingsSource(
+            settings_cls,
+            env_prefix=PLATFORM_ENV_PREFIX,
+            env_nested_delimiter="__",
+        )
+        return (init_settings, env_settings, platform_env, dotenv_settings, file_secret_settings)
+
+    def kafka_security(self) -> BaseSecurity | None:
+        """FastStream security object for the configured protocol (None = plaintext)."""
+        sec = self.kafka
+        if sec.security_protocol == "PLAINTEXT":
+            return None
+        ssl_context = None
+        if sec.security_protocol in ("SSL", "SASL_SSL"):
+            ssl_context = ssl.create_default_context(
+                cafile=str(sec.ssl_cafile) if sec.ssl_cafile else None
+            )
+            if sec.ssl_certfile:
+                ssl_context.load_cert_chain(
+                    str(sec.ssl_certfile), str(sec.ssl_keyfile) if sec.ssl_keyfile else None
+                )
+        if not sec.security_protocol.startswith("SASL"):
+            return BaseSecurity(ssl_context=ssl_context)
+        if sec.sasl_username is None or sec.sasl_password is None:
+            raise ValueError("SASL needs kafka.sasl_username and kafka.sasl_password")
+        mechanism = {
+            "PLAIN": SASLPlaintext,
+            "SCRAM-SHA-256": SASLScram256,
+            "SCRAM-SHA-512": SASLScram512,
+        }[sec.sasl_mechanism]
+        return mechanism(
+            username=sec.sasl_username,
+            password=sec.sasl_password.get_secret_value(),
+            ssl_context=ssl_context,
+            use_ssl=ssl_context is not None,
+        )

@@ -1,0 +1,223 @@
+"""Telemetry wiring used by every service: JSON logs with trace ids, Prometheus metrics,
+OpenTelemetry tracing (FastStream's Kafka middlewares carry context in headers), and the
+ops endpoints ``/healthz``, ``/readyz`` and ``/metrics``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.responses import JSONResponse
+from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
+from pythonjsonlogger.json import JsonFormatter
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+
+
+class _TraceContextFilter(logging.Filter):
+    """Adds the current trace and span ids to every record (empty when no span)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ctx = trace.get_current_span().get_span_context()
+        record.trace_id = format(ctx.trace_id, "032x") if ctx.is_valid else ""
+        record.span_id = format(ctx.span_id, "016x") if ctx.is_valid else ""
+        return True
+
+
+def configure_logging(settings: ServiceSettings) -> None:
+    """Root logging: one JSON object per line on stderr, with service and trace ids."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(_TraceContextFilter())
+    if settings.log_json:
+        handler.setFormatter(
+            JsonFormatter(
+                "%(asctime)s %(levelname)s %(name)s %(message)s %(trace_id)s %(span_id)s",
+                rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                static_fields={"service": settings.service_name},
+            )
+        )
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(trace_id)s] %(message)s")
+        )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    # uvicorn's access log would repeat every path (which may hold ids); our HTTP
+    # metrics cover traffic instead.
+    logging.getLogger("uvicorn.access").disabled = True
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+
+
+@dataclass
+class Telemetry:
+    """Per-process telemetry objects. A fresh registry per app keeps tests independent."""
+
+    service_name: str
+    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    tracer_provider: TracerProvider = field(default_factory=TracerProvider)
+
+    def kafka_middlewares(self) -> tuple[Any, ...]:
+        return (
+            KafkaTelemetryMiddleware(tracer_provider=self.tracer_provider),
+            KafkaPrometheusMiddleware(
+                registry=self.registry, app_name=self.service_name, metrics_prefix="faststream"
+            ),
+        )
+
+    def tracer(self) -> trace.Tracer:
+        return self.tracer_provider.get_tracer(f"commonground.{self.service_name}")
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, labels, registry=self.registry)
+
+    def histogram(
+        self, name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] = ()
+    ) -> Histogram:
+        kwargs: dict[str, Any] = {"registry": self.registry}
+        if buckets:
+            kwargs["buckets"] = buckets
+        return Histogram(name, doc, labels, **kwargs)
+
+
+def build_telemetry(
+    settings: ServiceSettings, *, span_processors: tuple[SpanProcessor, ...] = ()
+) -> Telemetry:
+    """Tracing exports over OTLP/HTTP only when enabled; off by default, and then no
+    exporter is built, so no error appears when no collector is present."""
+    resource = Resource.create(
+        {
+            "service.name": settings.service_name,
+            "service.namespace": settings.otel_service_namespace,
+        }
+    )
+    provider = TracerProvider(resource=resource)
+    if settings.otel_enabled:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        endpoint = settings.otel_exporter_otlp_endpoint
+        exporter = (
+            OTLPSpanExporter(endpoint=f"{endpoint.rstrip('/')}/v1/traces")
+            if endpoint
+            else OTLPSpanExporter()
+        )
+        provider.add_span_processor(BatchSpanProcessor(exporter))
+    for processor in span_processors:
+        provider.add_span_processor(processor)
+    return Telemetry(service_name=settings.service_name, tracer_provider=provider)
+
+
+class HttpMetricsMiddleware:
+    """Counts requests and observes latency by route *template*, method and status.
+
+    Labels use the matched route path (``/v1/enrolments/{enrolment_id}``), never the
+    raw URL, so no identifier becomes a label and cardinality stays bounded.
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.requests = telemetry.counter(
+            "http_requests_total", "HTTP requests handled.", ("route", "method", "status")
+        )
+        self.latency = telemetry.histogram(
+            "http_request_duration_seconds",
+            "HTTP request latency.",
+            ("route", "method"),
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status = 500
+        start = time.perf_counter()
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            self.requests.labels(template, method, str(status)).inc()
+            self.latency.labels(template, method).observe(time.perf_counter() - start)
+
+
+def ops_router(
+    telemetry: Telemetry,
+    readiness_checks: Callable[[], Mapping[str, ReadinessCheck]],
+    *,
+    timeout_s: float = 2.0,
+) -> APIRouter:
+    """``/healthz`` (process up), ``/readyz`` (dependencies reachable), ``/metrics``.
+
+    ``readiness_checks`` is called per request so the lifespan can install checks for
+    clients it builds later (and remove them on shutdown, making readiness go false
+    first). Responses carry no data beyond component names and booleans.
+    """
+    router = APIRouter(tags=["ops"])
+
+    @router.get("/healthz", summary="Liveness: the process is up")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @router.get("/readyz", summary="Readiness: broker and database reachable")
+    async def readyz() -> JSONResponse:
+        checks = dict(readiness_checks())
+        results: dict[str, bool] = {}
+
+        async def run(name: str, check: ReadinessCheck) -> None:
+            try:
+                results[name] = bool(await asyncio.wait_for(check(), timeout_s))
+            except Exception as exc:  # a failed probe is an answer, not an error
+                logger.info("readiness check %s failed: %s", name, type(exc).__name__)
+                results[name] = False
+
+        await asyncio.gather(*(run(n, c) for n, c in checks.items()))
+        ready = bool(checks) and all(results.values())
+        return JSONResponse(
+            {"status": "ready" if ready else "not ready", "checks": results},
+            status_code=200 if ready else 503,
+        )
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(telemetry.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
+    app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)

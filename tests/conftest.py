@@ -1,0 +1,50 @@
+"""Session-wide fixtures: a real broker and database for integration tests.
+
+By default the embedded Tansu broker and SecantusDB server are started on free
+loopback ports once per session; see tests/infra.py for the other modes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from tests.infra import Infra, provide_infra
+
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture(scope="session")
+def infra() -> Iterator[Infra]:
+    with provide_infra() as running:
+        yield running
+
+
+@pytest.fixture
+def platform_env(infra: Infra, monkeypatch: pytest.MonkeyPatch) -> Infra:
+    """Point every service's settings at the test broker and database."""
+    monkeypatch.setenv("COMMONGROUND_KAFKA_BOOTSTRAP_SERVERS", infra.kafka_bootstrap_servers)
+    monkeypatch.setenv("COMMONGROUND_MONGODB_URL", infra.mongodb_url)
+    return infra
+
+
+def require_tool(name: str) -> str:
+    """Path of a command-line tool; skip without it locally, fail without it in CI."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (./commonground test installs it as root)"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = str(item.fspath)
+        for tier in ("integration", "e2e"):
+            if f"/tests/{tier}/" in path:
+                item.add_marker(getattr(pytest.mark, tier))
