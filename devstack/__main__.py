@@ -17,7 +17,7 @@ import urllib.request
 from pathlib import Path
 from types import FrameType
 
-from devstack.embedded import EmbeddedKafka, EmbeddedMongo
+from devstack.embedded import EmbeddedKafka, EmbeddedMongo, kafka_answers, mongo_answers
 from devstack.processes import ChildProcess, StackError, require_free_port, wait_until
 from devstack.settings import StackSettings
 from shared.kafka import ensure_topics
@@ -61,7 +61,23 @@ class Stack:
             self.kafka = EmbeddedKafka(s.kafka_port, self.log_dir, host=s.host)
             self.kafka.start(timeout_s=s.ready_timeout_s)
             self.bootstrap = self.kafka.bootstrap_servers
-        if not self.mongodb_url:
+        else:
+            wait_until(
+                lambda: kafka_answers(self.bootstrap),
+                timeout_s=s.ready_timeout_s,
+                what=f"the external Kafka broker at {self.bootstrap}",
+                fix="Check COMMONGROUND_KAFKA_BOOTSTRAP_SERVERS (and the broker), "
+                "or unset it to use the embedded broker.",
+            )
+        if self.mongodb_url:
+            wait_until(
+                lambda: mongo_answers(self.mongodb_url),
+                timeout_s=s.ready_timeout_s,
+                what="the external MongoDB server",
+                fix="Check COMMONGROUND_MONGODB_URL (and the server), "
+                "or unset it to use the embedded database.",
+            )
+        else:
             self.mongo = EmbeddedMongo(
                 s.mongodb_port, self.data_dir / "mongodb", self.log_dir, host=s.host
             )

@@ -136,6 +136,7 @@ def wait_until(
     what: str,
     child: ChildProcess | None = None,
     interval_s: float = 0.25,
+    fix: str = "",
 ) -> None:
     """Poll ``check()`` until it returns true; fail clearly on timeout or child death."""
     deadline = time.monotonic() + timeout_s
@@ -154,4 +155,7 @@ def wait_until(
         time.sleep(interval_s)
     hint = f" Last error: {last_error!r}." if last_error else ""
     log = f" See its log: {child.log_path}" if child else ""
-    raise StackError(f"{what} did not become ready within {timeout_s:.0f}s.{hint}{log}")
+    raise StackError(
+        f"{what} did not become ready within {timeout_s:.0f}s.{hint}{log}"
+        + (f"\n{fix}" if fix else "")
+    )
