@@ -72,7 +72,7 @@ class ChildProcess:
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self._log = open(self.log_path, "ab")
         try:
             self.popen = subprocess.Popen(
                 list(self.argv),
@@ -81,7 +81,7 @@ class ChildProcess:
                 stdin=subprocess.DEVNULL,
                 env={**os.environ, **self.env},
                 cwd=self.cwd,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - needed for setsid+pdeathsig
+                preexec_fn=_die_with_parent,
             )
         except FileNotFoundError as exc:
             raise StackError(

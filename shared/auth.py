@@ -97,9 +97,7 @@ class ApiKeyStore:
         doc = await self._keys.find_one({"key_hash": hash_key(key), "revoked_at": None})
         if doc is None:
             return None
-        return Principal.model_validate(
-            {k: doc[k] for k in Principal.model_fields if k in doc}
-        )
+        return Principal.model_validate({k: doc[k] for k in Principal.model_fields if k in doc})
 
 
 UNAUTHORIZED = Problem(

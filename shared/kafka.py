@@ -58,7 +58,7 @@ async def ensure_topics(
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers,
         client_id="commonground-admin",
-        **_aiokafka_security_kwargs(security),
+        **aiokafka_security_kwargs(security),
     )
     await admin.start()
     try:
@@ -83,7 +83,7 @@ async def ensure_topics(
         await admin.close()
 
 
-def _aiokafka_security_kwargs(security: BaseSecurity | None) -> dict[str, Any]:
+def aiokafka_security_kwargs(security: BaseSecurity | None) -> dict[str, Any]:
     """FastStream security object → plain aiokafka client keyword arguments."""
     if security is None:
         return {}

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +24,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.dead_letters import DeadLetterPublisher
 from shared.kafka import make_broker
+from shared.lag import ConsumerLagMonitor, lag_monitoring
 from shared.mongo import make_mongo_client, mongo_ping
 from shared.problems import BodySizeLimitMiddleware, install_problem_handlers
 from shared.settings import ServiceSettings
@@ -74,7 +75,11 @@ def create_service_app(
     lifespan: ServiceLifespan = _no_extra_lifespan,
     telemetry: Telemetry | None = None,
     max_body_bytes: int = 1_048_576,
+    consumed_topics: Sequence[str] = (),
 ) -> FastAPI:
+    """``consumed_topics`` adds topics read outside FastStream subscribers (e.g. by a
+    hand-driven aiokafka consumer) to the consumer-lag metric; subscribers' topics are
+    found automatically."""
     telemetry = telemetry or build_telemetry(settings)
 
     @asynccontextmanager
@@ -92,8 +97,18 @@ def create_service_app(
         for router in kafka_routers(runtime):
             broker.include_router(router)
         try:
-            async with lifespan(runtime):
+            async with lifespan(runtime), AsyncExitStack() as stack:
                 await broker.start()
+                lag = ConsumerLagMonitor(
+                    telemetry,
+                    bootstrap_servers=settings.kafka_bootstrap_servers,
+                    group_id=settings.group_id,
+                    topics=[*_subscribed_topics(broker), *consumed_topics],
+                    security=settings.kafka_security(),
+                )
+                await stack.enter_async_context(
+                    lag_monitoring(lag, settings.consumer_lag_interval_s)
+                )
                 runtime.readiness.update(
                     broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
                     database=lambda: mongo_ping(mongo),
@@ -139,6 +154,14 @@ def create_service_app(
     for router in http_routers:
         app.include_router(router)
     return app
+
+
+def _subscribed_topics(broker: KafkaBroker) -> list[str]:
+    names: list[str] = []
+    for subscriber in broker.subscribers:
+        for topic in getattr(subscriber, "topics", ()) or ():
+            names.append(getattr(topic, "name", topic))
+    return names
 
 
 def run(app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from faststream.security import (
     BaseSecurity,
@@ -80,6 +80,9 @@ class ServiceSettings(BaseSettings):
     otel_service_namespace: str = "commonground"
 
     readiness_timeout_s: float = 2.0
+    consumer_lag_interval_s: float = Field(
+        default=10.0, description="How often consumer lag is measured for /metrics."
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
@@ -25,6 +25,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
     generate_latest,
 )
@@ -36,6 +37,7 @@ from shared.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+M = TypeVar("M")
 
 
 class _TraceContextFilter(logging.Filter):
@@ -80,8 +82,11 @@ class Telemetry:
     """Per-process telemetry objects. A fresh registry per app keeps tests independent."""
 
     service_name: str
-    registry: CollectorRegistry = field(default_factory=lambda: CollectorRegistry(auto_describe=True))
+    registry: CollectorRegistry = field(
+        default_factory=lambda: CollectorRegistry(auto_describe=True)
+    )
     tracer_provider: TracerProvider = field(default_factory=TracerProvider)
+    _metrics: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def kafka_middlewares(self) -> tuple[Any, ...]:
         return (
@@ -94,8 +99,13 @@ class Telemetry:
     def tracer(self) -> trace.Tracer:
         return self.tracer_provider.get_tracer(f"commonground.{self.service_name}")
 
+    # Metrics are created once per registry and shared after that, so components built
+    # anew in each lifespan (tests restart apps) get the same metric object.
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-        return Counter(name, doc, labels, registry=self.registry)
+        return self._metric(name, lambda: Counter(name, doc, labels, registry=self.registry))
+
+    def gauge(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+        return self._metric(name, lambda: Gauge(name, doc, labels, registry=self.registry))
 
     def histogram(
         self, name: str, doc: str, labels: tuple[str, ...] = (), buckets: tuple[float, ...] = ()
@@ -103,7 +113,13 @@ class Telemetry:
         kwargs: dict[str, Any] = {"registry": self.registry}
         if buckets:
             kwargs["buckets"] = buckets
-        return Histogram(name, doc, labels, **kwargs)
+        return self._metric(name, lambda: Histogram(name, doc, labels, **kwargs))
+
+    def _metric(self, name: str, factory: Callable[[], M]) -> M:
+        if name not in self._metrics:
+            self._metrics[name] = factory()
+        metric: M = self._metrics[name]
+        return metric
 
 
 def build_telemetry(

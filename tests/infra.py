@@ -54,9 +54,10 @@ def container_infra() -> Iterator[Infra]:
             "COMMONGROUND_TEST_INFRA=containers needs the 'containers' extra: "
             "uv sync --extra containers"
         ) from exc
-    with KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka, MongoDbContainer(
-        "mongo:7.0"
-    ) as mongo:
+    with (
+        KafkaContainer("confluentinc/cp-kafka:7.7.1").with_kraft() as kafka,
+        MongoDbContainer("mongo:7.0") as mongo,
+    ):
         yield Infra("containers", kafka.get_bootstrap_server(), mongo.get_connection_url())
 
 
@@ -77,9 +78,17 @@ def external_infra() -> Iterator[Infra]:
 @contextmanager
 def provide_infra(partitions: int = 4) -> Iterator[Infra]:
     kind = os.environ.get("COMMONGROUND_TEST_INFRA", "embedded")
-    factory = {"embedded": embedded_infra, "containers": container_infra, "external": external_infra}
+    factory = {
+        "embedded": embedded_infra,
+        "containers": container_infra,
+        "external": external_infra,
+    }
     if kind not in factory:
-        raise RuntimeError(f"COMMONGROUND_TEST_INFRA={kind!r}: use embedded, containers or external")
+        raise RuntimeError(
+            f"COMMONGROUND_TEST_INFRA={kind!r}: use embedded, containers or external"
+        )
     with factory[kind]() as infra:
-        asyncio.run(ensure_topics(infra.kafka_bootstrap_servers, all_topics(), partitions=partitions))
+        asyncio.run(
+            ensure_topics(infra.kafka_bootstrap_servers, all_topics(), partitions=partitions)
+        )
         yield infra

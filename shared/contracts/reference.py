@@ -7,7 +7,7 @@ authority") live in the services' domain modules.
 
 from __future__ import annotations
 
-from enum import Enum, IntEnum, StrEnum
+from enum import IntEnum, StrEnum
 
 
 class Programme(StrEnum):
@@ -146,7 +146,7 @@ class WithdrawalReason(IntEnum):
     NOT_KNOWN = 98
 
 
-class Weekday(str, Enum):
+class Weekday(StrEnum):
     MON = "mon"
     TUE = "tue"
     WED = "wed"

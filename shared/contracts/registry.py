@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from shared import topics
 from shared.cloudevents import Event, EventRegistry
-from shared.contracts.enrolment import ENROLMENT_EVENTS
+from shared.contracts.enrolment import ENROLMENT_EVENTS, INBOUND_SUBMISSIONS, REJECTION_EVENTS
 from shared.contracts.matching import MATCH_EVENTS, VOLUNTEER_EVENTS
 
 EVENTS_BY_TOPIC: dict[str, tuple[type[Event], ...]] = {
+    topics.ENROLMENT_INBOUND: INBOUND_SUBMISSIONS,
     topics.ENROLMENT_EVENTS: ENROLMENT_EVENTS,
+    topics.ENROLMENT_REJECTED: REJECTION_EVENTS,
     topics.MATCHING_VOLUNTEERS: VOLUNTEER_EVENTS,
     topics.MATCHING_MATCHES: MATCH_EVENTS,
 }

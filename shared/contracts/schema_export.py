@@ -21,7 +21,9 @@ SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
 
 
 def current_schemas() -> dict[str, dict[str, Any]]:
-    return {model.ce_type(): model.model_json_schema(mode="serialization") for model in all_events()}
+    return {
+        model.ce_type(): model.model_json_schema(mode="serialization") for model in all_events()
+    }
 
 
 def checked_in_schemas(directory: Path = SCHEMA_DIR) -> dict[str, dict[str, Any]]:
@@ -60,8 +62,13 @@ def _types(schema: dict[str, Any], root: dict[str, Any]) -> set[str]:
 
 
 def _compare(
-    old: dict[str, Any], new: dict[str, Any], old_root: dict[str, Any], new_root: dict[str, Any],
-    path: str, problems: list[str], depth: int = 0,
+    old: dict[str, Any],
+    new: dict[str, Any],
+    old_root: dict[str, Any],
+    new_root: dict[str, Any],
+    path: str,
+    problems: list[str],
+    depth: int = 0,
 ) -> None:
     if depth > 20:
         return
@@ -79,19 +86,21 @@ def _compare(
         problems.append(f"{path}.{name}: newly required")
     for name, old_sub in old_props.items():
         if name in new_props:
-            _compare(old_sub, new_props[name], old_root, new_root, f"{path}.{name}", problems, depth + 1)
+            _compare(
+                old_sub, new_props[name], old_root, new_root, f"{path}.{name}", problems, depth + 1
+            )
     if "items" in old and "items" in new:
         _compare(old["items"], new["items"], old_root, new_root, f"{path}[]", problems, depth + 1)
     for branch in ("anyOf",):
         for i, old_sub in enumerate(old.get(branch, [])):
             for new_sub in new.get(branch, []):
                 if _types(old_sub, old_root) <= _types(new_sub, new_root):
-                    _compare(old_sub, new_sub, old_root, new_root, f"{path}|{i}", problems, depth + 1)
+                    _compare(
+                        old_sub, new_sub, old_root, new_root, f"{path}|{i}", problems, depth + 1
+                    )
 
 
-def breaking_changes(
-    old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]
-) -> list[str]:
+def breaking_changes(old: dict[str, dict[str, Any]], new: dict[str, dict[str, Any]]) -> list[str]:
     problems: list[str] = []
     for ce_type, old_schema in old.items():
         if ce_type not in new:

@@ -71,7 +71,9 @@ def http_status(url: str) -> int:
 
 @pytest.fixture
 def stack_ports() -> dict[str, int]:
-    return {name: free_port() for name in ("kafka", "mongodb", "enrolment", "matching", "reporting")}
+    return {
+        name: free_port() for name in ("kafka", "mongodb", "enrolment", "matching", "reporting")
+    }
 
 
 def stack_env(tmp_path: Path, ports: dict[str, int]) -> dict[str, str]:
@@ -109,7 +111,9 @@ def test_stack_starts_serves_and_stops_cleanly(
         f"http://127.0.0.1:{stack_ports[s]}/readyz" for s in ("enrolment", "matching", "reporting")
     ]
     while time.monotonic() < deadline and not all(http_status(u) == 200 for u in urls):
-        assert running_stack.poll() is None, running_stack.stdout.read() if running_stack.stdout else ""
+        assert running_stack.poll() is None, (
+            running_stack.stdout.read() if running_stack.stdout else ""
+        )
         time.sleep(0.5)
     assert all(http_status(u) == 200 for u in urls), "services not ready within 90 s"
     children = descendants(running_stack.pid)

@@ -85,7 +85,10 @@ async def test_unparseable_record_goes_to_dead_letter_topic_with_coordinates(
         await producer.start()
         try:
             sent = await producer.send_and_wait(
-                ENROLMENT_EVENTS, b"\x00not json " + marker, key=marker, headers=[("x-test", marker)]
+                ENROLMENT_EVENTS,
+                b"\x00not json " + marker,
+                key=marker,
+                headers=[("x-test", marker)],
             )
         finally:
             await producer.stop()
@@ -97,6 +100,7 @@ async def test_unparseable_record_goes_to_dead_letter_topic_with_coordinates(
         )
         await consumer.start()
         try:
+
             async def dead_letter() -> dict[str, str] | None:
                 batch = await consumer.getmany(timeout_ms=500)
                 for records in batch.values():

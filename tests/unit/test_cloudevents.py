@@ -3,6 +3,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 from shared.cloudevents import CloudEvent, EnvelopeError
 from shared.contracts.matching import MatchEnded
@@ -60,7 +61,7 @@ def test_poison_records_raise_envelope_error(
 
 
 def test_event_models_are_frozen() -> None:
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         _event().data.reason = "changed"  # type: ignore[misc]
 
 
