@@ -14,10 +14,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol, TypeVar
 
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, RequestTimedOutError
-from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity
 from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout
 
+from shared.kafka import aiokafka_security_kwargs
 from shared.telemetry import Telemetry
 from shared.topics import dead_letter_topic
 
@@ -66,8 +68,25 @@ class PoisonMessage(Exception):
 
 
 class DeadLetterPublisher:
-    def __init__(self, broker: KafkaBroker, telemetry: Telemetry, consumer_group: str) -> None:
-        self._broker = broker
+    """Publishes with a plain aiokafka producer rather than through FastStream, so the
+    dead letter carries exactly the original headers (no added correlation or trace
+    headers overwriting the original ones) plus the ``dlq_*`` headers."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        telemetry: Telemetry,
+        consumer_group: str,
+        *,
+        security: BaseSecurity | None = None,
+    ) -> None:
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            client_id=f"{consumer_group}-dlq",
+            acks="all",
+            **aiokafka_security_kwargs(security),
+        )
+        self._started = False
         self._group = consumer_group
         self._count = telemetry.counter(
             "commonground_dead_letters_total",
@@ -75,29 +94,32 @@ class DeadLetterPublisher:
             ("topic", "kind"),
         )
 
+    async def start(self) -> None:
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            await self._producer.stop()
+            self._started = False
+
     async def send(self, record: RecordLike, error: BaseException, *, kind: str) -> None:
-        """Publish ``record`` to its DLQ. ``kind`` is ``poison`` or ``exhausted``."""
-        headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
-        for name in DLQ_HEADERS:
-            headers.pop(name, None)
-        headers.update(
-            {
-                # The message only: exception text from our own validators never
-                # echoes input values (see shared.problems.field_errors).
-                H_ERROR: f"{type(error).__name__}: {error}"[:2000],
-                H_ERROR_KIND: kind,
-                H_TOPIC: record.topic,
-                H_PARTITION: str(record.partition),
-                H_OFFSET: str(record.offset),
-                H_GROUP: self._group,
-                H_FAILED_AT: datetime.now(UTC).isoformat(),
-            }
-        )
-        await self._broker.publish(
-            record.value or b"",
-            topic=dead_letter_topic(record.topic),
-            key=record.key,
-            headers=headers,
+        """Publish ``record`` to its DLQ and wait for the broker's ack.
+        ``kind`` is ``poison`` or ``exhausted``."""
+        headers = [(k, v) for k, v in record.headers or () if k not in DLQ_HEADERS]
+        extra = {
+            # Exception text from our validators names fields, not input values.
+            H_ERROR: f"{type(error).__name__}: {error}"[:2000],
+            H_ERROR_KIND: kind,
+            H_TOPIC: record.topic,
+            H_PARTITION: str(record.partition),
+            H_OFFSET: str(record.offset),
+            H_GROUP: self._group,
+            H_FAILED_AT: datetime.now(UTC).isoformat(),
+        }
+        headers.extend((k, v.encode()) for k, v in extra.items())
+        await self._producer.send_and_wait(
+            dead_letter_topic(record.topic), record.value or b"", key=record.key, headers=headers
         )
         self._count.labels(record.topic, kind).inc()
         logger.warning(

@@ -72,7 +72,7 @@ class ConsumerLagMonitor:
         for topic in self._topics:
             ids = self._consumer.partitions_for_topic(topic)
             if ids is None:
-                await self._consumer._client.force_metadata_update()
+                await self._consumer.topics()  # refreshes cluster metadata
                 ids = self._consumer.partitions_for_topic(topic) or set()
             partitions.extend(TopicPartition(topic, p) for p in sorted(ids))
         if not partitions:

@@ -91,13 +91,21 @@ def create_service_app(
             telemetry=telemetry,
             broker=broker,
             mongo=mongo,
-            dead_letters=DeadLetterPublisher(broker, telemetry, settings.group_id),
+            dead_letters=DeadLetterPublisher(
+                settings.kafka_bootstrap_servers,
+                telemetry,
+                settings.group_id,
+                security=settings.kafka_security(),
+            ),
         )
         app.state.runtime = runtime
         for router in kafka_routers(runtime):
             broker.include_router(router)
         try:
-            async with lifespan(runtime), AsyncExitStack() as stack:
+            async with AsyncExitStack() as stack:
+                await runtime.dead_letters.start()
+                stack.push_async_callback(runtime.dead_letters.stop)
+                await stack.enter_async_context(lifespan(runtime))
                 await broker.start()
                 lag = ConsumerLagMonitor(
                     telemetry,

@@ -69,6 +69,10 @@ class MatchProposed(Event, MatchRef):
     event_name = "MatchProposed"
 
     score: float
+    score_components: dict[str, float] = Field(
+        default_factory=dict,
+        description="How the score was made up (weight earned per component), for explanation.",
+    )
     bridging_dimensions: tuple[str, ...] = Field(
         default=(),
         description="Background dimensions on which the pair differ (only from consented data).",

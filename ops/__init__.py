@@ -1,0 +1,1 @@
+"""Operator tools that work across services (dead-letter inspection and replay)."""
