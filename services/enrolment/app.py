@@ -2,18 +2,111 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
 from services.enrolment import handlers
-from services.enrolment.settings import EnrolmentSettings
-from shared.service import create_service_app
+from services.enrolment.domain import Pseudonymiser
+from services.enrolment.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.outbox import OutboxRelay, RelayConfig, RelayMetrics
+from services.enrolment.repository import (
+    MongoEnrolmentRepository,
+    MongoOutboxStore,
+    MongoProviderDirectory,
+    OutboxMessage,
+)
+from services.enrolment.settings import DEV_PSEUDONYM_KEY, EnrolmentSettings
+from shared import topics
+from shared.auth import ApiKeyStore
+from shared.contracts.registry import registry_for
+from shared.kafka import publish_event
+from shared.service import Runtime, create_service_app
+from shared.telemetry import build_telemetry
+
+logger = logging.getLogger(__name__)
+
+OUTBOX_EVENTS = registry_for(topics.ENROLMENT_EVENTS, topics.ENROLMENT_REJECTED)
+
+
+def pseudonymiser_for(settings: EnrolmentSettings) -> Pseudonymiser:
+    key = settings.pseudonym_key.get_secret_value()
+    if key == DEV_PSEUDONYM_KEY:
+        if not settings.allow_dev_secrets:
+            raise RuntimeError(
+                "ENROLMENT_PSEUDONYM_KEY is not set (the development default is refused "
+                "because ENROLMENT_ALLOW_DEV_SECRETS=false)"
+            )
+        logger.warning(
+            "using the DEVELOPMENT pseudonym key: set ENROLMENT_PSEUDONYM_KEY before "
+            "handling real learner data"
+        )
+    return Pseudonymiser(key.encode())
 
 
 def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     settings = settings or EnrolmentSettings()
-    return create_service_app(
+    telemetry = build_telemetry(settings)
+    pseudonyms = pseudonymiser_for(settings)
+
+    @asynccontextmanager
+    async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+        db = runtime.db
+        repository = MongoEnrolmentRepository(runtime.mongo, db)
+        outbox = MongoOutboxStore(db, retention_s=settings.outbox_retention_s)
+        providers = MongoProviderDirectory(db)
+        keys = ApiKeyStore(db["api_keys"])
+        for component in (repository, outbox, providers, keys):
+            await component.ensure_indexes()
+
+        async def publish(message: OutboxMessage) -> None:
+            # Re-validated against the contract on the way out; ce_id = outbox row id.
+            event = OUTBOX_EVENTS.decode(message.body.encode(), message.headers)
+            await publish_event(runtime.broker, message.topic, event, key=message.key)
+
+        relay = OutboxRelay(
+            outbox,
+            publish,
+            RelayConfig(
+                batch_size=settings.outbox_batch_size,
+                poll_interval_s=settings.outbox_poll_interval_s,
+                lease_ttl_s=settings.outbox_lease_ttl_s,
+            ),
+            RelayMetrics(runtime.telemetry),
+            # Publish only between broker start and shutdown (readiness is set after
+            # the broker starts and cleared first on shutdown).
+            can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+        )
+        service = EnrolmentService(
+            repository,
+            providers,
+            pseudonyms,
+            IntakeMetrics(runtime.telemetry),
+            on_commit=relay.wake,
+        )
+        runtime.state[handlers.STATE_KEY] = handlers.EnrolmentContext(
+            settings=settings, service=service, keys=keys, relay=relay
+        )
+        await relay.refresh_backlog()
+        if settings.outbox_relay_enabled:
+            relay.start()
+        try:
+            yield
+        finally:
+            await relay.stop()
+
+    app = create_service_app(
         settings,
         title="Common Ground enrolment",
-        description="Provider intake of ESOL and adult-skills enrolments.",
+        description="Provider intake of ESOL and adult-skills enrolments and progress: "
+        "validation, pseudonymisation at the edge, ILR lifecycle, transactional outbox.",
+        http_routers=[handlers.router],
         kafka_routers=handlers.kafka_routers,
+        lifespan=lifespan,
+        telemetry=telemetry,
+        max_body_bytes=settings.max_body_bytes,
     )
+    handlers.install_validation_handler(app)
+    return app

@@ -1,29 +1,466 @@
-"""Enrolment's subscribers and routes."""
+"""Enrolment's routes and subscribers: thin adapters from HTTP / Kafka to the service layer."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any, get_args
 
+from aiokafka import ConsumerRecord
+from fastapi import APIRouter, Body, Depends, FastAPI, Path, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from faststream.message import StreamMessage
 
+from services.enrolment.api import (
+    BatchRequest,
+    BatchResponse,
+    EnrolmentReceipt,
+    EnrolmentView,
+    ProgressReceipt,
+    enrolment_path,
+)
+from services.enrolment.domain import (
+    AssessmentProgress,
+    AttendanceProgress,
+    BreakProgress,
+    CompletionProgress,
+    IllegalTransition,
+    InvalidProgress,
+    OutcomeProgress,
+    Progress,
+    Provider,
+    ResumeProgress,
+    Status,
+    WithdrawalProgress,
+)
+from services.enrolment.intake import Channel, EnrolmentService, InboundItem, ItemStatus
+from services.enrolment.outbox import OutboxRelay
+from services.enrolment.settings import EnrolmentSettings
 from shared import topics
+from shared.auth import ApiKeyStore, Role, authenticate
+from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
+from shared.dead_letters import PoisonMessage, RetryPolicy, retrying
+from shared.problems import Problem, field_errors, problem_response
 from shared.service import Runtime
 
 logger = logging.getLogger(__name__)
 
+STATE_KEY = "enrolment"
+
+
+@dataclass(frozen=True)
+class EnrolmentContext:
+    """What the routes and subscribers need, built in the lifespan."""
+
+    settings: EnrolmentSettings
+    service: EnrolmentService
+    keys: ApiKeyStore
+    relay: OutboxRelay
+
+
+def context_of(request: Request) -> EnrolmentContext:
+    ctx: EnrolmentContext = request.app.state.runtime.state[STATE_KEY]
+    return ctx
+
+
+Context = Annotated[EnrolmentContext, Depends(context_of)]
+
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ProviderKey",
+    description="The provider's API key: `Authorization: Bearer <key>`.",
+)
+
+
+async def current_provider(
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Provider:
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    principal = await authenticate(ctx.keys, header, [Role.PROVIDER])
+    provider = await ctx.service.provider(principal.ukprn)
+    if provider is None:
+        raise Problem(
+            403,
+            "Forbidden",
+            "This key's provider is not registered or has been deactivated.",
+            slug="provider-inactive",
+        )
+    return provider
+
+
+CurrentProvider = Annotated[Provider, Depends(current_provider)]
+
+
+def _size_limit(limit: Callable[[EnrolmentSettings], int]) -> Callable[..., Awaitable[None]]:
+    async def check(request: Request, ctx: Context) -> None:
+        length = request.headers.get("content-length", "")
+        max_bytes = limit(ctx.settings)
+        if length.isdigit() and int(length) > max_bytes:
+            raise Problem(
+                413,
+                "Payload too large",
+                f"This endpoint accepts bodies up to {max_bytes} bytes.",
+                slug="payload-too-large",
+            )
+
+    return check
+
+
+async def intake_open(ctx: Context) -> None:
+    """Backpressure: refuse new work while the broker is not keeping up."""
+    if ctx.relay.backlog > ctx.settings.outbox_backlog_limit:
+        raise Problem(
+            503,
+            "Service unavailable",
+            "Events are not being published fast enough (broker unavailable?); "
+            "nothing was stored. Retry later.",
+            slug="intake-backpressure",
+            headers={"Retry-After": str(ctx.settings.outbox_retry_after_s)},
+        )
+
+
+_PROBLEM: dict[str, Any] = {"content": {"application/problem+json": {}}}
+_COMMON_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "No or unknown API key", **_PROBLEM},
+    403: {"description": "Not a provider key / not contracted", **_PROBLEM},
+    413: {"description": "Body too large", **_PROBLEM},
+    422: {"description": "Invalid: every error has a field pointer", **_PROBLEM},
+    503: {"description": "Backpressure: retry after Retry-After seconds", **_PROBLEM},
+}
+
+router = APIRouter(prefix="/v1/enrolments", tags=["enrolments"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=EnrolmentReceipt,
+    summary="Submit one enrolment",
+    description="201 with the new enrolment, 200 with the existing one when the same "
+    "submission (provider + learner_ref + learning_aim_ref + start_date, same details) "
+    "was accepted before, 409 when that enrolment exists with different details.",
+    responses={
+        200: {"description": "Already accepted (idempotent replay)", "model": EnrolmentReceipt},
+        409: {"description": "Exists with different details", **_PROBLEM},
+        **_COMMON_ERRORS,
+    },
+    dependencies=[Depends(_size_limit(lambda s: s.max_item_body_bytes)), Depends(intake_open)],
+)
+async def submit_enrolment(
+    submission: Annotated[EnrolmentSubmission, Body()],
+    provider: CurrentProvider,
+    ctx: Context,
+    response: Response,
+) -> EnrolmentReceipt:
+    checked = ctx.service.check_valid(submission, provider)
+    result = await ctx.service.submit_checked(provider, checked, Channel.HTTP)
+    if result.status is ItemStatus.REJECTED:
+        forbidden = result.http_status == 403
+        raise Problem(
+            result.http_status,
+            "Forbidden" if forbidden else "Validation failed",
+            "The provider is not contracted for this combined authority."
+            if forbidden
+            else "The submission breaks the enrolment rules; see errors for each field.",
+            slug="not-contracted" if forbidden else "validation-failed",
+            errors=[e.as_problem_error() for e in result.errors],
+        )
+    assert result.enrolment_id is not None
+    if result.status is ItemStatus.CONFLICT:
+        raise Problem(
+            409,
+            "Conflict",
+            result.errors[0].message,
+            slug="conflicting-duplicate",
+            errors=[e.as_problem_error() for e in result.errors],
+        )
+    href = enrolment_path(result.enrolment_id)
+    response.headers["Location"] = href
+    status = Status.CONTINUING
+    if result.status is ItemStatus.DUPLICATE:
+        response.status_code = 200
+        existing = await ctx.service.get(provider, result.enrolment_id)
+        status = existing.lifecycle.status if existing else status
+    return EnrolmentReceipt(
+        enrolment_id=result.enrolment_id,
+        result=result.status,
+        status=status,
+        submission_ref=result.submission_ref,
+        href=href,
+    )
+
+
+@router.post(
+    "/batch",
+    response_model=BatchResponse,
+    summary="Submit up to 1000 enrolments",
+    description="Each item is checked exactly like a single submission and accepted or "
+    "refused on its own; the accepted ones are stored in one write. Per-item results "
+    "carry the status the item would have had as a single POST, and field pointers into "
+    "this request (/items/<index>/<field>).",
+    responses=_COMMON_ERRORS,
+    dependencies=[Depends(intake_open)],
+)
+async def submit_batch(
+    batch: BatchRequest, provider: CurrentProvider, ctx: Context
+) -> BatchResponse:
+    limit = ctx.settings.max_batch_items
+    if len(batch.items) > limit:
+        raise Problem(
+            413,
+            "Payload too large",
+            f"A batch holds at most {limit} items; split it.",
+            slug="batch-too-large",
+            errors=[
+                {
+                    "pointer": "/items",
+                    "field": "items",
+                    "message": f"at most {limit} items",
+                    "type": "too_long",
+                }
+            ],
+        )
+    results = await ctx.service.submit(provider, batch.items, Channel.HTTP_BATCH)
+    return BatchResponse.of(results)
+
+
+EnrolmentId = Annotated[str, Path(pattern=r"^enr_[0-9a-f]{32}$", description="Enrolment id")]
+
+
+@router.get(
+    "/{enrolment_id}",
+    response_model=EnrolmentView,
+    summary="One of the provider's own enrolments",
+    responses={
+        404: {"description": "Unknown, or another provider's", **_PROBLEM},
+        **_COMMON_ERRORS,
+    },
+)
+async def get_enrolment(
+    enrolment_id: EnrolmentId, provider: CurrentProvider, ctx: Context
+) -> EnrolmentView:
+    enrolment = await ctx.service.get(provider, enrolment_id)
+    if enrolment is None:
+        raise _not_found()
+    return EnrolmentView.of(enrolment)
+
+
+def _not_found() -> Problem:
+    return Problem(
+        404,
+        "Not found",
+        "No enrolment of this provider has this id.",
+        slug="enrolment-not-found",
+    )
+
+
+@router.post(
+    "/{enrolment_id}/progress",
+    status_code=202,
+    response_model=ProgressReceipt,
+    summary="Record attendance, an assessment, a break, a return, completion, an outcome "
+    "or a withdrawal",
+    description="202 when applied (the event follows via the outbox), 200 when this exact "
+    "record was applied before, 409 when the lifecycle forbids it (e.g. completing a "
+    "withdrawn enrolment, an outcome before completion).",
+    responses={
+        200: {"description": "Already applied (idempotent replay)", "model": ProgressReceipt},
+        404: {"description": "Unknown, or another provider's", **_PROBLEM},
+        409: {"description": "Illegal lifecycle transition", **_PROBLEM},
+        **_COMMON_ERRORS,
+    },
+    dependencies=[Depends(_size_limit(lambda s: s.max_item_body_bytes)), Depends(intake_open)],
+)
+async def record_progress(
+    enrolment_id: EnrolmentId,
+    progress: Annotated[Progress, Body()],
+    provider: CurrentProvider,
+    ctx: Context,
+    response: Response,
+) -> ProgressReceipt:
+    try:
+        outcome = await ctx.service.record_progress(provider, enrolment_id, progress)
+    except IllegalTransition as exc:
+        raise Problem(
+            409,
+            "Illegal transition",
+            exc.message,
+            slug="illegal-transition",
+            errors=[
+                {
+                    "pointer": exc.pointer,
+                    "field": exc.pointer.strip("/").replace("/", "."),
+                    "message": exc.message,
+                    "type": "illegal_transition",
+                }
+            ],
+        ) from None
+    except InvalidProgress as exc:
+        raise Problem(
+            422,
+            "Validation failed",
+            "The progress record is not valid for this enrolment; see errors.",
+            slug="validation-failed",
+            errors=[e.as_problem_error() for e in exc.errors],
+        ) from None
+    if outcome is None:
+        raise _not_found()
+    enrolment, applied = outcome
+    if not applied:
+        response.status_code = 200
+    lc = enrolment.lifecycle
+    return ProgressReceipt(
+        enrolment_id=enrolment.enrolment_id,
+        applied=applied,
+        status=lc.status,
+        completion_status=lc.completion_status,
+        outcome=lc.outcome,
+        href=enrolment_path(enrolment.enrolment_id),
+    )
+
+
+PROGRESS_KINDS = frozenset(
+    get_args(m.model_fields["kind"].annotation)[0]
+    for m in (
+        AttendanceProgress,
+        AssessmentProgress,
+        BreakProgress,
+        ResumeProgress,
+        CompletionProgress,
+        WithdrawalProgress,
+        OutcomeProgress,
+    )
+)
+
+
+def install_validation_handler(app: FastAPI) -> None:
+    """422 problems as in :mod:`shared.problems`, except that the progress union's tag
+    ("completion") is dropped from field paths: '/outcome', not '/completion/outcome'."""
+
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        errors = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            if len(loc) > 2 and loc[0] == "body" and loc[1] in PROGRESS_KINDS:
+                err = {**err, "loc": (loc[0], *loc[2:])}
+            errors.append(err)
+        problem = Problem(
+            422,
+            "Validation failed",
+            "The request does not match the schema; see errors for each field.",
+            slug="validation-failed",
+            errors=field_errors(errors),
+        )
+        return problem_response(problem, request.url.path)
+
+    app.add_exception_handler(RequestValidationError, on_validation)
+
+
+# ---------------------------------------------------------------------------------- Kafka
+
+
+def decode_inbound(record: ConsumerRecord[Any, Any]) -> InboundItem:
+    """One inbound record → an item to check, or PoisonMessage for bytes no check can use.
+
+    Body: the submission as JSON (the same document as the HTTP body). Key: the
+    provider's UKPRN. CloudEvent headers are optional; if ``ce_type`` is present it must
+    be the submission type.
+    """
+    headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
+    ce_type = headers.get("ce_type")
+    if ce_type and ce_type != EnrolmentSubmission.ce_type():
+        raise PoisonMessage(
+            f"unexpected ce_type on {topics.ENROLMENT_INBOUND}; "
+            f"expected {EnrolmentSubmission.ce_type()}"
+        )
+    if not record.value:
+        raise PoisonMessage("empty record: expected a JSON submission")
+    try:
+        payload = json.loads(record.value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PoisonMessage(f"body is not JSON ({type(exc).__name__})") from None
+    provider_ref = None
+    if record.key:
+        try:
+            provider_ref = record.key.decode().strip() or None
+        except UnicodeDecodeError:
+            provider_ref = None
+    return InboundItem(
+        coordinates=InboundCoordinates(
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            ce_id=headers.get("ce_id"),
+        ),
+        provider_ref=provider_ref,
+        payload=payload,
+    )
+
+
+async def tolerant_batch_parser(
+    records: tuple[ConsumerRecord[Any, Any], ...],
+    original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream decodes header values as UTF-8 before our handler runs; one record with
+    binary headers would fail the whole batch forever. Replace undecodable bytes instead,
+    so the record reaches the handler (and the dead-letter topic if it is poison)."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        return await original(tuple(_text_headers(r) for r in records))
+
+
+def _text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
+    headers = [(k, v.decode(errors="replace").encode()) for k, v in record.headers or ()]
+    return dataclasses.replace(record, headers=headers)
+
+
+INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
+
 
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
-    router = KafkaRouter()
+    settings = runtime.settings
+    assert isinstance(settings, EnrolmentSettings)
+    kafka = KafkaRouter()
 
-    @router.subscriber(
+    # One transaction per batch of records. NACK_ON_ERROR: offsets are committed only
+    # after the batch is stored; an exception (after transient retries) rewinds every
+    # partition of the batch, and redelivery is idempotent (enrolment ids and rejection
+    # ids are deterministic).
+    @kafka.subscriber(
         topics.ENROLMENT_INBOUND,
-        group_id=runtime.settings.group_id,
+        group_id=settings.group_id,
         auto_offset_reset="earliest",
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        batch=True,
+        max_records=settings.inbound_max_records,
+        batch_timeout_ms=settings.inbound_batch_timeout_ms,
+        parser=tolerant_batch_parser,
     )
-    async def on_submission(message: KafkaMessage) -> None:
-        logger.debug("submission received on %s", topics.ENROLMENT_INBOUND)
+    async def on_submissions(message: KafkaMessage) -> None:
+        ctx: EnrolmentContext = runtime.state[STATE_KEY]
+        raw = message.raw_message
+        records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
+        items: list[InboundItem] = []
+        poison: list[tuple[ConsumerRecord[Any, Any], PoisonMessage]] = []
+        for record in records:
+            try:
+                items.append(decode_inbound(record))
+            except PoisonMessage as exc:
+                poison.append((record, exc))
+        if items:
+            await retrying(lambda: ctx.service.submit_inbound(items), INTAKE_RETRY)
+        for record, error in poison:
+            await runtime.dead_letters.send(record, error, kind="poison")
 
-    return [router]
+    return [kafka]

@@ -3,11 +3,18 @@ under ``COMMONGROUND_``)."""
 
 from __future__ import annotations
 
+import hashlib
 from typing import ClassVar
 
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
+
+# LOCAL USE ONLY. A key anyone can derive from the source code gives no protection: every
+# deployment that holds real learner data must set ENROLMENT_PSEUDONYM_KEY (and set
+# ENROLMENT_ALLOW_DEV_SECRETS=false so that forgetting it stops the service).
+DEV_PSEUDONYM_KEY = hashlib.sha256(b"commonground/enrolment/dev-only-pseudonym-key").hexdigest()
 
 
 class EnrolmentSettings(ServiceSettings):
@@ -16,3 +23,51 @@ class EnrolmentSettings(ServiceSettings):
     service_name: ClassVar[str] = "enrolment"
 
     http_port: int = 8001
+
+    pseudonym_key: SecretStr = Field(
+        default=SecretStr(DEV_PSEUDONYM_KEY),
+        description="HMAC key for learner pseudonyms and enrolment ids. The default is for "
+        "local development only; production must set its own (>= 32 random bytes) and "
+        "keep it stable: changing it changes every pseudonym.",
+    )
+    allow_dev_secrets: bool = Field(
+        default=True,
+        description="Start even though pseudonym_key is the public development default. "
+        "Set false in production.",
+    )
+    demo_provider_key: SecretStr | None = Field(
+        default=None,
+        description="API key of the demo provider registered by `enrolment-admin seed-demo` "
+        "(env COMMONGROUND_DEMO_PROVIDER_KEY).",
+    )
+
+    max_batch_items: int = Field(default=1000, ge=1, description="Items per batch request.")
+    max_body_bytes: int = Field(
+        default=4 * 1024 * 1024, description="Largest request body (a full batch)."
+    )
+    max_item_body_bytes: int = Field(
+        default=64 * 1024, description="Largest body for a single submission or progress."
+    )
+
+    outbox_batch_size: int = Field(default=500, ge=1, description="Rows per relay round.")
+    outbox_poll_interval_s: float = Field(
+        default=0.5, gt=0, description="Idle relay wake-up (commits also wake it at once)."
+    )
+    outbox_backlog_limit: int = Field(
+        default=50_000,
+        ge=1,
+        description="Unpublished outbox rows above which HTTP intake answers 503.",
+    )
+    outbox_retry_after_s: int = Field(default=30, description="Retry-After sent with the 503.")
+    outbox_lease_ttl_s: float = Field(
+        default=15.0, description="Relay leadership lease; another replica takes over after."
+    )
+    outbox_retention_s: int = Field(
+        default=7 * 24 * 3600, description="Published outbox rows are kept this long."
+    )
+    outbox_relay_enabled: bool = True
+
+    inbound_max_records: int = Field(
+        default=500, ge=1, description="Records per Kafka intake batch (one transaction)."
+    )
+    inbound_batch_timeout_ms: int = Field(default=200, ge=1)
