@@ -2,18 +2,78 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
 from fastapi import FastAPI
 
 from services.matching import handlers
+from services.matching.domain import BatchPolicy, weights_from_toml
+from services.matching.metrics import MatchingMetrics
+from services.matching.repository import MongoMatchingRepository
 from services.matching.settings import MatchingSettings
-from shared.service import create_service_app
+from services.matching.use_cases import MatchingService
+from services.matching.workers import Leases, OutboxRelay, Workers, instance_id
+from shared.auth import ApiKeyStore
+from shared.contracts.registry import registry_for
+from shared.service import Runtime, create_service_app
+from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
 
 def create_app(settings: MatchingSettings | None = None) -> FastAPI:
     settings = settings or MatchingSettings()
+
+    @asynccontextmanager
+    async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+        weights = weights_from_toml(settings.weights_file.read_text())
+        repo = MongoMatchingRepository(runtime.mongo, runtime.db)
+        await repo.ensure_indexes()
+        keys = ApiKeyStore(runtime.db["api_keys"])
+        await keys.ensure_indexes()
+        metrics = MatchingMetrics(runtime.telemetry)
+        leases = Leases(repo, instance_id(), timedelta(seconds=settings.lease_ttl_s))
+        relay = OutboxRelay(
+            repo,
+            runtime.broker,
+            registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES),
+            metrics,
+            acquire=leases.acquire,
+            batch_size=settings.outbox_batch_size,
+        )
+        service = MatchingService(
+            repo=repo,
+            weights=weights,
+            policy=BatchPolicy(
+                threshold=settings.batch_threshold,
+                window=timedelta(seconds=settings.batch_window_s),
+            ),
+            metrics=metrics,
+            on_commit=relay.notify,
+        )
+        runtime.state["matching"] = handlers.MatchingContext(
+            service=service, keys=keys, settings=settings
+        )
+        workers = Workers(
+            service,
+            relay,
+            leases,
+            scheduler_tick_s=settings.scheduler_tick_s,
+            dbs_check_interval_s=settings.dbs_check_interval_s,
+            outbox_poll_interval_s=settings.outbox_poll_interval_s,
+        )
+        workers.start()
+        try:
+            yield
+        finally:
+            await workers.stop()
+
     return create_service_app(
         settings,
         title="Common Ground matching",
-        description="Pairs volunteers with participants across backgrounds.",
+        description="Pairs volunteers with participants across backgrounds: whole-pool "
+        "optimal proposals under hard constraints, coordinator decisions, DBS pauses.",
+        http_routers=[handlers.router],
         kafka_routers=handlers.kafka_routers,
+        lifespan=lifespan,
     )

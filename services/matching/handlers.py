@@ -1,39 +1,470 @@
-"""Matching's subscribers and routes: thin, validate → domain → publish."""
+"""Matching's subscribers and routes: thin, validate → use case → response.
+
+HTTP is for coordinators (``Role.COORDINATOR``), each limited to the combined
+authorities of their key. No response or log line carries anyone's background fields.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Annotated, Literal
 
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.matching.domain import (
+    SLOT_PATTERN,
+    BackgroundFields,
+    DomainError,
+    InvalidParticipant,
+    InvalidTransition,
+    Match,
+    MatchStatus,
+    Volunteer,
+    VolunteerDetails,
+    VolunteerIneligible,
+)
+from services.matching.repository import Conflict
+from services.matching.settings import MatchingSettings
+from services.matching.use_cases import MatchingService, NotFound, OutOfScope
 from shared import topics
+from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import decode_or_dead_letter
 from shared.contracts.enrolment import ParticipantOptedIn
+from shared.contracts.reference import (
+    AgeBand,
+    CombinedAuthority,
+    Ethnicity,
+    Religion,
+    Sex,
+)
 from shared.contracts.registry import registry_for
-from shared.service import Runtime
+from shared.dead_letters import RetryPolicy, retrying
+from shared.problems import Problem
+from shared.service import Runtime, runtime_of
 
 logger = logging.getLogger(__name__)
 
 ENROLMENT_EVENTS = registry_for(topics.ENROLMENT_EVENTS)
 
 
+@dataclass(frozen=True)
+class MatchingContext:
+    """What the lifespan builds and the handlers use (``runtime.state["matching"]``)."""
+
+    service: MatchingService
+    keys: ApiKeyStore
+    settings: MatchingSettings
+
+
+def context_of(runtime: Runtime) -> MatchingContext:
+    context: MatchingContext = runtime.state["matching"]
+    return context
+
+
+# ---------------------------------------------------------------------------- Kafka
+
+
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     router = KafkaRouter()
+    settings = runtime.settings
+    offset_reset: Literal["earliest", "latest"] = (
+        settings.consumer_offset_reset if isinstance(settings, MatchingSettings) else "earliest"
+    )
+    retry_policy = RetryPolicy()
 
     # NACK_ON_ERROR: commit only after the handler returns; an exception seeks back
     # so the record is redelivered (at-least-once). Poison is dead-lettered and acked.
     @router.subscriber(
         topics.ENROLMENT_EVENTS,
-        group_id=runtime.settings.group_id,
-        auto_offset_reset="earliest",
+        group_id=settings.group_id,
+        auto_offset_reset=offset_reset,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:
         event = await decode_or_dead_letter(message, ENROLMENT_EVENTS, runtime.dead_letters)
         if event is None or not isinstance(event.data, ParticipantOptedIn):
             return
-        logger.info("participant opted in (enrolment %s)", event.data.enrolment_id)
+        opt_in = event.data
+        service = context_of(runtime).service
+        try:
+            added = await retrying(lambda: service.record_opt_in(event.id, opt_in), retry_policy)
+        except InvalidParticipant as exc:
+            record = message.raw_message
+            assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
+            await runtime.dead_letters.send(record, exc, kind="poison")
+            return
+        logger.info(
+            "participant opt-in %s (enrolment %s)",
+            "recorded" if added else "already processed",
+            opt_in.enrolment_id,
+        )
 
     return [router]
+
+
+# ---------------------------------------------------------------------------- HTTP
+
+router = APIRouter(prefix="/v1", tags=["matching"])
+bearer = HTTPBearer(auto_error=False, description="A coordinator's API key.")
+
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
+Slot = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pattern=SLOT_PATTERN)]
+LocalAuthority = Annotated[str, StringConstraints(pattern=r"^E0[6-9]\d{6}$")]
+
+
+async def coordinator(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    keys = context_of(runtime_of(request)).keys
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return await authenticate(keys, header, [Role.COORDINATOR])
+
+
+def service_of(request: Request) -> MatchingService:
+    return context_of(runtime_of(request)).service
+
+
+Coordinator = Annotated[Principal, Depends(coordinator)]
+Service = Annotated[MatchingService, Depends(service_of)]
+
+
+def problem_for(exc: Exception) -> Problem:
+    if isinstance(exc, NotFound):
+        return Problem(404, "Not found", str(exc), slug="match-not-found")
+    if isinstance(exc, OutOfScope):
+        return Problem(403, "Forbidden", str(exc), slug="out-of-scope")
+    if isinstance(exc, InvalidTransition):
+        return Problem(409, "Conflict", str(exc), slug="invalid-transition")
+    if isinstance(exc, VolunteerIneligible):
+        return Problem(409, "Conflict", str(exc), slug="volunteer-ineligible")
+    if isinstance(exc, Conflict):
+        return Problem(409, "Conflict", f"{exc}; reload and retry", slug="concurrent-change")
+    return Problem(422, "Unprocessable", str(exc), slug="rule-violated")
+
+
+class BackgroundIn(BaseModel):
+    """Special category data: stored only with consent, never published or logged."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ethnicity: Ethnicity | None = None
+    religion: Religion | None = None
+    country_of_birth: str | None = Field(
+        default=None, pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2"
+    )
+
+
+class VolunteerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    volunteer_id: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Omit to register a new volunteer; give an existing id to update it.",
+    )
+    local_authority: LocalAuthority = Field(description="ONS LAD code of the volunteer's borough.")
+    capacity: int = Field(ge=1, le=10, description="How many participants at once.")
+    dbs_expires_on: date = Field(description="Expiry date of the volunteer's DBS check.")
+    availability: list[Slot] = Field(
+        min_length=1, max_length=21, description="Slots like 'mon-am', 'sat-pm', 'thu-eve'."
+    )
+    languages: list[Tag] = Field(default_factory=list, max_length=20)
+    interests: list[Tag] = Field(default_factory=list, max_length=30)
+    gender: Sex | None = None
+    gender_preference: Sex | None = Field(
+        default=None, description="Only be matched with participants of this sex."
+    )
+    age_band: AgeBand | None = None
+    consent_to_match_on_background: bool = Field(
+        default=False,
+        description="The volunteer's explicit consent to be matched on background "
+        "(age band, ethnicity, religion, country of birth). Without it the background is "
+        "not stored.",
+    )
+    background: BackgroundIn | None = None
+
+    def details(self) -> VolunteerDetails:
+        bg = self.background
+        return VolunteerDetails(
+            local_authority=self.local_authority,
+            capacity=self.capacity,
+            dbs_expires_on=self.dbs_expires_on,
+            languages=tuple(self.languages),
+            availability=tuple(self.availability),
+            interests=tuple(self.interests),
+            gender=self.gender,
+            gender_preference=self.gender_preference,
+            age_band=self.age_band,
+            consent_matching=self.consent_to_match_on_background,
+            background=(
+                BackgroundFields(bg.ethnicity, bg.religion, bg.country_of_birth)
+                if bg is not None and self.consent_to_match_on_background
+                else None
+            ),
+        )
+
+
+class VolunteerOut(BaseModel):
+    volunteer_id: str
+    combined_authority: CombinedAuthority
+    local_authority: str
+    capacity: int
+    active_matches: int
+    dbs_expires_on: date
+    paused: bool = Field(description="True while the DBS check has lapsed: no new proposals.")
+    availability: list[str]
+    languages: list[str]
+    interests: list[str]
+    gender: Sex | None
+    gender_preference: Sex | None
+    background_recorded: bool
+    registered_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, v: Volunteer, today: date) -> VolunteerOut:
+        return cls(
+            volunteer_id=v.volunteer_id,
+            combined_authority=v.combined_authority,
+            local_authority=v.local_authority,
+            capacity=v.capacity,
+            active_matches=v.active,
+            dbs_expires_on=v.dbs_expires_on,
+            paused=not v.dbs_valid(today),
+            availability=list(v.availability),
+            languages=list(v.languages),
+            interests=list(v.interests),
+            gender=v.gender,
+            gender_preference=v.gender_preference,
+            background_recorded=v.background is not None,
+            registered_at=v.registered_at,
+            updated_at=v.updated_at,
+        )
+
+
+class MatchOut(BaseModel):
+    match_id: str
+    status: MatchStatus
+    volunteer_id: str
+    participant: str
+    enrolment_id: str | None
+    combined_authority: CombinedAuthority
+    local_authority: str
+    score: float
+    score_components: dict[str, float]
+    bridging_dimensions: list[str]
+    shared_slots: list[str]
+    shared_interests: list[str]
+    explanation: str
+    waited_since: datetime
+    proposed_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    decline_reason: str | None
+    ended_at: datetime | None
+    end_reason: str | None
+    meetings_count: int | None
+    flags: list[str] = Field(
+        description="E.g. 'volunteer_dbs_expired': the volunteer's DBS check has lapsed."
+    )
+
+    @classmethod
+    def of(cls, m: Match) -> MatchOut:
+        return cls(
+            match_id=m.match_id,
+            status=m.status,
+            volunteer_id=m.volunteer_id,
+            participant=m.participant,
+            enrolment_id=m.enrolment_id,
+            combined_authority=m.combined_authority,
+            local_authority=m.local_authority,
+            score=m.score,
+            score_components=dict(m.score_components),
+            bridging_dimensions=list(m.bridging_dimensions),
+            shared_slots=list(m.shared_slots),
+            shared_interests=list(m.shared_interests),
+            explanation=m.explanation,
+            waited_since=m.waited_since,
+            proposed_at=m.proposed_at,
+            decided_at=m.decided_at,
+            decided_by=m.decided_by,
+            decline_reason=m.decline_reason,
+            ended_at=m.ended_at,
+            end_reason=m.end_reason,
+            meetings_count=m.meetings_count,
+            flags=list(m.flags),
+        )
+
+
+class MatchList(BaseModel):
+    items: list[MatchOut]
+    limit: int
+    offset: int
+
+
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+class DecisionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    decision: Literal["accept", "decline"]
+    reason: Reason | None = Field(default=None, description="Required when declining.")
+
+    @model_validator(mode="after")
+    def _reason_for_decline(self) -> DecisionIn:
+        if self.decision == "decline" and not self.reason:
+            raise ValueError("a decline needs a reason")
+        return self
+
+
+class EndIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: Reason
+    meetings_count: int = Field(ge=0, le=10_000)
+    rematch: bool = Field(
+        default=False,
+        description="Put the participant back in the pool for a new volunteer "
+        "(never this one again).",
+    )
+
+
+class WaitingOut(BaseModel):
+    participant: str
+    local_authority: str
+    waiting_since: datetime
+    declined_count: int
+
+
+class PoolOut(BaseModel):
+    combined_authority: CombinedAuthority
+    volunteers_available: int
+    waiting: list[WaitingOut]
+
+
+@router.post(
+    "/volunteers",
+    response_model=VolunteerOut,
+    status_code=201,
+    summary="Register (201) or update (200) a volunteer",
+    responses={200: {"model": VolunteerOut, "description": "Updated"}},
+)
+async def register_volunteer(
+    body: VolunteerIn, principal: Coordinator, service: Service, response: Response
+) -> VolunteerOut:
+    try:
+        volunteer, created = await service.register_volunteer(
+            principal, body.volunteer_id, body.details()
+        )
+    except (DomainError, Conflict) as exc:
+        raise problem_for(exc) from None
+    response.status_code = 201 if created else 200
+    return VolunteerOut.of(volunteer, service.clock().date())
+
+
+@router.get("/matches", response_model=MatchList, summary="Proposals and matches, newest first")
+async def list_matches(
+    principal: Coordinator,
+    service: Service,
+    local_authority: Annotated[LocalAuthority | None, Query()] = None,
+    status: Annotated[MatchStatus | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+) -> MatchList:
+    try:
+        matches = await service.list_matches(
+            principal, local_authority=local_authority, status=status, limit=limit, offset=offset
+        )
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    return MatchList(items=[MatchOut.of(m) for m in matches], limit=limit, offset=offset)
+
+
+MatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")]
+
+
+@router.get("/matches/{match_id}", response_model=MatchOut, summary="One proposal or match")
+async def get_match(match_id: MatchId, principal: Coordinator, service: Service) -> MatchOut:
+    try:
+        return MatchOut.of(await service.get_match(principal, match_id))
+    except DomainError as exc:
+        raise problem_for(exc) from None
+
+
+@router.post(
+    "/matches/{match_id}/decision",
+    response_model=MatchOut,
+    summary="Accept (→ MatchConfirmed) or decline (→ MatchDeclined) a proposal",
+)
+async def decide(
+    match_id: MatchId, body: DecisionIn, principal: Coordinator, service: Service
+) -> MatchOut:
+    try:
+        match = await service.decide(
+            principal, match_id, accepted=body.decision == "accept", reason=body.reason
+        )
+    except (DomainError, Conflict) as exc:
+        raise problem_for(exc) from None
+    return MatchOut.of(match)
+
+
+@router.post(
+    "/matches/{match_id}/end",
+    response_model=MatchOut,
+    summary="End a confirmed match (→ MatchEnded), optionally re-matching the participant",
+)
+async def end_match(
+    match_id: MatchId, body: EndIn, principal: Coordinator, service: Service
+) -> MatchOut:
+    try:
+        match = await service.end_match(
+            principal,
+            match_id,
+            reason=body.reason,
+            meetings_count=body.meetings_count,
+            rematch=body.rematch,
+        )
+    except (DomainError, Conflict) as exc:
+        raise problem_for(exc) from None
+    return MatchOut.of(match)
+
+
+@router.get(
+    "/pool",
+    response_model=list[PoolOut],
+    summary="Waiting lists: participants waiting and volunteers available, per authority",
+)
+async def pool(
+    principal: Coordinator,
+    service: Service,
+    combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
+) -> list[PoolOut]:
+    try:
+        views = await service.pool(principal, combined_authority)
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    return [
+        PoolOut(
+            combined_authority=v.combined_authority,
+            volunteers_available=v.volunteers_available,
+            waiting=[
+                WaitingOut(
+                    participant=p.participant,
+                    local_authority=p.local_authority,
+                    waiting_since=p.waiting_since,
+                    declined_count=len(p.declined_volunteers),
+                )
+                for p in v.waiting
+            ],
+        )
+        for v in views
+    ]

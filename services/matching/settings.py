@@ -3,16 +3,72 @@ under ``COMMONGROUND_``)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
+from pathlib import Path
+from typing import ClassVar, Literal
 
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
 
+DEFAULT_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights.toml"
+
 
 class MatchingSettings(ServiceSettings):
-    model_config = SettingsConfigDict(env_prefix="MATCHING_")
+    model_config = SettingsConfigDict(env_prefix="MATCHING_", populate_by_name=True)
 
     service_name: ClassVar[str] = "matching"
 
     http_port: int = 8002
+
+    consumer_offset_reset: Literal["earliest", "latest"] = Field(
+        default="earliest",
+        description="Where a consumer group with no committed offset starts reading.",
+    )
+
+    weights_file: Path = Field(
+        default=DEFAULT_WEIGHTS_FILE,
+        description="TOML file of scorer weights: a [default] table and optional "
+        "[authorities.<combined authority code>] overrides.",
+    )
+
+    batch_threshold: int = Field(
+        default=20,
+        ge=1,
+        description="Run the optimiser for a combined authority as soon as this many people "
+        "have entered its pool since the last run.",
+    )
+    batch_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Otherwise run it when this long has passed since the last run and "
+        "someone is waiting.",
+    )
+    scheduler_tick_s: float = Field(
+        default=5.0, gt=0, description="How often the batch policy is evaluated."
+    )
+    dbs_check_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often lapsed DBS checks are looked for."
+    )
+    outbox_poll_interval_s: float = Field(
+        default=1.0, gt=0, description="Outbox relay poll interval (it is also woken on commit)."
+    )
+    outbox_batch_size: int = Field(default=200, ge=1)
+    lease_ttl_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Leases keep one replica at a time running a given authority's optimiser, "
+        "the DBS check and the outbox relay.",
+    )
+    max_page_size: int = Field(default=500, ge=1)
+
+    demo_coordinator_key: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices(
+            "demo_coordinator_key",
+            "MATCHING_DEMO_COORDINATOR_KEY",
+            "COMMONGROUND_DEMO_COORDINATOR_KEY",
+        ),
+        description="If set, `admin seed-demo` registers this key for a demo coordinator "
+        "of all six combined authorities.",
+    )

@@ -1,0 +1,378 @@
+"""The matching service layer: each use case loads state through the repository, asks the
+domain what should happen, and commits the new state together with its events.
+
+Authorisation by scope also lives here: a coordinator acts only within the combined
+authorities their key is for (out of scope: a match is "not found", a listing or a
+volunteer registration is "forbidden").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from services.matching.domain import (
+    BatchPolicy,
+    DomainError,
+    Match,
+    MatchStatus,
+    Participant,
+    Volunteer,
+    VolunteerDetails,
+    WeightsBook,
+    accept,
+    decline,
+    end,
+    match_confirmed,
+    match_declined,
+    match_ended,
+    match_proposed,
+    needs_dbs_expiry_notice,
+    optimal_assignment,
+    participant_from_opt_in,
+    propose,
+    register_or_update_volunteer,
+    total_score,
+    volunteer_dbs_expired,
+    volunteer_event,
+)
+from services.matching.metrics import MatchingMetrics
+from services.matching.repository import (
+    Conflict,
+    MatchingRepository,
+    MatchQuery,
+    Outgoing,
+    RunRecord,
+)
+from shared.auth import Principal
+from shared.contracts.enrolment import ParticipantOptedIn
+from shared.contracts.matching import MatchConfirmed, MatchDeclined
+from shared.contracts.reference import CombinedAuthority, combined_authority_of
+from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
+
+logger = logging.getLogger(__name__)
+
+
+class NotFound(DomainError):
+    pass
+
+
+class OutOfScope(DomainError):
+    pass
+
+
+def utc_now() -> datetime:
+    """Now, at the millisecond precision MongoDB stores (so events equal stored state)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    run_id: str
+    combined_authority: CombinedAuthority
+    waiting: int
+    volunteers: int
+    proposals: tuple[Match, ...]
+    committed: bool
+
+
+@dataclass(frozen=True)
+class PoolView:
+    combined_authority: CombinedAuthority
+    waiting: tuple[Participant, ...]
+    volunteers_available: int
+
+
+@dataclass
+class MatchingService:
+    repo: MatchingRepository
+    weights: WeightsBook
+    policy: BatchPolicy
+    metrics: MatchingMetrics
+    clock: Callable[[], datetime] = utc_now
+    on_commit: Callable[[], None] = field(default=lambda: None)
+    """Called after a transaction that queued events (wakes the outbox relay)."""
+
+    # ------------------------------------------------------------------ participants
+
+    async def record_opt_in(self, ce_id: str, event: ParticipantOptedIn) -> bool:
+        """Idempotent by ``ce_id``: a redelivered event changes nothing."""
+        participant = participant_from_opt_in(event, self.clock())
+        added = await self.repo.record_opt_in(ce_id, participant)
+        self.metrics.opt_ins.labels("new" if added else "duplicate").inc()
+        return added
+
+    # ------------------------------------------------------------------ volunteers
+
+    async def register_volunteer(
+        self, principal: Principal, volunteer_id: str | None, details: VolunteerDetails
+    ) -> tuple[Volunteer, bool]:
+        """Register (no id, or an unknown id) or update a volunteer; returns it and
+        whether it was created."""
+        authority = combined_authority_of(details.local_authority)
+        if authority is None:
+            raise DomainError(f"unknown local authority {details.local_authority!r}")
+        _require_scope(principal, authority)
+        existing = await self.repo.get_volunteer(volunteer_id) if volunteer_id else None
+        if existing is not None:
+            _require_scope(principal, existing.combined_authority)
+        now = self.clock()
+        volunteer = register_or_update_volunteer(
+            existing, volunteer_id or new_id("vol"), details, now
+        )
+        renewed = (
+            existing is not None
+            and volunteer.dbs_valid(now.date())
+            and existing.dbs_expires_on != volunteer.dbs_expires_on
+        )
+        await self.repo.save_volunteer(
+            volunteer,
+            expected_version=existing.version if existing else None,
+            events=[
+                Outgoing(
+                    MATCHING_VOLUNTEERS,
+                    volunteer.volunteer_id,
+                    volunteer_event(volunteer, created=existing is None),
+                )
+            ],
+            clear_dbs_flags=renewed,
+        )
+        self.on_commit()
+        if needs_dbs_expiry_notice(volunteer, now.date()):
+            # A lapsed date entered by hand pauses the volunteer at once.
+            stored = await self.repo.get_volunteer(volunteer.volunteer_id)
+            if stored is not None:
+                await self._announce_dbs_expiry(stored)
+        return volunteer, existing is None
+
+    async def check_dbs(self) -> int:
+        """Announce every DBS check that lapsed and was not announced yet (idempotent)."""
+        today = self.clock().date()
+        announced = 0
+        for volunteer in await self.repo.volunteers_needing_dbs_notice(today):
+            if await self._announce_dbs_expiry(volunteer):
+                announced += 1
+        return announced
+
+    async def _announce_dbs_expiry(self, volunteer: Volunteer) -> bool:
+        match_ids = await self.repo.pause_for_dbs_expiry(
+            volunteer,
+            lambda ids: Outgoing(
+                MATCHING_VOLUNTEERS, volunteer.volunteer_id, volunteer_dbs_expired(volunteer, ids)
+            ),
+        )
+        if match_ids is None:
+            return False
+        self.metrics.dbs_expired.inc()
+        logger.info(
+            "volunteer %s paused: DBS check lapsed; %d active match(es) flagged",
+            volunteer.volunteer_id,
+            len(match_ids),
+        )
+        self.on_commit()
+        return True
+
+    # ------------------------------------------------------------------ optimiser
+
+    async def tick(self, *, acquire: Callable[[str], Awaitable[bool]] | None = None) -> int:
+        """Evaluate the batch policy for every combined authority; run those due.
+        ``acquire(name)`` guards each run with a lease when several replicas run."""
+        now = self.clock()
+        made = 0
+        for authority in CombinedAuthority:
+            last = await self.repo.last_run_at(authority)
+            stats = await self.repo.pool_stats(authority, since=last, today=now.date())
+            self.metrics.pool_size.labels(authority.value, "participants_waiting").set(
+                stats.waiting
+            )
+            self.metrics.pool_size.labels(authority.value, "volunteers_available").set(
+                stats.volunteers_available
+            )
+            due = stats.volunteers_available > 0 and self.policy.should_run(
+                now=now, last_run_at=last, waiting=stats.waiting, arrived=stats.arrived
+            )
+            if not due:
+                continue
+            if acquire is not None and not await acquire(f"optimiser:{authority.value}"):
+                continue
+            outcome = await self.run_batch(authority)
+            made += len(outcome.proposals) if outcome.committed else 0
+        return made
+
+    async def run_batch(self, authority: CombinedAuthority) -> RunOutcome:
+        """One micro-batch: optimal assignment over the authority's whole pool."""
+        started = self.clock()
+        today = started.date()
+        volunteers = [
+            v
+            for v in await self.repo.volunteers_in(authority)
+            if v.dbs_valid(today) and v.free_capacity > 0
+        ]
+        participants = await self.repo.waiting_participants(authority)
+        weights = self.weights.for_authority(authority)
+        volunteer_views = [v.view() for v in volunteers]
+        participant_views = [p.view() for p in participants]
+        t0 = time.perf_counter()
+        proposals = await asyncio.to_thread(
+            optimal_assignment,
+            volunteer_views,
+            participant_views,
+            weights,
+            today=today,
+            now=started,
+        )
+        duration = time.perf_counter() - t0
+        self.metrics.optimiser_duration.labels(authority.value).observe(duration)
+        run_id = new_id("run")
+        by_volunteer = {v.volunteer_id: v for v in volunteer_views}
+        by_participant = {p.participant: p for p in participants}
+        matches = tuple(
+            propose(
+                pr,
+                by_volunteer[pr.volunteer_id],
+                by_participant[pr.participant],
+                match_id=new_id("match"),
+                run_id=run_id,
+                now=started,
+            )
+            for pr in proposals
+        )
+        run = RunRecord(
+            run_id=run_id,
+            combined_authority=authority,
+            started_at=started,
+            finished_at=self.clock(),
+            waiting=len(participants),
+            volunteers=len(volunteers),
+            proposals=len(matches),
+            duration_s=duration,
+            total_score=total_score(proposals),
+        )
+        events = [Outgoing(MATCHING_MATCHES, m.local_authority, match_proposed(m)) for m in matches]
+        try:
+            await self.repo.commit_run(run, matches, events, today)
+        except Conflict as exc:
+            self.metrics.runs.labels(authority.value, "conflict").inc()
+            logger.info("optimiser run %s for %s discarded: %s", run_id, authority.value, exc)
+            return RunOutcome(run_id, authority, len(participants), len(volunteers), (), False)
+        self.metrics.runs.labels(authority.value, "committed").inc()
+        self.metrics.run_proposals.labels(authority.value).observe(len(matches))
+        self.metrics.proposals.labels(authority.value).inc(len(matches))
+        logger.info(
+            "optimiser run %s for %s: %d waiting, %d volunteers, %d proposals in %.3fs",
+            run_id,
+            authority.value,
+            len(participants),
+            len(volunteers),
+            len(matches),
+            duration,
+        )
+        if matches:
+            self.on_commit()
+        return RunOutcome(run_id, authority, len(participants), len(volunteers), matches, True)
+
+    # ------------------------------------------------------------------ coordinators
+
+    async def get_match(self, principal: Principal, match_id: str) -> Match:
+        match = await self.repo.get_match(match_id)
+        if match is None or match.combined_authority not in principal.combined_authorities:
+            raise NotFound(f"no match {match_id} in your combined authorities")
+        return match
+
+    async def list_matches(
+        self,
+        principal: Principal,
+        *,
+        local_authority: str | None,
+        status: MatchStatus | None,
+        limit: int,
+        offset: int,
+    ) -> list[Match]:
+        authorities: Sequence[CombinedAuthority] = principal.combined_authorities
+        if local_authority is not None:
+            authority = combined_authority_of(local_authority)
+            if authority is None:
+                raise DomainError(f"unknown local authority {local_authority!r}")
+            _require_scope(principal, authority)
+            authorities = (authority,)
+        return await self.repo.list_matches(
+            MatchQuery(
+                authorities=authorities,
+                local_authority=local_authority,
+                status=status,
+                limit=limit,
+                offset=offset,
+            )
+        )
+
+    async def decide(
+        self, principal: Principal, match_id: str, *, accepted: bool, reason: str | None
+    ) -> Match:
+        match = await self.get_match(principal, match_id)
+        now = self.clock()
+        event: MatchConfirmed | MatchDeclined
+        if accepted:
+            volunteer = await self.repo.get_volunteer(match.volunteer_id)
+            transition = accept(
+                match, volunteer, today=now.date(), now=now, by=principal.principal_id
+            )
+            event = match_confirmed(transition.match)
+        else:
+            if not reason:
+                raise DomainError("a decline needs a reason")
+            transition = decline(match, reason, now=now, by=principal.principal_id)
+            event = match_declined(transition.match)
+        await self.repo.apply_transition(
+            transition, [Outgoing(MATCHING_MATCHES, match.local_authority, event)]
+        )
+        self.metrics.decisions.labels("accepted" if accepted else "declined").inc()
+        self.on_commit()
+        return transition.match
+
+    async def end_match(
+        self,
+        principal: Principal,
+        match_id: str,
+        *,
+        reason: str,
+        meetings_count: int,
+        rematch: bool,
+    ) -> Match:
+        match = await self.get_match(principal, match_id)
+        transition = end(match, reason, meetings_count, now=self.clock(), rematch=rematch)
+        await self.repo.apply_transition(
+            transition,
+            [Outgoing(MATCHING_MATCHES, match.local_authority, match_ended(transition.match))],
+        )
+        self.metrics.decisions.labels("ended").inc()
+        self.on_commit()
+        return transition.match
+
+    async def pool(
+        self, principal: Principal, authority: CombinedAuthority | None
+    ) -> list[PoolView]:
+        if authority is not None:
+            _require_scope(principal, authority)
+        authorities = (authority,) if authority else principal.combined_authorities
+        today = self.clock().date()
+        out = []
+        for ca in sorted(authorities):
+            waiting = await self.repo.waiting_participants(ca)
+            stats = await self.repo.pool_stats(ca, since=None, today=today)
+            out.append(PoolView(ca, tuple(waiting), stats.volunteers_available))
+        return out
+
+
+def _require_scope(principal: Principal, authority: CombinedAuthority) -> None:
+    if authority not in principal.combined_authorities:
+        raise OutOfScope(f"your key is not for combined authority {authority.value}")
