@@ -2,18 +2,56 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
-from services.reporting import handlers
+from services.reporting import dashboard, handlers
+from services.reporting.metrics import ReportingMetrics
+from services.reporting.projector import Projector
+from services.reporting.repository import (
+    MongoProjectionStore,
+    MongoReportReader,
+    ensure_control,
+)
 from services.reporting.settings import ReportingSettings
-from shared.service import create_service_app
+from shared.auth import ApiKeyStore
+from shared.dead_letters import RetryPolicy
+from shared.service import Runtime, create_service_app
+from shared.telemetry import build_telemetry
 
 
 def create_app(settings: ReportingSettings | None = None) -> FastAPI:
     settings = settings or ReportingSettings()
+    telemetry = build_telemetry(settings)
+    metrics = ReportingMetrics(telemetry)
+
+    @asynccontextmanager
+    async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
+        await ensure_control(runtime.db)
+        keys = ApiKeyStore(runtime.db["api_keys"])
+        await keys.ensure_indexes()
+        store = MongoProjectionStore(runtime.db, metrics=metrics)
+        runtime.state.update(
+            api_keys=keys,
+            reader=MongoReportReader(runtime.db),
+            projector=Projector(
+                store,
+                handlers.CONSUMED,
+                runtime.dead_letters,
+                metrics=metrics,
+                retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),
+            ),
+        )
+        yield
+
     return create_service_app(
         settings,
         title="Common Ground reporting",
         description="Disclosure-safe outcome reports and a dashboard.",
+        http_routers=[handlers.router, dashboard.router],
         kafka_routers=handlers.kafka_routers,
+        lifespan=lifespan,
+        telemetry=telemetry,
     )

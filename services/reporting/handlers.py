@@ -1,36 +1,207 @@
-"""Reporting's subscribers and routes."""
+"""Reporting's subscribers and routes (thin: the work is in projector.py and queries.py)."""
 
 from __future__ import annotations
 
 import logging
+from typing import Annotated, Any, cast
 
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
+from services.reporting import queries
+from services.reporting.domain.projection import NO_LEVEL
+from services.reporting.domain.reports import (
+    LEVEL_LABELS,
+    PROGRAMME_LABELS,
+    BreakdownBy,
+    breakdown_csv,
+)
+from services.reporting.projector import Projector
+from services.reporting.repository import ReportReader
+from services.reporting.settings import ReportingSettings
 from shared import topics
-from shared.consuming import decode_or_dead_letter
+from shared.auth import ApiKeyStore, Principal, Role, authenticate
+from shared.contracts.reference import (
+    COMBINED_AUTHORITY_NAMES,
+    LOCAL_AUTHORITIES,
+    CombinedAuthority,
+    Level,
+    Programme,
+)
 from shared.contracts.registry import registry_for
-from shared.service import Runtime
+from shared.service import Runtime, runtime_of
 
 logger = logging.getLogger(__name__)
 
 CONSUMED = registry_for(topics.ENROLMENT_EVENTS, topics.MATCHING_MATCHES)
+REPORT_ROLES = (Role.COORDINATOR, Role.ANALYST)
+MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
+LA_PATTERN = r"^E0[6-9]\d{6}$"
+LEVEL_PATTERN = "^(" + "|".join([*(lvl.value for lvl in Level), NO_LEVEL]) + ")$"
 
 
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
+    settings = cast(ReportingSettings, runtime.settings)
     router = KafkaRouter()
 
+    # One batch = one MongoDB transaction. NACK_ON_ERROR: the offsets are committed only
+    # after the handler returns, i.e. after the transaction has committed; if it raises
+    # (the database stayed unavailable through the retries) every partition of the batch
+    # is rewound to its first record and the batch comes again. Redelivered records are
+    # fenced by the positions stored with the read models.
     @router.subscriber(
         topics.ENROLMENT_EVENTS,
         topics.MATCHING_MATCHES,
-        group_id=runtime.settings.group_id,
+        group_id=settings.group_id,
         auto_offset_reset="earliest",
+        batch=True,
+        max_records=settings.projection_max_records,
+        batch_timeout_ms=settings.projection_batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        title="reporting-projection",
+        description="Projects enrolment and match events into the reporting read models.",
     )
-    async def on_event(message: KafkaMessage) -> None:
-        event = await decode_or_dead_letter(message, CONSUMED, runtime.dead_letters)
-        if event is not None:
-            logger.debug("consumed %s", event.type)
+    async def project(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = raw if isinstance(raw, tuple) else (raw,)
+        projector: Projector = runtime.state["projector"]
+        result = await projector.handle(records)
+        logger.debug(
+            "batch of %d: %d applied, %d duplicates, %d poison",
+            result.records,
+            result.applied,
+            result.duplicate_offsets + result.duplicate_event_ids,
+            result.poison,
+        )
 
     return [router]
+
+
+# ---------------------------------------------------------------------------------------
+# HTTP
+
+router = APIRouter(prefix="/v1/reports", tags=["reports"])
+
+
+async def report_caller(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    keys: ApiKeyStore = runtime_of(request).state["api_keys"]
+    return await authenticate(keys, authorization, REPORT_ROLES)
+
+
+def report_request(
+    combined_authority: Annotated[
+        CombinedAuthority | None, Query(description="ONS code of a combined authority.")
+    ] = None,
+    local_authority: Annotated[
+        str | None, Query(pattern=LA_PATTERN, description="ONS code of a local authority.")
+    ] = None,
+    programme: Annotated[Programme | None, Query()] = None,
+    level: Annotated[
+        str | None, Query(pattern=LEVEL_PATTERN, description="A level, or 'none'.")
+    ] = None,
+    month_from: Annotated[
+        str | None, Query(alias="from", pattern=MONTH_PATTERN, description="YYYY-MM")
+    ] = None,
+    month_to: Annotated[
+        str | None, Query(alias="to", pattern=MONTH_PATTERN, description="YYYY-MM")
+    ] = None,
+    unrounded: Annotated[bool, Query(description="Unrounded figures (analyst role only).")] = False,
+) -> queries.ReportRequest:
+    return queries.ReportRequest(
+        combined_authority=combined_authority,
+        local_authority=local_authority,
+        programme=programme.value if programme else None,
+        level=level,
+        month_from=month_from,
+        month_to=month_to,
+        unrounded=unrounded,
+    )
+
+
+Caller = Annotated[Principal, Depends(report_caller)]
+Params = Annotated[queries.ReportRequest, Depends(report_request)]
+
+
+def _reader(request: Request) -> ReportReader:
+    reader: ReportReader = runtime_of(request).state["reader"]
+    return reader
+
+
+def _private(response: Response) -> None:
+    response.headers["Cache-Control"] = "no-store"
+
+
+@router.get("/summary", summary="Headline outcome, ESOL and matching measures")
+async def get_summary(
+    request: Request, response: Response, caller: Caller, params: Params
+) -> dict[str, Any]:
+    filters, rounded = queries.resolve(caller, params)
+    _private(response)
+    return await queries.summary(_reader(request), filters, rounded=rounded)
+
+
+@router.get("/breakdown", summary="Measures by one dimension, with a total row")
+async def get_breakdown(
+    request: Request,
+    response: Response,
+    caller: Caller,
+    params: Params,
+    by: Annotated[BreakdownBy, Query()],
+) -> dict[str, Any]:
+    filters, rounded = queries.resolve(caller, params)
+    _private(response)
+    return await queries.breakdown(_reader(request), by, filters, rounded=rounded)
+
+
+@router.get(
+    "/export.csv",
+    summary="A breakdown as CSV (disclosure-controlled unless unrounded)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def export_csv(
+    request: Request,
+    caller: Caller,
+    params: Params,
+    by: Annotated[BreakdownBy, Query()] = "local_authority",
+) -> Response:
+    filters, rounded = queries.resolve(caller, params)
+    table = await queries.breakdown(_reader(request), by, filters, rounded=rounded)
+    suffix = "unrounded" if not rounded else "published"
+    return Response(
+        breakdown_csv(table),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="commonground-{by}-{suffix}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get("/meta", summary="Who is calling, and the areas and vocabularies they may filter on")
+async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
+    _private(response)
+    scope = queries.scope_of(caller)
+    return {
+        "principal": {"name": caller.name, "role": caller.role.value},
+        "can_unround": caller.role == Role.ANALYST,
+        "combined_authorities": [
+            {
+                "code": ca,
+                "name": COMBINED_AUTHORITY_NAMES[CombinedAuthority(ca)],
+                "local_authorities": [
+                    {"code": code, "name": name}
+                    for code, name in sorted(
+                        LOCAL_AUTHORITIES[CombinedAuthority(ca)].items(), key=lambda i: i[1]
+                    )
+                ],
+            }
+            for ca in scope
+        ],
+        "programmes": [{"code": p.value, "name": PROGRAMME_LABELS[p]} for p in Programme],
+        "levels": [{"code": code, "name": name} for code, name in LEVEL_LABELS.items()],
+    }

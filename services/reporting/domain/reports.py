@@ -1,0 +1,472 @@
+"""Report measures and tables built from summed aggregates, with disclosure control
+applied. Pure functions: the repository sums, this module decides what is published.
+
+Definitions (also in the README):
+
+* started: enrolments accepted; withdrawn: enrolments withdrawn; stayed = started - withdrawn;
+  completed: completion status 2; continuing = stayed - completed (includes breaks);
+  achieved: completed with outcome 1 (achieved).
+* leavers = completed + withdrawn; completion rate = completed ÷ leavers; achievement
+  rate = achieved ÷ leavers (the further-education "all leavers" convention).
+* ESOL progression: an ESOL enrolment whose highest level reached (assessment or
+  completion) is above its starting level, among ESOL enrolments with a level reached.
+* matched learners: learners with at least one confirmed befriending match.
+* waiting: participants who opted in (counted in the month they opted in) and have never
+  had a confirmed match.
+* median wait: days from ``waited_since`` to ``confirmed_at`` over confirmed matches.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from services.reporting.domain.disclosure import (
+    THRESHOLD,
+    Displayed,
+    Line,
+    grid_lines,
+    protect,
+)
+from services.reporting.domain.projection import (
+    MATCH_FIELDS,
+    NO_LEVEL,
+    NOT_STATED,
+    PARTICIPANT_FIELDS,
+    WITHDRAWAL_FIELDS,
+    Counts,
+)
+from shared.contracts.reference import (
+    COMBINED_AUTHORITY_NAMES,
+    LOCAL_AUTHORITIES,
+    CombinedAuthority,
+    Ethnicity,
+    Level,
+    Programme,
+    WithdrawalReason,
+)
+
+BreakdownBy = Literal["local_authority", "programme", "level", "ethnicity", "month"]
+BREAKDOWNS: tuple[BreakdownBy, ...] = (
+    "local_authority",
+    "programme",
+    "level",
+    "ethnicity",
+    "month",
+)
+
+PROGRAMME_LABELS: dict[str, str] = {
+    Programme.ESOL: "ESOL",
+    Programme.DIGITAL: "Digital skills",
+    Programme.EMPLOYABILITY: "Employability",
+    Programme.FUNCTIONAL_MATHS: "Functional maths",
+    Programme.FUNCTIONAL_ENGLISH: "Functional English",
+    Programme.VOCATIONAL: "Vocational",
+}
+LEVEL_LABELS: dict[str, str] = {
+    Level.PRE_ENTRY: "Pre-entry",
+    Level.ENTRY_1: "Entry 1",
+    Level.ENTRY_2: "Entry 2",
+    Level.ENTRY_3: "Entry 3",
+    Level.LEVEL_1: "Level 1",
+    Level.LEVEL_2: "Level 2",
+    Level.LEVEL_3: "Level 3",
+    NO_LEVEL: "No level",
+}
+ETHNIC_GROUP_LABELS: dict[str, str] = {
+    "asian": "Asian",
+    "black": "Black",
+    "mixed": "Mixed",
+    "white": "White",
+    "other": "Other ethnic group",
+    NOT_STATED: "Not stated",
+}
+WITHDRAWAL_LABELS: dict[WithdrawalReason, str] = {
+    WithdrawalReason.TRANSFERRED_SAME_PROVIDER: "Transferred (same provider)",
+    WithdrawalReason.HEALTH: "Health problems",
+    WithdrawalReason.FINANCIAL: "Financial reasons",
+    WithdrawalReason.OTHER_PERSONAL: "Other personal reasons",
+    WithdrawalReason.WRITTEN_OFF_AFTER_LEARNER_LEFT: "Written off after learner left",
+    WithdrawalReason.TRANSFERRED_NEW_LEARNING_AIM: "Transferred to a new learning aim",
+    WithdrawalReason.INDUSTRIAL_PLACEMENT_LEFT: "Left industrial placement",
+    WithdrawalReason.ACADEMIC_FAILURE: "Academic failure",
+    WithdrawalReason.FINANCIAL_CRISIS_CARE: "Financial crisis / care",
+    WithdrawalReason.EXCLUDED: "Excluded",
+    WithdrawalReason.TRANSFERRED_NEW_PROVIDER: "Transferred to a new provider",
+    WithdrawalReason.MADE_REDUNDANT: "Made redundant",
+    WithdrawalReason.OTHER: "Other",
+    WithdrawalReason.NOT_KNOWN: "Not known",
+}
+
+
+def ethnic_group(code: str) -> str:
+    return NOT_STATED if code == NOT_STATED else Ethnicity(code).group
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a report covers. ``combined_authorities`` is the caller's scope narrowed by
+    the ``combined_authority`` filter; never empty."""
+
+    combined_authorities: tuple[str, ...]
+    local_authority: str | None = None
+    programme: str | None = None
+    level: str | None = None
+    month_from: str | None = None
+    month_to: str | None = None
+
+    def echo(self) -> dict[str, Any]:
+        return {
+            "combined_authorities": list(self.combined_authorities),
+            "local_authority": self.local_authority,
+            "programme": self.programme,
+            "level": self.level,
+            "from": self.month_from,
+            "to": self.month_to,
+        }
+
+
+def months_between(first: str, last: str) -> list[str]:
+    y, m = int(first[:4]), int(first[5:7])
+    end = (int(last[:4]), int(last[5:7]))
+    out = []
+    while (y, m) <= end:
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def categories(by: BreakdownBy, filters: Filters, present: Iterable[str]) -> list[tuple[str, str]]:
+    """The rows of a breakdown, in display order. Rows with no data are listed too, so
+    every borough appears, not only those with activity."""
+    if by == "local_authority":
+        las = [
+            (code, name)
+            for ca in filters.combined_authorities
+            for code, name in LOCAL_AUTHORITIES[CombinedAuthority(ca)].items()
+        ]
+        if filters.local_authority:
+            las = [(c, n) for c, n in las if c == filters.local_authority]
+        return sorted(las, key=lambda item: item[1])
+    if by == "programme":
+        return [
+            (p.value, PROGRAMME_LABELS[p])
+            for p in Programme
+            if filters.programme in (None, p.value)
+        ]
+    if by == "level":
+        return [
+            (code, label) for code, label in LEVEL_LABELS.items() if filters.level in (None, code)
+        ]
+    if by == "ethnicity":
+        return list(ETHNIC_GROUP_LABELS.items())
+    months = sorted(set(present))
+    first = filters.month_from or (months[0] if months else None)
+    last = filters.month_to or (months[-1] if months else None)
+    if first is None or last is None:
+        return []
+    return [(m, m) for m in months_between(first, last)]
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def _get(counts: Mapping[str, int], name: str) -> int:
+    return int(counts.get(name, 0))
+
+
+def derived(counts: Mapping[str, int]) -> dict[str, int]:
+    """Enrolment measures from outcome counters."""
+    started, withdrawn, completed = (
+        _get(counts, "started"),
+        _get(counts, "withdrawn"),
+        _get(counts, "completed"),
+    )
+    return {
+        "started": started,
+        "stayed": started - withdrawn,
+        "withdrawn": withdrawn,
+        "completed": completed,
+        "continuing": started - withdrawn - completed,
+        "achieved": _get(counts, "achieved"),
+        "esol_assessed": _get(counts, "esol_assessed"),
+        "esol_progressed": _get(counts, "esol_progressed"),
+        "leavers": completed + withdrawn,
+    }
+
+
+def median_wait(wait_days: Sequence[float], rounded: bool) -> float | None:
+    if not wait_days or (rounded and len(wait_days) < THRESHOLD):
+        return None
+    return round(statistics.median(wait_days), 1)
+
+
+@dataclass(frozen=True)
+class SummaryInputs:
+    outcomes: Counts
+    esol: Counts
+    matching: Counts
+    participants: Counts
+    wait_days: Sequence[float] = field(default_factory=tuple)
+
+
+MVU_COLUMNS = ("started", "withdrawn", "completed", "achieved", "esol_assessed", "esol_progressed")
+
+
+def build_summary(inputs: SummaryInputs, filters: Filters, *, rounded: bool) -> dict[str, Any]:
+    o = derived(inputs.outcomes)
+    e = derived(inputs.esol)
+    matched = {c: _get(inputs.esol, f"matched_{c}") for c in MVU_COLUMNS}
+    unmatched = {c: e[c] - matched[c] for c in MVU_COLUMNS}
+    esol_only = filters.programme == Programme.ESOL.value
+
+    values: dict[Any, int] = {}
+    lines: list[Line] = []
+
+    def enrol_cell(name: str) -> tuple[str, ...]:
+        # With an ESOL-only filter the headline and the ESOL "all" row are the same
+        # numbers: one cell each, so they are never shown one way here, another there.
+        if esol_only and name in MVU_COLUMNS:
+            return ("esol", "all", name)
+        return ("enrol", name)
+
+    for name in ("started", "stayed", "withdrawn", "completed", "continuing", "achieved"):
+        values[enrol_cell(name)] = o[name]
+    lines.append(Line(enrol_cell("started"), (enrol_cell("stayed"), enrol_cell("withdrawn"))))
+    lines.append(Line(enrol_cell("stayed"), (enrol_cell("continuing"), enrol_cell("completed"))))
+    reasons = [r for r in WithdrawalReason]
+    for r in reasons:
+        values[("reason", r.value)] = _get(inputs.outcomes, WITHDRAWAL_FIELDS[r])
+    lines.append(Line(enrol_cell("withdrawn"), tuple(("reason", r.value) for r in reasons)))
+
+    for col in MVU_COLUMNS:
+        values[("esol", "matched", col)] = matched[col]
+        values[("esol", "unmatched", col)] = unmatched[col]
+        values[("esol", "all", col)] = e[col]
+    lines += grid_lines(("matched", "unmatched"), MVU_COLUMNS, total_row="all")
+    lines = [Line(_esol_cell(ln.total), tuple(_esol_cell(m) for m in ln.members)) for ln in lines]
+
+    for name in MATCH_FIELDS:
+        values[("match", name)] = _get(inputs.matching, name)
+    for name in PARTICIPANT_FIELDS:
+        values[("participants", name)] = _get(inputs.participants, name)
+    lines.append(
+        Line(
+            ("participants", "opted_in"), (("participants", "waiting"), ("participants", "matched"))
+        )
+    )
+
+    p = protect(values, lines, rounded=rounded)
+    show = p.display
+
+    def esol_block(row: str, counts: Mapping[str, int]) -> dict[str, Any]:
+        leavers = counts["completed"] + counts["withdrawn"]
+        return {
+            **{c: show(("esol", row, c)) for c in MVU_COLUMNS},
+            "completion_rate": p.rate(("esol", row, "completed"), leavers),
+            "achievement_rate": p.rate(("esol", row, "achieved"), leavers),
+            "progression_rate": p.rate(("esol", row, "esol_progressed"), counts["esol_assessed"]),
+        }
+
+    return {
+        "filters": filters.echo(),
+        "disclosure": disclosure_note(rounded),
+        "enrolments": {
+            **{
+                name: show(enrol_cell(name))
+                for name in (
+                    "started",
+                    "stayed",
+                    "withdrawn",
+                    "completed",
+                    "continuing",
+                    "achieved",
+                )
+            },
+            "completion_rate": p.rate(enrol_cell("completed"), o["leavers"]),
+            "achievement_rate": p.rate(enrol_cell("achieved"), o["leavers"]),
+            "retention_rate": p.rate(enrol_cell("stayed"), o["started"]),
+        },
+        "withdrawal_reasons": [
+            {
+                "code": r.value,
+                "reason": WITHDRAWAL_LABELS[r],
+                "count": show(("reason", r.value)),
+            }
+            for r in reasons
+        ],
+        "esol": {
+            "all": esol_block("all", e),
+            "matched": esol_block("matched", matched),
+            "unmatched": esol_block("unmatched", unmatched),
+        },
+        "matching": {
+            **{name: show(("match", name)) for name in MATCH_FIELDS},
+            "cross_background_share": p.rate(
+                ("match", "cross_background"), values[("match", "confirmed")]
+            ),
+            "median_wait_days": median_wait(inputs.wait_days, rounded),
+        },
+        "waiting_list": {name: show(("participants", name)) for name in PARTICIPANT_FIELDS},
+    }
+
+
+def _esol_cell(cell: Any) -> Any:
+    """grid_lines names cells (row, column); the summary's ESOL cells are ("esol", row, col)."""
+    if (
+        isinstance(cell, tuple)
+        and len(cell) == 2
+        and cell[0] in ("matched", "unmatched", "all")
+        and cell[1] in MVU_COLUMNS
+    ):
+        return ("esol", *cell)
+    return cell
+
+
+def disclosure_note(rounded: bool) -> dict[str, Any]:
+    if not rounded:
+        return {
+            "mode": "unrounded",
+            "note": "Unrounded figures for authorised analysts only: do not publish.",
+        }
+    return {
+        "mode": "rounded",
+        "note": (
+            "Counts of 1-4 are shown as '<5'; other counts are rounded to the nearest 5; "
+            "'c' marks a cell withheld so that a '<5' cannot be worked out from a total; "
+            "rates use unrounded figures and are withheld where they would reveal a small count."
+        ),
+        "suppressed": "<5",
+        "secondary": "c",
+    }
+
+
+# ---------------------------------------------------------------------------------------
+# Breakdowns: one row per category, a total row, disclosure control across the table.
+
+OUTCOME_COLUMNS = (
+    ("started", "Started"),
+    ("stayed", "Stayed"),
+    ("withdrawn", "Withdrawn"),
+    ("completed", "Completed"),
+    ("achieved", "Achieved"),
+    ("esol_assessed", "ESOL assessed"),
+    ("esol_progressed", "ESOL progressed"),
+)
+MATCH_COLUMNS = (
+    ("matches_confirmed", "Matches confirmed"),
+    ("cross_background", "Cross-background matches"),
+)
+WAITING_COLUMNS = (("waiting", "Waiting for a match"),)
+RATE_COLUMNS = (
+    ("completion_rate", "Completion rate"),
+    ("achievement_rate", "Achievement rate"),
+    ("esol_progression_rate", "ESOL progression rate"),
+)
+MATCH_RATE_COLUMNS = (("cross_background_share", "Cross-background share"),)
+
+TOTAL = "__total__"
+
+
+@dataclass(frozen=True)
+class BreakdownInputs:
+    outcomes: Mapping[str, Counts]
+    matching: Mapping[str, Counts] | None = None
+    participants: Mapping[str, Counts] | None = None
+
+
+def build_breakdown(
+    by: BreakdownBy,
+    rows: Sequence[tuple[str, str]],
+    inputs: BreakdownInputs,
+    filters: Filters,
+    *,
+    rounded: bool,
+) -> dict[str, Any]:
+    columns = list(OUTCOME_COLUMNS)
+    rate_columns = list(RATE_COLUMNS)
+    if inputs.matching is not None:
+        columns += MATCH_COLUMNS
+        rate_columns += MATCH_RATE_COLUMNS
+    if inputs.participants is not None:
+        columns += WAITING_COLUMNS
+    keys = [c for c, _ in columns]
+    codes = [code for code, _ in rows]
+
+    def measures(code: str) -> dict[str, int]:
+        m = derived(inputs.outcomes.get(code, {}))
+        if inputs.matching is not None:
+            match = inputs.matching.get(code, {})
+            m["matches_confirmed"] = _get(match, "confirmed")
+            m["cross_background"] = _get(match, "cross_background")
+        if inputs.participants is not None:
+            m["waiting"] = _get(inputs.participants.get(code, {}), "waiting")
+        return m
+
+    per_row = {code: measures(code) for code in codes}
+    total = {k: sum(per_row[c][k] for c in codes) for k in (*keys, "leavers")}
+    per_row[TOTAL] = total
+    values = {(code, k): per_row[code][k] for code in (*codes, TOTAL) for k in keys}
+    lines = grid_lines(
+        codes, keys, total_row=TOTAL, row_relations=[("started", ("stayed", "withdrawn"))]
+    )
+    p = protect(values, lines, rounded=rounded)
+
+    def row_out(code: str, label: str) -> dict[str, Any]:
+        m = per_row[code]
+        rates: dict[str, float | None] = {
+            "completion_rate": p.rate((code, "completed"), m["leavers"]),
+            "achievement_rate": p.rate((code, "achieved"), m["leavers"]),
+            "esol_progression_rate": p.rate((code, "esol_progressed"), m["esol_assessed"]),
+        }
+        if inputs.matching is not None:
+            rates["cross_background_share"] = p.rate(
+                (code, "cross_background"), m["matches_confirmed"]
+            )
+        return {
+            "code": code,
+            "label": label,
+            "values": {k: p.display((code, k)) for k in keys},
+            "rates": rates,
+        }
+
+    return {
+        "by": by,
+        "filters": filters.echo(),
+        "disclosure": disclosure_note(rounded),
+        "columns": [{"key": k, "label": label} for k, label in columns],
+        "rate_columns": [{"key": k, "label": label} for k, label in rate_columns],
+        "rows": [row_out(code, label) for code, label in rows],
+        "total": row_out(TOTAL, "Total"),
+    }
+
+
+def breakdown_csv(table: Mapping[str, Any]) -> str:
+    """The breakdown as CSV: one row per category then the total; ``<5`` and ``c`` kept."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    cols = [c["key"] for c in table["columns"]]
+    rates = [c["key"] for c in table["rate_columns"]]
+    writer.writerow([table["by"], "label", *cols, *rates])
+    for row in [*table["rows"], table["total"]]:
+        writer.writerow(
+            [
+                row["code"] if row["code"] != TOTAL else "total",
+                row["label"],
+                *[_csv_value(row["values"][c]) for c in cols],
+                *["" if row["rates"][r] is None else row["rates"][r] for r in rates],
+            ]
+        )
+    return out.getvalue()
+
+
+def _csv_value(value: Displayed) -> str:
+    return str(value)
+
+
+def combined_authority_label(code: str) -> str:
+    return COMBINED_AUTHORITY_NAMES[CombinedAuthority(code)]

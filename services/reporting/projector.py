@@ -1,0 +1,174 @@
+"""The projection service layer: one consumed batch in, read models updated exactly once.
+
+For each batch of Kafka records (both topics, any partitions):
+
+1. records at or below the stored position of their partition are skipped (fencing:
+   a redelivery after a crash or a rebalance changes nothing);
+2. the rest are decoded; poison (not a CloudEvent, unknown type, schema-invalid, or an
+   event reporting cannot use) is dead-lettered at once and the others go on;
+3. in one MongoDB transaction: re-check positions, drop events whose ``ce_id`` was
+   already applied (a re-published or replayed event changes nothing), load the states
+   the batch touches, pre-aggregate the batch in memory (:func:`project_batch`), write
+   states, one bulk ``$inc`` per aggregate collection, the new event ids and positions;
+4. only then may the caller commit the Kafka offsets.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from services.reporting.domain.projection import (
+    InvalidEvent,
+    is_consumed,
+    keys_needed,
+    project_batch,
+    validate_event,
+)
+from services.reporting.repository import ProjectionStore, ProjectionTx, TopicPartition
+from shared.cloudevents import EnvelopeError, Event, EventRegistry
+from shared.dead_letters import RecordLike, RetryPolicy, retrying
+
+logger = logging.getLogger(__name__)
+
+
+class DeadLetterSink(Protocol):
+    async def send(self, record: RecordLike, error: BaseException, *, kind: str) -> None: ...
+
+
+class ProjectionMetrics(Protocol):
+    def batch(self, size: int) -> None: ...
+    def applied(self, topic: str, count: int) -> None: ...
+    def skipped(self, reason: str, count: int) -> None: ...
+
+
+class _NoMetrics:
+    def batch(self, size: int) -> None:
+        return None
+
+    def applied(self, topic: str, count: int) -> None:
+        return None
+
+    def skipped(self, reason: str, count: int) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Decoded:
+    record: RecordLike
+    ce_id: str
+    event: Event
+
+
+@dataclass
+class BatchReport:
+    """What one batch did (also returned for tests and the rebuild's progress)."""
+
+    records: int = 0
+    applied: int = 0
+    duplicate_offsets: int = 0
+    duplicate_event_ids: int = 0
+    ignored: int = 0
+    poison: int = 0
+    applied_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+class Projector:
+    def __init__(
+        self,
+        store: ProjectionStore,
+        registry: EventRegistry,
+        dead_letters: DeadLetterSink,
+        *,
+        metrics: ProjectionMetrics | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._dead_letters = dead_letters
+        self._metrics = metrics or _NoMetrics()
+        self._retry = retry_policy or RetryPolicy()
+
+    async def handle(self, records: Sequence[RecordLike]) -> BatchReport:
+        report = BatchReport(records=len(records))
+        if not records:
+            return report
+        self._metrics.batch(len(records))
+        highest: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = (r.topic, r.partition)
+            highest[tp] = max(highest.get(tp, -1), r.offset)
+
+        # A hint read outside the transaction, so a redelivered poison record is not
+        # dead-lettered twice; the transaction re-checks before anything is written.
+        stored = await retrying(lambda: self._store.read_positions(highest), self._retry)
+        fresh = [r for r in records if r.offset > stored.get((r.topic, r.partition), -1)]
+        report.duplicate_offsets = len(records) - len(fresh)
+
+        decoded: list[_Decoded] = []
+        for record in fresh:
+            try:
+                cloud_event = self._registry.decode(record.value or b"", dict(record.headers or ()))
+                validate_event(cloud_event.data)
+            except (EnvelopeError, InvalidEvent) as exc:
+                report.poison += 1
+                await self._dead_letters.send(record, exc, kind="poison")
+                continue
+            if not is_consumed(cloud_event.data):
+                report.ignored += 1
+                continue
+            decoded.append(_Decoded(record, cloud_event.id, cloud_event.data))
+
+        failed: list[tuple[_Decoded, Exception]] = []
+
+        async def work(tx: ProjectionTx) -> BatchReport:
+            failed.clear()
+            result = BatchReport(
+                records=report.records,
+                duplicate_offsets=report.duplicate_offsets,
+                ignored=report.ignored,
+                poison=report.poison,
+            )
+            positions = await tx.positions(highest)
+            live = [
+                d
+                for d in decoded
+                if d.record.offset > positions.get((d.record.topic, d.record.partition), -1)
+            ]
+            result.duplicate_offsets += len(decoded) - len(live)
+            unique: dict[str, _Decoded] = {}
+            for d in live:
+                unique.setdefault(d.ce_id, d)
+            known = await tx.known_event_ids(list(unique))
+            to_apply = [d for ce_id, d in unique.items() if ce_id not in known]
+            result.duplicate_event_ids = len(live) - len(to_apply)
+
+            events = [d.event for d in to_apply]
+            loaded = await tx.load(keys_needed(events))
+            outcome = project_batch(loaded, events)
+            failed.extend((to_apply[i], exc) for i, exc in outcome.failed)
+            failed_ids = {id(d) for d, _ in failed}
+            for d in to_apply:
+                if id(d) not in failed_ids:
+                    result.applied += 1
+                    topic = d.record.topic
+                    result.applied_by_topic[topic] = result.applied_by_topic.get(topic, 0) + 1
+            advanced = {tp: o for tp, o in highest.items() if o > positions.get(tp, -1)}
+            await tx.write(outcome, advanced, [d.ce_id for d in to_apply])
+            return result
+
+        final = await retrying(lambda: self._store.run(work), self._retry)
+        # Events that failed to apply are recorded as seen (so never re-applied) and
+        # dead-lettered after the commit; the rest of the batch has been applied.
+        for d, error in failed:
+            final.poison += 1
+            logger.error("event %s could not be applied: %s", d.ce_id, type(error).__name__)
+            await self._dead_letters.send(d.record, error, kind="poison")
+        for topic, count in final.applied_by_topic.items():
+            self._metrics.applied(topic, count)
+        self._metrics.skipped("duplicate_offset", final.duplicate_offsets)
+        self._metrics.skipped("duplicate_event_id", final.duplicate_event_ids)
+        self._metrics.skipped("ignored_type", final.ignored)
+        return final

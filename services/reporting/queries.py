@@ -1,0 +1,156 @@
+"""Report use cases: scope a request to what the caller may see, sum the aggregates,
+and hand the sums to the pure report builders (which apply disclosure control)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from services.reporting.domain.projection import NOT_STATED, Counts
+from services.reporting.domain.reports import (
+    BreakdownBy,
+    BreakdownInputs,
+    Filters,
+    SummaryInputs,
+    build_breakdown,
+    build_summary,
+    categories,
+    ethnic_group,
+)
+from services.reporting.repository import ReportReader
+from shared.auth import Principal, Role
+from shared.contracts.reference import CombinedAuthority, Programme, combined_authority_of
+from shared.problems import Problem
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    combined_authority: CombinedAuthority | None = None
+    local_authority: str | None = None
+    programme: str | None = None
+    level: str | None = None
+    month_from: str | None = None
+    month_to: str | None = None
+    unrounded: bool = False
+
+
+def scope_of(principal: Principal) -> tuple[str, ...]:
+    """Combined authorities a caller may report on (none listed = all)."""
+    if principal.combined_authorities:
+        return tuple(ca.value for ca in principal.combined_authorities)
+    return tuple(ca.value for ca in CombinedAuthority)
+
+
+def resolve(principal: Principal, request: ReportRequest) -> tuple[Filters, bool]:
+    """The filters to apply and whether figures are rounded; 403/422 problems otherwise."""
+    if request.unrounded and principal.role != Role.ANALYST:
+        raise Problem(
+            403,
+            "Forbidden",
+            "Unrounded figures are for the analyst role only.",
+            slug="unrounded-needs-analyst",
+        )
+    scope = scope_of(principal)
+    cas = scope
+    if request.combined_authority is not None:
+        if request.combined_authority.value not in scope:
+            raise Problem(
+                403,
+                "Forbidden",
+                "You may not report on that combined authority.",
+                slug="outside-scope",
+            )
+        cas = (request.combined_authority.value,)
+    if request.local_authority is not None:
+        owner = combined_authority_of(request.local_authority)
+        if owner is None:
+            raise Problem(
+                422,
+                "Validation failed",
+                "Unknown local authority code.",
+                slug="validation-failed",
+                errors=[
+                    {
+                        "pointer": "/local_authority",
+                        "field": "local_authority",
+                        "message": "not an ONS code of a local authority in a combined authority",
+                        "type": "value_error",
+                    }
+                ],
+            )
+        if owner.value not in cas:
+            raise Problem(
+                403,
+                "Forbidden",
+                "That local authority is outside the combined authorities you may report on.",
+                slug="outside-scope",
+            )
+        cas = (owner.value,)
+    if request.month_from and request.month_to and request.month_from > request.month_to:
+        raise Problem(
+            422,
+            "Validation failed",
+            "'from' must not be after 'to'.",
+            slug="validation-failed",
+            errors=[
+                {
+                    "pointer": "/from",
+                    "field": "from",
+                    "message": "must not be after 'to'",
+                    "type": "value_error",
+                }
+            ],
+        )
+    filters = Filters(
+        combined_authorities=cas,
+        local_authority=request.local_authority,
+        programme=request.programme,
+        level=request.level,
+        month_from=request.month_from,
+        month_to=request.month_to,
+    )
+    return filters, not request.unrounded
+
+
+def _one(sums: dict[str, Counts]) -> Counts:
+    return next(iter(sums.values()), {})
+
+
+async def summary(reader: ReportReader, filters: Filters, *, rounded: bool) -> dict[str, Any]:
+    esol_filters = Filters(**{**filters.__dict__, "programme": Programme.ESOL.value})
+    if filters.programme not in (None, Programme.ESOL.value):
+        esol: Counts = {}
+    else:
+        esol = _one(await reader.sum_counts("outcomes", esol_filters, None))
+    inputs = SummaryInputs(
+        outcomes=_one(await reader.sum_counts("outcomes", filters, None)),
+        esol=esol,
+        matching=_one(await reader.sum_counts("matching", filters, None)),
+        participants=_one(await reader.sum_counts("participants", filters, None)),
+        wait_days=await reader.wait_days(filters),
+    )
+    return build_summary(inputs, filters, rounded=rounded)
+
+
+async def breakdown(
+    reader: ReportReader, by: BreakdownBy, filters: Filters, *, rounded: bool
+) -> dict[str, Any]:
+    matching: dict[str, Counts] | None = None
+    participants: dict[str, Counts] | None = None
+    if by == "ethnicity":
+        detailed = await reader.sum_counts("equality", filters, "ethnicity")
+        outcomes: dict[str, Counts] = {}
+        for code, counts in detailed.items():
+            group = outcomes.setdefault(ethnic_group(code or NOT_STATED), {})
+            for name, value in counts.items():
+                group[name] = group.get(name, 0) + value
+    else:
+        outcomes = await reader.sum_counts("outcomes", filters, by)
+    if by in ("local_authority", "month"):
+        matching = await reader.sum_counts("matching", filters, by)
+    if by == "local_authority":
+        participants = await reader.sum_counts("participants", filters, by)
+    present = set(outcomes) | set(matching or {})
+    rows = categories(by, filters, present)
+    inputs = BreakdownInputs(outcomes=outcomes, matching=matching, participants=participants)
+    return build_breakdown(by, rows, inputs, filters, rounded=rounded)

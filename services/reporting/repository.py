@@ -1,0 +1,504 @@
+"""MongoDB adapter of the reporting service: read models, positions, event ids, reports.
+
+Layout (all in the service's own database):
+
+* ``projection_control``: one document ``{_id: "active", generation: N}`` naming the
+  live *generation* of read models.
+* per generation ``g<N>_*`` collections: ``enrolments``, ``participants``, ``matches``
+  (one current-state document each), ``agg_outcomes``, ``agg_equality``,
+  ``agg_matching``, ``agg_participants`` (aggregates), ``applied_events`` (ce_ids
+  already applied) and ``positions`` (per topic-partition, the highest offset applied).
+
+A batch is applied in one transaction (:meth:`MongoProjectionStore.run`): it reads the
+positions and known event ids, loads the states it touches, writes the changed states,
+one bulk ``$inc`` per aggregate collection, the new event ids and positions, and
+commits. A rebuild fills generation N+1 from the beginning of the topics and swaps by
+flipping ``projection_control`` in a transaction that also *seals* every position
+document of generation N, so a live batch still in flight on N conflicts, retries and
+lands on N+1 (see README "Exactly-once effect").
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import CollectionInvalid
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+
+from services.reporting.domain.projection import (
+    AGGREGATES,
+    AggregateName,
+    BatchOutcome,
+    Counts,
+    EnrolmentState,
+    LoadedStates,
+    MatchState,
+    ParticipantState,
+    StateKeys,
+    aggregate_id,
+    enrolment_from_doc,
+    full_counts,
+    match_from_doc,
+    participant_from_doc,
+    state_to_doc,
+)
+from services.reporting.domain.reports import Filters
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+TopicPartition = tuple[str, int]
+Doc = dict[str, Any]
+
+CONTROL = "projection_control"
+STATE_COLLECTIONS = ("enrolments", "participants", "matches")
+AGGREGATE_COLLECTIONS: dict[AggregateName, str] = {
+    "outcomes": "agg_outcomes",
+    "equality": "agg_equality",
+    "matching": "agg_matching",
+    "participants": "agg_participants",
+}
+BOOKKEEPING = ("applied_events", "positions")
+ALL_COLLECTIONS = (*STATE_COLLECTIONS, *AGGREGATE_COLLECTIONS.values(), *BOOKKEEPING)
+READ_MODEL_COLLECTIONS = (*STATE_COLLECTIONS, *AGGREGATE_COLLECTIONS.values())
+
+
+class GenerationRetired(Exception):
+    """The generation a batch was being applied to has been swapped out by a rebuild."""
+
+
+class WriteMetrics(Protocol):
+    def written(self, collection: str, operations: int) -> None: ...
+
+
+class _NoMetrics:
+    def written(self, collection: str, operations: int) -> None:
+        return None
+
+
+# ---------------------------------------------------------------------------------------
+# The ports the service layer uses (in-memory fakes implement these in unit tests).
+
+
+class ProjectionTx(Protocol):
+    """One batch's view of the read models, inside one transaction."""
+
+    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        """Highest applied offset per partition (absent = nothing applied)."""
+        ...
+
+    async def known_event_ids(self, ids: Sequence[str]) -> set[str]: ...
+
+    async def load(self, keys: StateKeys) -> LoadedStates: ...
+
+    async def write(
+        self,
+        outcome: BatchOutcome,
+        positions: Mapping[TopicPartition, int],
+        event_ids: Sequence[str],
+    ) -> None: ...
+
+
+class ProjectionStore(Protocol):
+    async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction, retrying it whole on transient conflicts."""
+        ...
+
+    async def read_positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        """Positions outside any transaction (a hint; the transaction re-checks)."""
+        ...
+
+
+# ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Generation:
+    db: AsyncDatabase[Doc]
+    number: int
+
+    def name(self, collection: str) -> str:
+        return f"g{self.number}_{collection}"
+
+    def __getitem__(self, collection: str) -> AsyncCollection[Doc]:
+        return self.db[self.name(collection)]
+
+    def aggregate(self, name: AggregateName) -> AsyncCollection[Doc]:
+        return self[AGGREGATE_COLLECTIONS[name]]
+
+    async def ensure(self) -> None:
+        """Create the collections and indexes (idempotent; collections must exist before
+        a transaction writes to them on some servers)."""
+        existing = set(await self.db.list_collection_names())
+        for name in ALL_COLLECTIONS:
+            if self.name(name) not in existing:
+                try:
+                    await self.db.create_collection(self.name(name))
+                except CollectionInvalid:
+                    logger.debug("collection %s created concurrently", self.name(name))
+        await self["enrolments"].create_index("learner")
+        await self["matches"].create_index(
+            [("combined_authority", 1), ("local_authority", 1), ("confirmed_month", 1)]
+        )
+        for name in AGGREGATE_COLLECTIONS.values():
+            await self[name].create_index([("combined_authority", 1), ("local_authority", 1)])
+
+    async def drop(self) -> None:
+        for name in ALL_COLLECTIONS:
+            await self[name].drop()
+
+
+def position_id(tp: TopicPartition) -> str:
+    return f"{tp[0]}:{tp[1]}"
+
+
+async def active_generation(
+    db: AsyncDatabase[Doc], session: AsyncClientSession | None = None
+) -> int:
+    doc = await db[CONTROL].find_one({"_id": "active"}, session=session)
+    return int(doc["generation"]) if doc else 1
+
+
+async def ensure_control(db: AsyncDatabase[Doc]) -> Generation:
+    """The active generation, created (generation 1) on first start."""
+    await db[CONTROL].update_one(
+        {"_id": "active"}, {"$setOnInsert": {"generation": 1}}, upsert=True
+    )
+    generation = Generation(db, await active_generation(db))
+    await generation.ensure()
+    return generation
+
+
+class _MongoTx:
+    def __init__(
+        self, generation: Generation, session: AsyncClientSession, metrics: WriteMetrics
+    ) -> None:
+        self._g = generation
+        self._s = session
+        self._metrics = metrics
+
+    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        ids = [position_id(tp) for tp in partitions]
+        out: dict[TopicPartition, int] = {}
+        async for doc in self._g["positions"].find({"_id": {"$in": ids}}, session=self._s):
+            if doc.get("sealed"):
+                raise GenerationRetired(f"generation {self._g.number} was swapped out")
+            out[(doc["topic"], int(doc["partition"]))] = int(doc["offset"])
+        return out
+
+    async def known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        cursor = self._g["applied_events"].find(
+            {"_id": {"$in": list(ids)}}, {"_id": 1}, session=self._s
+        )
+        return {doc["_id"] async for doc in cursor}
+
+    async def load(self, keys: StateKeys) -> LoadedStates:
+        loaded = LoadedStates()
+        learners = sorted(keys.learners)
+        if learners:
+            async for doc in self._g["enrolments"].find(
+                {"learner": {"$in": learners}}, session=self._s
+            ):
+                state = enrolment_from_doc(doc)
+                loaded.enrolments[state.enrolment_id] = state
+            async for doc in self._g["participants"].find(
+                {"_id": {"$in": learners}}, session=self._s
+            ):
+                p = participant_from_doc(doc)
+                loaded.participants[p.learner] = p
+        if keys.match_ids:
+            async for doc in self._g["matches"].find(
+                {"_id": {"$in": sorted(keys.match_ids)}}, session=self._s
+            ):
+                m = match_from_doc(doc)
+                loaded.matches[m.match_id] = m
+        return loaded
+
+    async def write(
+        self,
+        outcome: BatchOutcome,
+        positions: Mapping[TopicPartition, int],
+        event_ids: Sequence[str],
+    ) -> None:
+        states: list[tuple[str, Iterable[EnrolmentState | ParticipantState | MatchState]]] = [
+            ("enrolments", outcome.enrolments.values()),
+            ("participants", outcome.participants.values()),
+            ("matches", outcome.matches.values()),
+        ]
+        for collection, changed in states:
+            ops = [
+                ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in map(state_to_doc, changed)
+            ]
+            await self._bulk(collection, ops)
+        by_collection: dict[AggregateName, list[Any]] = {}
+        for (name, key), counts in sorted(outcome.deltas.items()):
+            spec = AGGREGATES[name]
+            by_collection.setdefault(name, []).append(
+                UpdateOne(
+                    {"_id": aggregate_id(key)},
+                    {
+                        "$setOnInsert": dict(zip(spec.dims, key, strict=True)),
+                        "$inc": {f"counts.{f}": v for f, v in full_counts(name, counts).items()},
+                    },
+                    upsert=True,
+                )
+            )
+        for name, key in sorted(outcome.decremented):
+            # A document exists exactly when its counts are not all zero, however the log
+            # was cut into batches: this keeps a rebuild identical to the live models.
+            by_collection.setdefault(name, []).append(
+                DeleteMany(
+                    {
+                        "_id": aggregate_id(key),
+                        **{f"counts.{f}": 0 for f in AGGREGATES[name].fields},
+                    }
+                )
+            )
+        for name, ops in sorted(by_collection.items()):
+            await self._bulk(AGGREGATE_COLLECTIONS[name], ops)
+        await self._bulk("applied_events", [InsertOne({"_id": i}) for i in event_ids])
+        await self._bulk(
+            "positions",
+            [
+                UpdateOne(
+                    {"_id": position_id(tp)},
+                    {
+                        "$max": {"offset": offset},
+                        "$setOnInsert": {"topic": tp[0], "partition": tp[1], "sealed": False},
+                    },
+                    upsert=True,
+                )
+                for tp, offset in sorted(positions.items())
+            ],
+        )
+
+    async def _bulk(self, collection: str, ops: list[Any]) -> None:
+        if not ops:
+            return
+        await self._g[collection].bulk_write(ops, ordered=True, session=self._s)
+        self._metrics.written(collection, len(ops))
+
+
+class MongoProjectionStore:
+    """:class:`ProjectionStore` on MongoDB. ``generation=None`` follows the control
+    document (the live projector); a number pins one generation (a rebuild)."""
+
+    def __init__(
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        generation: int | None = None,
+        metrics: WriteMetrics | None = None,
+        max_generation_retries: int = 10,
+    ) -> None:
+        self._db = db
+        self._pinned = generation
+        self._metrics = metrics or _NoMetrics()
+        self._max_generation_retries = max_generation_retries
+
+    async def _generation(self, session: AsyncClientSession | None = None) -> Generation:
+        number = self._pinned or await active_generation(self._db, session)
+        return Generation(self._db, number)
+
+    async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
+        for attempt in range(self._max_generation_retries):
+            async with self._db.client.start_session() as session:
+
+                async def callback(s: AsyncClientSession) -> T:
+                    generation = await self._generation(s)
+                    return await work(_MongoTx(generation, s, self._metrics))
+
+                try:
+                    return await session.with_transaction(
+                        callback,
+                        read_concern=ReadConcern("snapshot"),
+                        write_concern=WriteConcern("majority"),
+                    )
+                except GenerationRetired:
+                    logger.info("generation swapped during a batch; retrying (%d)", attempt + 1)
+        raise GenerationRetired("the active generation kept changing")
+
+    async def read_positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        generation = await self._generation()
+        ids = [position_id(tp) for tp in partitions]
+        return {
+            (d["topic"], int(d["partition"])): int(d["offset"])
+            async for d in generation["positions"].find({"_id": {"$in": ids}})
+        }
+
+
+# ---------------------------------------------------------------------------------------
+# Generations: rebuild support.
+
+
+class Generations:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+
+    async def active(self) -> int:
+        return await active_generation(self._db)
+
+    async def existing(self) -> set[int]:
+        numbers = set()
+        for name in await self._db.list_collection_names():
+            head, _, rest = name.partition("_")
+            if head.startswith("g") and head[1:].isdigit() and rest in ALL_COLLECTIONS:
+                numbers.add(int(head[1:]))
+        return numbers
+
+    async def fresh(self) -> Generation:
+        """A new, empty generation numbered above every existing one."""
+        await ensure_control(self._db)
+        number = max({await self.active(), *await self.existing()}) + 1
+        generation = Generation(self._db, number)
+        await generation.drop()
+        await generation.ensure()
+        return generation
+
+    async def positions(self, number: int) -> dict[TopicPartition, int]:
+        g = Generation(self._db, number)
+        return {
+            (d["topic"], int(d["partition"])): int(d["offset"])
+            async for d in g["positions"].find({})
+        }
+
+    async def swap(self, old: int, new: int, partitions: Iterable[TopicPartition]) -> bool:
+        """Make ``new`` the active generation if it has applied at least everything
+        ``old`` has. Seals every position of ``old`` in the same transaction, so a live
+        batch on ``old`` that has not committed yet conflicts and is re-run on ``new``.
+        Returns False (nothing changed) when ``new`` is behind: catch up and try again."""
+        async with self._db.client.start_session() as session:
+
+            async def callback(s: AsyncClientSession) -> bool:
+                if await active_generation(self._db, s) != old:
+                    raise RuntimeError(f"generation {old} is no longer active")
+                g_old, g_new = Generation(self._db, old), Generation(self._db, new)
+                old_pos = {d["_id"]: d async for d in g_old["positions"].find({}, session=s)}
+                new_pos = {d["_id"]: d async for d in g_new["positions"].find({}, session=s)}
+                for pid, doc in old_pos.items():
+                    if int(new_pos.get(pid, {}).get("offset", -1)) < int(doc["offset"]):
+                        return False
+                seal = [
+                    UpdateOne(
+                        {"_id": position_id(tp)},
+                        {
+                            "$set": {"sealed": True},
+                            "$setOnInsert": {"topic": tp[0], "partition": tp[1], "offset": -1},
+                        },
+                        upsert=True,
+                    )
+                    for tp in sorted(set(partitions))
+                ]
+                seal += [
+                    UpdateOne({"_id": pid}, {"$set": {"sealed": True}}) for pid in sorted(old_pos)
+                ]
+                await g_old["positions"].bulk_write(seal, session=s)
+                await self._db[CONTROL].update_one(
+                    {"_id": "active"}, {"$set": {"generation": new}}, session=s
+                )
+                return True
+
+            swapped: bool = await session.with_transaction(
+                callback,
+                read_concern=ReadConcern("snapshot"),
+                write_concern=WriteConcern("majority"),
+            )
+            return swapped
+
+    async def drop(self, number: int) -> None:
+        await Generation(self._db, number).drop()
+
+
+# ---------------------------------------------------------------------------------------
+# Report queries.
+
+
+class ReportReader(Protocol):
+    async def sum_counts(
+        self, name: AggregateName, filters: Filters, group_by: str | None
+    ) -> dict[str, Counts]: ...
+
+    async def wait_days(self, filters: Filters) -> list[float]: ...
+
+
+def aggregate_match(name: AggregateName, filters: Filters) -> Doc:
+    """The MongoDB filter selecting the aggregate documents a report covers. Filters on a
+    dimension an aggregate does not have (e.g. programme for matches) do not apply."""
+    dims = AGGREGATES[name].dims
+    query: Doc = {"combined_authority": {"$in": list(filters.combined_authorities)}}
+    if filters.local_authority:
+        query["local_authority"] = filters.local_authority
+    if "programme" in dims and filters.programme:
+        query["programme"] = filters.programme
+    if "level" in dims and filters.level:
+        query["level"] = filters.level
+    if "month" in dims and (filters.month_from or filters.month_to):
+        month: Doc = {}
+        if filters.month_from:
+            month["$gte"] = filters.month_from
+        if filters.month_to:
+            month["$lte"] = filters.month_to
+        query["month"] = month
+    return query
+
+
+class MongoReportReader:
+    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+        self._db = db
+
+    async def _generation(self) -> Generation:
+        return Generation(self._db, await active_generation(self._db))
+
+    async def sum_counts(
+        self, name: AggregateName, filters: Filters, group_by: str | None
+    ) -> dict[str, Counts]:
+        """Counters summed per value of ``group_by`` (one group ``""`` when None)."""
+        generation = await self._generation()
+        fields = AGGREGATES[name].fields
+        pipeline: list[Doc] = [
+            {"$match": aggregate_match(name, filters)},
+            {
+                "$group": {
+                    "_id": f"${group_by}" if group_by else None,
+                    **{f: {"$sum": f"$counts.{f}"} for f in fields},
+                }
+            },
+        ]
+        cursor = await generation.aggregate(name).aggregate(pipeline)
+        out: dict[str, Counts] = {}
+        async for doc in cursor:
+            key = "" if doc["_id"] is None else str(doc["_id"])
+            out[key] = {f: int(doc.get(f, 0)) for f in fields}
+        return out
+
+    async def wait_days(self, filters: Filters) -> list[float]:
+        generation = await self._generation()
+        query: Doc = {
+            "combined_authority": {"$in": list(filters.combined_authorities)},
+            "wait_days": {"$ne": None},
+        }
+        if filters.local_authority:
+            query["local_authority"] = filters.local_authority
+        if filters.month_from or filters.month_to:
+            month: Doc = {}
+            if filters.month_from:
+                month["$gte"] = filters.month_from
+            if filters.month_to:
+                month["$lte"] = filters.month_to
+            query["confirmed_month"] = month
+        cursor = generation["matches"].find(query, {"wait_days": 1, "_id": 0})
+        return [float(d["wait_days"]) async for d in cursor]

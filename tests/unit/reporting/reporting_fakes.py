@@ -1,0 +1,110 @@
+"""An in-memory ProjectionStore (the repository port), for unit tests of the projector.
+
+Transactions are simulated: a unit of work sees the committed state and its writes are
+applied only when it returns, all at once, like a committed MongoDB transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from services.reporting.domain.projection import (
+    AGGREGATES,
+    AggregateKey,
+    BatchOutcome,
+    Counts,
+    EnrolmentState,
+    LoadedStates,
+    MatchState,
+    ParticipantState,
+    StateKeys,
+)
+from services.reporting.repository import ProjectionTx, TopicPartition
+from shared.dead_letters import RecordLike
+
+T = TypeVar("T")
+
+
+@dataclass
+class InMemoryStore:
+    enrolments: dict[str, EnrolmentState] = field(default_factory=dict)
+    participants: dict[str, ParticipantState] = field(default_factory=dict)
+    matches: dict[str, MatchState] = field(default_factory=dict)
+    aggregates: dict[AggregateKey, Counts] = field(default_factory=dict)
+    applied_ids: set[str] = field(default_factory=set)
+    stored_positions: dict[TopicPartition, int] = field(default_factory=dict)
+    transactions: int = 0
+    fail_next_commits: int = 0
+
+    async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
+        tx = _Tx(self)
+        result = await work(tx)
+        if self.fail_next_commits:
+            self.fail_next_commits -= 1
+            raise ConnectionError("simulated lost connection at commit")
+        tx.commit()
+        self.transactions += 1
+        return result
+
+    async def read_positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, int]:
+        return {tp: self.stored_positions[tp] for tp in partitions if tp in self.stored_positions}
+
+
+class _Tx:
+    def __init__(self, store: InMemoryStore) -> None:
+        self._store = store
+        self._pending: list[Callable[[], None]] = []
+
+    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+        return await self._store.read_positions(partitions)
+
+    async def known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i in self._store.applied_ids}
+
+    async def load(self, keys: StateKeys) -> LoadedStates:
+        s = self._store
+        return LoadedStates(
+            enrolments={k: v for k, v in s.enrolments.items() if v.learner in keys.learners},
+            participants={k: v for k, v in s.participants.items() if k in keys.learners},
+            matches={k: v for k, v in s.matches.items() if k in keys.match_ids},
+        )
+
+    async def write(
+        self,
+        outcome: BatchOutcome,
+        positions: Mapping[TopicPartition, int],
+        event_ids: Sequence[str],
+    ) -> None:
+        def apply() -> None:
+            s = self._store
+            s.enrolments.update(outcome.enrolments)
+            s.participants.update(outcome.participants)
+            s.matches.update(outcome.matches)
+            for key, delta in outcome.deltas.items():
+                counts = s.aggregates.setdefault(key, dict.fromkeys(AGGREGATES[key[0]].fields, 0))
+                for name, value in delta.items():
+                    counts[name] += value
+            for key in outcome.decremented:
+                if key in s.aggregates and not any(s.aggregates[key].values()):
+                    del s.aggregates[key]
+            s.applied_ids.update(event_ids)
+            for tp, offset in positions.items():
+                s.stored_positions[tp] = max(offset, s.stored_positions.get(tp, -1))
+
+        self._pending.append(apply)
+
+    def commit(self) -> None:
+        for apply in self._pending:
+            apply()
+
+
+@dataclass
+class RecordingDeadLetters:
+    sent: list[tuple[RecordLike, str, str]] = field(default_factory=list)
+
+    async def send(self, record: RecordLike, error: BaseException, *, kind: str) -> None:
+        self.sent.append((record, kind, f"{type(error).__name__}: {error}"))
