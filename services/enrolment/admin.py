@@ -176,7 +176,7 @@ class ProviderAdmin:
         )
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="enrolment-admin",
         description="Register enrolment providers and manage their API keys.",
@@ -253,7 +253,7 @@ async def run(args: argparse.Namespace, settings: EnrolmentSettings) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     try:
         output = asyncio.run(run(args, EnrolmentSettings()))
     except AdminError as exc:
