@@ -428,7 +428,7 @@ def build_breakdown(
                 (code, "cross_background"), m["matches_confirmed"]
             )
         return {
-            "code": code,
+            "code": "total" if code == TOTAL else code,
             "label": label,
             "values": {k: p.display((code, k)) for k in keys},
             "rates": rates,
@@ -455,7 +455,7 @@ def breakdown_csv(table: Mapping[str, Any]) -> str:
     for row in [*table["rows"], table["total"]]:
         writer.writerow(
             [
-                row["code"] if row["code"] != TOTAL else "total",
+                row["code"],
                 row["label"],
                 *[_csv_value(row["values"][c]) for c in cols],
                 *["" if row["rates"][r] is None else row["rates"][r] for r in rates],
