@@ -66,6 +66,11 @@
     for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
     return 10 * p;
   }
+  const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+  function tickCount(max) {
+    for (const n of [5, 4, 2]) if (Number.isInteger(max / n) || max <= 1) return n;
+    return 4;
+  }
   function legend(id, series) {
     const box = $(id);
     box.replaceChildren(...series.map((s, i) => el("span", { class: "s" + (i + 1) }, s.name)));
@@ -80,17 +85,20 @@
     opts = opts || {};
     const fmt = opts.format || shown;
     const bar = opts.bar || 11, gap = 3, pad = 10;
-    const labelW = opts.labelWidth || 170, width = 640, valueW = 58;
+    const labelW = opts.labelWidth || 170, valueW = 58;
+    const width = Math.max(360, Math.round(container.clientWidth || 640));
     const groupH = series.length * (bar + gap) + pad;
     const height = rows.length * groupH + 26;
     const max = opts.max || niceMax(Math.max(1, ...rows.flatMap((r) => r.values.map(num))));
     const plotW = width - labelW - valueW;
     const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img",
       "aria-label": opts.title || "bar chart" });
-    for (let t = 0; t <= 4; t++) {
-      const x = labelW + (plotW * t) / 4;
+    const steps = tickCount(max);
+    for (let t = 0; t <= steps; t++) {
+      const x = labelW + (plotW * t) / steps;
       root.appendChild(svg("line", { x1: x, x2: x, y1: 0, y2: height - 20, class: "axis" }));
-      const tick = opts.percent ? Math.round((max * t) / 4 * 100) + "%" : String(Math.round((max * t) / 4));
+      const v = (max * t) / steps;
+      const tick = opts.percent ? Math.round(v * 100) + "%" : String(v);
       root.appendChild(svg("text", { x, y: height - 6, "text-anchor": "middle", class: "muted" }, tick));
     }
     rows.forEach((row, i) => {
@@ -115,19 +123,21 @@
   /** Vertical grouped bars by month. */
   function vbars(container, rows, series) {
     if (!rows.length) return empty(container, "No enrolments in this period.");
-    const width = 640, height = 260, left = 40, bottom = 40, top = 16;
+    const width = Math.max(360, Math.round(container.clientWidth || 640));
+    const height = 260, left = 40, bottom = 44, top = 16;
     const plotW = width - left - 10, plotH = height - top - bottom;
     const max = niceMax(Math.max(1, ...rows.flatMap((r) => r.values.map(num))));
     const slot = plotW / rows.length;
     const bar = Math.max(3, Math.min(22, (slot - 6) / series.length));
     const root = svg("svg", { viewBox: `0 0 ${width} ${height}`, role: "img", "aria-label": "by month" });
-    for (let t = 0; t <= 4; t++) {
-      const y = top + plotH - (plotH * t) / 4;
+    const steps = tickCount(max);
+    for (let t = 0; t <= steps; t++) {
+      const y = top + plotH - (plotH * t) / steps;
       root.appendChild(svg("line", { x1: left, x2: width - 10, y1: y, y2: y, class: "axis" }));
       root.appendChild(svg("text", { x: left - 6, y: y + 4, "text-anchor": "end", class: "muted" },
-        String(Math.round((max * t) / 4))));
+        String((max * t) / steps)));
     }
-    const every = Math.ceil(rows.length / 12);
+    const every = Math.ceil(rows.length / Math.max(1, Math.floor(plotW / 38)));
     rows.forEach((row, i) => {
       const x0 = left + i * slot + (slot - bar * series.length) / 2;
       row.values.forEach((v, j) => {
@@ -143,8 +153,14 @@
         }
       });
       if (i % every === 0) {
-        root.appendChild(svg("text", { x: left + i * slot + slot / 2, y: height - bottom + 16,
-          "text-anchor": "middle", class: "muted" }, row.label));
+        const [year, month] = row.label.split("-");
+        const cx = left + i * slot + slot / 2;
+        root.appendChild(svg("text", { x: cx, y: height - bottom + 16, "text-anchor": "middle",
+          class: "muted" }, MONTHS[Number(month) - 1] || row.label));
+        if (i === 0 || month === "01") {
+          root.appendChild(svg("text", { x: cx, y: height - bottom + 31, "text-anchor": "middle",
+            class: "muted" }, year));
+        }
       }
     });
     container.replaceChildren(root);
@@ -160,7 +176,7 @@
 
   function renderKpis(s) {
     const e = s.enrolments, m = s.matching, esol = s.esol.all;
-    const wait = m.median_wait_days === null ? "withheld (<5 matches)" : m.median_wait_days + " days";
+    const wait = m.median_wait_days === null ? "withheld (fewer than 5 matches)" : "days from opting in to a match";
     $("kpis").replaceChildren(
       kpi("Started", e.started, "enrolments"),
       kpi("Stayed", e.stayed, "retention " + pct(e.retention_rate)),
@@ -275,11 +291,8 @@
         api("/v1/reports/breakdown", { ...f, by: "local_authority" }).then((r) => r.json()),
         api("/v1/reports/breakdown", { ...f, by: "month" }).then((r) => r.json()),
       ]);
-      renderKpis(summary);
-      renderLa(byLa);
-      renderMonths(byMonth);
-      renderEsol(summary);
-      renderReasons(summary);
+      last = { summary, byLa, byMonth };
+      renderAll();
       $("note").textContent = summary.disclosure.note;
       $("status").textContent = "Updated " + new Date().toLocaleTimeString("en-GB");
       document.body.dataset.loaded = "true";
@@ -288,6 +301,21 @@
       $("status").textContent = "Could not load the reports: " + err.message;
     }
   }
+
+  let last = null;
+  function renderAll() {
+    if (!last) return;
+    renderKpis(last.summary);
+    renderLa(last.byLa);
+    renderMonths(last.byMonth);
+    renderEsol(last.summary);
+    renderReasons(last.summary);
+  }
+  let resizeTimer = null;
+  window.addEventListener("resize", () => {
+    clearTimeout(resizeTimer);
+    resizeTimer = setTimeout(renderAll, 150);
+  });
 
   async function start() {
     takeKeyFromFragment();

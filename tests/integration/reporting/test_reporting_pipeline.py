@@ -130,7 +130,7 @@ async def svc(infra: Infra) -> AsyncIterator[Service]:
 async def publish(svc: Service, events: list[CloudEvent[Event]]) -> None:
     for ce in events:
         topic = MATCHING_MATCHES if ce.type.split(".")[2].startswith("Match") else ENROLMENT_EVENTS
-        key = getattr(ce.data, "learner", None) or getattr(ce.data, "local_authority", "x")
+        key = str(getattr(ce.data, "learner", None) or getattr(ce.data, "local_authority", "x"))
         await svc.producer.send(
             topic,
             ce.body(),
@@ -167,7 +167,7 @@ async def snapshot(db: AsyncDatabase[dict[str, Any]], generation: int) -> dict[s
     out: dict[str, list[bytes]] = {}
     for name in READ_MODEL_COLLECTIONS:
         docs = await raw[f"g{generation}_{name}"].find({}).sort("_id", 1).to_list()
-        out[name] = [d.raw for d in docs]
+        out[name] = [bytes(d.raw) for d in docs]
     return out
 
 
@@ -232,7 +232,9 @@ async def test_events_become_read_models_and_disclosure_controlled_reports(svc: 
         done = s["enrolments"]["started"] == 12 and s["matching"]["declined"] == 1
         return s if done else None
 
-    s = await poll_until(projected, timeout_s=60, what="the scenario to be projected")
+    found = await poll_until(projected, timeout_s=60, what="the scenario to be projected")
+    assert found is not None
+    s = found
     assert s["enrolments"] == {
         "started": 12,
         "stayed": 10,
@@ -393,7 +395,7 @@ async def test_poison_in_a_batch_is_dead_lettered_and_the_rest_applied(svc: Serv
 
     async def applied() -> bool:
         s = await svc.summary(**{"from": f"{YEAR}-06", "to": f"{YEAR}-06"})
-        return s["enrolments"]["started"] == 3 and s["enrolments"]["completed"] == 1
+        return bool(s["enrolments"]["started"] == 3 and s["enrolments"]["completed"] == 1)
 
     await poll_until(applied, timeout_s=60, what="the good records of the batch")
 
