@@ -89,11 +89,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"API key (shown once, store it now): {key}\n"
         )
         return 0
-    principal = asyncio.run(seed_demo(settings))
-    if principal is None:
+    demo = asyncio.run(seed_demo(settings))
+    if demo is None:
         sys.stdout.write("matching: COMMONGROUND_DEMO_COORDINATOR_KEY not set; nothing seeded\n")
     else:
-        sys.stdout.write(f"matching: demo coordinator {principal.principal_id} ready\n")
+        sys.stdout.write(f"matching: demo coordinator {demo.principal_id} ready\n")
     return 0
 
 

@@ -51,9 +51,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             metrics=metrics,
             on_commit=relay.notify,
         )
-        runtime.state["matching"] = handlers.MatchingContext(
-            service=service, keys=keys, settings=settings
-        )
+        runtime.state["matching"] = handlers.MatchingContext(service=service, keys=keys)
         workers = Workers(
             service,
             relay,

@@ -60,7 +60,6 @@ class MatchingContext:
 
     service: MatchingService
     keys: ApiKeyStore
-    settings: MatchingSettings
 
 
 def context_of(runtime: Runtime) -> MatchingContext:
@@ -74,9 +73,8 @@ def context_of(runtime: Runtime) -> MatchingContext:
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     router = KafkaRouter()
     settings = runtime.settings
-    offset_reset: Literal["earliest", "latest"] = (
-        settings.consumer_offset_reset if isinstance(settings, MatchingSettings) else "earliest"
-    )
+    if not isinstance(settings, MatchingSettings):
+        raise TypeError("the matching service needs MatchingSettings")
     retry_policy = RetryPolicy()
 
     # NACK_ON_ERROR: commit only after the handler returns; an exception seeks back
@@ -84,7 +82,9 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     @router.subscriber(
         topics.ENROLMENT_EVENTS,
         group_id=settings.group_id,
-        auto_offset_reset=offset_reset,
+        auto_offset_reset=settings.consumer_offset_reset,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:

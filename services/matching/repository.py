@@ -416,17 +416,19 @@ class MongoMatchingRepository:
 
     async def record_opt_in(self, ce_id: str, incoming: Participant) -> bool:
         async def body(s: AsyncClientSession) -> bool:
-            try:
-                await self.inbox.insert_one(
-                    {
-                        "_id": ce_id,
-                        "kind": "ParticipantOptedIn",
-                        "received_at": incoming.pool_entered_at,
-                    },
-                    session=s,
-                )
-            except DuplicateKeyError:
+            # Look before inserting: a duplicate-key error would abort the transaction.
+            # Two concurrent deliveries conflict on the insert and the loser, retried,
+            # finds the row.
+            if await self.inbox.find_one({"_id": ce_id}, {"_id": 1}, session=s):
                 return False
+            await self.inbox.insert_one(
+                {
+                    "_id": ce_id,
+                    "kind": "ParticipantOptedIn",
+                    "received_at": incoming.pool_entered_at,
+                },
+                session=s,
+            )
             existing_doc = await self.participants.find_one(
                 {"_id": incoming.participant}, session=s
             )

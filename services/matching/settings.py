@@ -26,6 +26,16 @@ class MatchingSettings(ServiceSettings):
         description="Where a consumer group with no committed offset starts reading.",
     )
 
+    consumer_session_timeout_ms: int = Field(
+        default=10_000,
+        ge=1000,
+        description="Kafka consumer session timeout: how soon a dead consumer's partitions "
+        "move to another replica.",
+    )
+    consumer_rebalance_timeout_ms: int | None = Field(
+        default=None, ge=1000, description="How long a rebalance waits for members to rejoin."
+    )
+
     weights_file: Path = Field(
         default=DEFAULT_WEIGHTS_FILE,
         description="TOML file of scorer weights: a [default] table and optional "
@@ -60,7 +70,6 @@ class MatchingSettings(ServiceSettings):
         description="Leases keep one replica at a time running a given authority's optimiser, "
         "the DBS check and the outbox relay.",
     )
-    max_page_size: int = Field(default=500, ge=1)
 
     demo_coordinator_key: SecretStr | None = Field(
         default=None,

@@ -44,9 +44,19 @@ class Leases:
         self._repo = repo
         self._owner = owner
         self._ttl = ttl
+        self._held: set[str] = set()
 
     async def acquire(self, name: str) -> bool:
-        return await self._repo.acquire_lease(name, self._owner, self._ttl, utc_now())
+        acquired = await self._repo.acquire_lease(name, self._owner, self._ttl, utc_now())
+        if acquired:
+            self._held.add(name)
+        return acquired
+
+    async def release_all(self) -> None:
+        """On shutdown: another replica (or this one restarted) can take over at once."""
+        for name in sorted(self._held):
+            await self._repo.release_lease(name, self._owner)
+        self._held.clear()
 
 
 async def periodically(
@@ -129,7 +139,8 @@ class OutboxRelay:
             # crash before this line means a re-publish with the same ce_id.
             await self._repo.mark_published(done, utc_now())
             self._metrics.outbox_published.inc(len(done))
-            self._metrics.outbox_backlog.set(await self._repo.outbox_backlog())
+            backlog = await self._repo.outbox_backlog() if rows else 0
+            self._metrics.outbox_backlog.set(backlog)
         return len(done)
 
 
@@ -183,3 +194,7 @@ class Workers:
             with suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        try:
+            await self._leases.release_all()
+        except Exception:  # leases expire on their own; shutdown must go on
+            logger.warning("could not release leases on shutdown", exc_info=True)
