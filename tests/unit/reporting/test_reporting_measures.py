@@ -150,3 +150,21 @@ def test_csv_export_keeps_suppression_markers() -> None:
     assert (esol["started"], esol["withdrawn"], esol["stayed"]) == ("35", "<5", "c")
     assert parsed[-1]["programme"] == "total"
     assert len(parsed) == 7  # six programmes and the total
+
+
+def test_an_esol_only_summary_publishes_each_number_one_way() -> None:
+    esol = outcomes(
+        started=40, withdrawn=3, completed=30, achieved=20, matched_started=9, matched_withdrawn=1
+    )
+    filters = Filters(combined_authorities=(GM.value,), programme="esol")
+    s = build_summary(
+        SummaryInputs(outcomes=esol, esol=esol, matching={}, participants={}),
+        filters,
+        rounded=True,
+    )
+    # The headline and the ESOL "all" row are one set of cells: suppressed alike.
+    for name in ("started", "withdrawn", "completed", "achieved"):
+        assert s["enrolments"][name] == s["esol"]["all"][name]
+    assert s["enrolments"]["withdrawn"] == "<5"
+    assert s["esol"]["matched"]["withdrawn"] == "<5"
+    assert s["esol"]["unmatched"]["withdrawn"] == "<5"
