@@ -175,17 +175,17 @@ def main(argv: list[str] | None = None) -> int:
             vols, parts = random_pool(seed, n_vols, n_parts, now=NOW)
             greedy, t_greedy = _timed(greedy_assignment, vols, parts, weights)
             optimal, t_optimal = _timed(optimal_assignment, vols, parts, weights)
-            for key, base, measured in (
+            for key, baseline, measured in (
                 ("total score", total_score(greedy), total_score(optimal)),
                 ("objective", total_objective(greedy), total_objective(optimal)),
                 ("participants matched", len(greedy), len(optimal)),
                 ("cross-background pairs", _bridging(greedy), _bridging(optimal)),
                 ("time (ms)", t_greedy * 1000, t_optimal * 1000),
             ):
-                rows[key][0].append(base)
+                rows[key][0].append(baseline)
                 rows[key][1].append(measured)
-        for key, (base, measured) in rows.items():
-            b, m = statistics.fmean(base), statistics.fmean(measured)
+        for key, (baselines, measurements) in rows.items():
+            b, m = statistics.fmean(baselines), statistics.fmean(measurements)
             ratio = m / b if b else float("nan")
             print(f"| {n_parts} / {n_vols} | {key} | {b:,.1f} | {m:,.1f} | {ratio:.3f}x |")
     return 0
