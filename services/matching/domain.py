@@ -434,7 +434,9 @@ def participant_from_opt_in(event: ParticipantOptedIn, now: datetime) -> Partici
         combined_authority=event.combined_authority,
         local_authority=event.local_authority,
         age_band=event.age_band,
-        waiting_since=now,
+        # Waiting counts from the opt-in itself (not from when we consumed it), but
+        # never from the future.
+        waiting_since=min(event.opted_in_at, now),
         pool_entered_at=now,
         opted_in_at=event.opted_in_at,
         sex=event.sex,

@@ -58,6 +58,10 @@ def test_opt_in_enters_the_pool_with_normalised_preferences() -> None:
     p = participant_from_opt_in(opt_in(), NOW)
     assert p.status is ParticipantStatus.WAITING
     assert p.waiting_since == p.pool_entered_at == NOW
+    earlier = participant_from_opt_in(opt_in(opted_in_at=NOW - timedelta(hours=5)), NOW)
+    assert earlier.waiting_since == NOW - timedelta(hours=5) and earlier.pool_entered_at == NOW
+    future = participant_from_opt_in(opt_in(opted_in_at=NOW + timedelta(hours=5)), NOW)
+    assert future.waiting_since == NOW
     assert p.availability == ("mon-am", "sat-pm")
     assert p.interests == ("cooking",)
     assert p.participant == "learner-1" and p.enrolment_id == "enr-1"
