@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Generic, TypeVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
@@ -41,6 +41,17 @@ class Event(BaseModel):
 
 
 E = TypeVar("E", bound=Event)
+
+
+def describe_errors(exc: ValidationError, limit: int = 10) -> str:
+    """Field paths and messages of a validation error, never the input values
+    (they may be special category or identifying data)."""
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '(body)'}: {err['msg']}"
+        for err in exc.errors(include_input=False, include_url=False)[:limit]
+    ]
+    more = exc.error_count() - limit
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
 class EnvelopeError(ValueError):
@@ -102,8 +113,10 @@ class EventRegistry:
             raise EnvelopeError(f"unknown event type/version {h['ce_type']!r}")
         try:
             data = model.model_validate_json(body)
-        except ValueError as exc:  # pydantic.ValidationError subclasses ValueError
-            raise EnvelopeError(f"{h['ce_type']} body does not match its schema: {exc}") from exc
+        except ValidationError as exc:
+            raise EnvelopeError(
+                f"{h['ce_type']} body does not match its schema: {describe_errors(exc)}"
+            ) from None  # the chained error would carry input values (personal data)
         try:
             time = datetime.fromisoformat(h["ce_time"]) if h.get("ce_time") else datetime.now(UTC)
         except ValueError as exc:

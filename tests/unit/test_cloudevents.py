@@ -68,3 +68,23 @@ def test_event_models_are_frozen() -> None:
 def test_dead_letter_topic_naming() -> None:
     assert dead_letter_topic("enrolment.events.v1") == "enrolment.events.v1.dlq"
     assert dead_letter_topic("x.dlq") == "x.dlq"
+
+
+def test_schema_errors_name_fields_but_never_echo_values() -> None:
+    body = (
+        b'{"match_id": "m1", "volunteer_id": "v1", "participant": "p1",'
+        b' "combined_authority": "SECRET-VALUE-123", "local_authority": "E08000025",'
+        b' "reason": "x", "ended_at": "not-a-date-SECRET"}'
+    )
+    headers = {
+        "ce_id": "1",
+        "ce_source": "/x",
+        "ce_specversion": "1.0",
+        "ce_type": "org.commonground.MatchEnded.v1",
+    }
+    with pytest.raises(EnvelopeError) as caught:
+        registry_for(MATCHING_MATCHES).decode(body, headers)
+    message = str(caught.value)
+    assert "combined_authority" in message and "ended_at" in message
+    assert "SECRET" not in message
+    assert caught.value.__cause__ is None
