@@ -54,7 +54,9 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         db = runtime.db
-        repository = MongoEnrolmentRepository(runtime.mongo, db)
+        repository = MongoEnrolmentRepository(
+            runtime.mongo, db, max_messages_per_row=settings.outbox_row_max_messages
+        )
         outbox = MongoOutboxStore(db, retention_s=settings.outbox_retention_s)
         providers = MongoProviderDirectory(db)
         keys = ApiKeyStore(db["api_keys"])
@@ -73,6 +75,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 batch_size=settings.outbox_batch_size,
                 poll_interval_s=settings.outbox_poll_interval_s,
                 lease_ttl_s=settings.outbox_lease_ttl_s,
+                linger_s=settings.outbox_linger_s,
             ),
             RelayMetrics(runtime.telemetry),
             # Publish only between broker start and shutdown (readiness is set after

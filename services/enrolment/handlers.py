@@ -344,7 +344,8 @@ PROGRESS_KINDS = frozenset(
 
 def install_validation_handler(app: FastAPI) -> None:
     """422 problems as in :mod:`shared.problems`, except that the progress union's tag
-    ("completion") is dropped from field paths: '/outcome', not '/completion/outcome'."""
+    ("completion") is dropped from field paths ('/outcome', not '/completion/outcome')
+    and a missing or unknown ``kind`` points at '/kind'."""
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
@@ -353,6 +354,8 @@ def install_validation_handler(app: FastAPI) -> None:
             loc = tuple(err.get("loc", ()))
             if len(loc) > 2 and loc[0] == "body" and loc[1] in PROGRESS_KINDS:
                 err = {**err, "loc": (loc[0], *loc[2:])}
+            elif loc == ("body",) and str(err.get("type", "")).startswith("union_tag_"):
+                err = {**err, "loc": ("body", "kind")}
             errors.append(err)
         problem = Problem(
             422,

@@ -300,7 +300,7 @@ class EnrolmentService:
             ]
             try:
                 await self._repo.insert(
-                    [e.enrolment for e in new if e.enrolment is not None], outbox, rejections
+                    [e.enrolment for e in new if e.enrolment is not None], outbox + rejections
                 )
             except AlreadyExists:
                 # A concurrent submission of the same enrolment committed between our
@@ -329,7 +329,8 @@ class EnrolmentService:
             reasons=tuple(e.as_reason() for e in result.errors),
             rejected_at=now,
         )
-        # Deterministic id: a redelivered record yields the same row and the same ce_id.
+        # Deterministic ce_id: a redelivered record is refused again under the same id,
+        # which consumers deduplicate.
         ce_id = str(
             uuid.uuid5(_REJECTION_NAMESPACE, f"{coords.topic}/{coords.partition}/{coords.offset}")
         )

@@ -1,10 +1,11 @@
 """The outbox relay: publishes committed outbox rows to Kafka and marks them sent.
 
-Rows are read in commit order, a batch at a time. Rows sharing a Kafka key are
-published one after another (per-key order is what consumers rely on); different keys
-go concurrently so a batch costs about one round trip. A row is marked sent only after
-the broker acknowledged it; a crash in between re-publishes it with the same ``ce_id``
-(the row id), which consumers deduplicate.
+Rows (each the events of one transaction) are read in commit order, about
+``batch_size`` messages at a time. Messages sharing a Kafka key are published one after
+another (per-key order is what consumers rely on); different keys go concurrently, so a
+round costs about one broker round trip. A row is marked sent only after the broker
+acknowledged all its messages; otherwise the whole row goes again in a later round with
+the same ``ce_id``s (fixed in the row), which consumers deduplicate.
 
 One replica relays at a time (a lease in the database); the others take over when the
 lease lapses. Every replica keeps a backlog estimate for HTTP backpressure.
@@ -19,7 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
-from services.enrolment.repository import OutboxMessage, OutboxStore
+from services.enrolment.repository import OutboxMessage, OutboxRow, OutboxStore
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ class RelayConfig:
     batch_size: int = 500
     poll_interval_s: float = 0.5
     lease_ttl_s: float = 15.0
+    linger_s: float = 0.05
     max_backoff_s: float = 10.0
 
 
@@ -79,34 +81,38 @@ class OutboxRelay:
         self._wake.set()
 
     async def run_once(self) -> int:
-        """Publish one batch of pending rows; returns how many were published. Raises
-        after marking the successes if any row failed (the caller backs off)."""
+        """Publish one round of pending rows; returns how many messages were published.
+        Raises after marking the complete rows if any message failed (caller backs off)."""
         rows = await self._store.pending(self._config.batch_size)
         if not rows:
             return 0
-        by_key: dict[tuple[str, str], list[OutboxMessage]] = {}
+        chains: dict[tuple[str, str], list[tuple[OutboxRow, OutboxMessage]]] = {}
         for row in rows:
-            by_key.setdefault((row.topic, row.key), []).append(row)
-        sent: list[str] = []
+            for message in row.messages:
+                chains.setdefault((message.topic, message.key), []).append((row, message))
+        failed_rows: set[str] = set()
         failures: list[BaseException] = []
+        published = 0
 
-        async def publish_in_order(chain: list[OutboxMessage]) -> None:
-            for row in chain:
+        async def publish_in_order(chain: list[tuple[OutboxRow, OutboxMessage]]) -> None:
+            nonlocal published
+            for position, (_row, message) in enumerate(chain):
                 try:
-                    await self._publish(row)
-                except Exception as exc:  # keep the rest of this key for a later round
+                    await self._publish(message)
+                except Exception as exc:  # the rest of this key waits for a later round
                     failures.append(exc)
+                    failed_rows.update(r.id for r, _ in chain[position:])
                     return
-                sent.append(row.id)
-                self._metrics.published.labels(row.topic).inc()
+                published += 1
+                self._metrics.published.labels(message.topic).inc()
 
-        await asyncio.gather(*(publish_in_order(chain) for chain in by_key.values()))
-        await self._store.mark_sent(sent)
-        self._metrics.batch.observe(len(sent))
+        await asyncio.gather(*(publish_in_order(chain) for chain in chains.values()))
+        await self._store.mark_sent([row.id for row in rows if row.id not in failed_rows])
+        self._metrics.batch.observe(published)
         if failures:
             self._metrics.failures.inc(len(failures))
             raise failures[0]
-        return len(sent)
+        return published
 
     async def refresh_backlog(self) -> int:
         self.backlog = await self._store.backlog()
@@ -123,7 +129,7 @@ class OutboxRelay:
                     self._owner, self._config.lease_ttl_s
                 ):
                     published = await self.run_once()
-                    drained = published < self._config.batch_size
+                    drained = published == 0
                 await self.refresh_backlog()
                 failures = 0
             except asyncio.CancelledError:
@@ -131,14 +137,23 @@ class OutboxRelay:
             except Exception as exc:
                 failures += 1
                 delay = min(0.2 * 2**failures, self._config.max_backoff_s)
-                logger.warning(
-                    "outbox relay round failed (%s); retrying in %.1fs", type(exc).__name__, delay
+                # Rows stay pending and go again; during shutdown this is expected.
+                logger.log(
+                    logging.WARNING if self._can_publish() else logging.INFO,
+                    "outbox relay round failed (%s); retrying in %.1fs",
+                    type(exc).__name__,
+                    delay,
                 )
                 await asyncio.sleep(delay)
                 continue
             if drained:
-                with contextlib.suppress(TimeoutError):
+                try:
                     await asyncio.wait_for(self._wake.wait(), self._config.poll_interval_s)
+                except TimeoutError:
+                    continue
+                # Woken by a commit: linger a moment so that commits arriving together
+                # share a round (each round costs several database writes).
+                await asyncio.sleep(self._config.linger_s)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self.run(), name="outbox-relay")

@@ -49,14 +49,25 @@ class EnrolmentSettings(ServiceSettings):
         default=64 * 1024, description="Largest body for a single submission or progress."
     )
 
-    outbox_batch_size: int = Field(default=500, ge=1, description="Rows per relay round.")
+    outbox_batch_size: int = Field(
+        default=1000, ge=1, description="Messages per relay round (whole rows)."
+    )
+    outbox_row_max_messages: int = Field(
+        default=200,
+        ge=1,
+        le=2000,
+        description="Events stored per outbox row (a transaction's events share rows).",
+    )
     outbox_poll_interval_s: float = Field(
         default=0.5, gt=0, description="Idle relay wake-up (commits also wake it at once)."
     )
     outbox_backlog_limit: int = Field(
         default=50_000,
         ge=1,
-        description="Unpublished outbox rows above which HTTP intake answers 503.",
+        description="Unpublished events above which HTTP intake answers 503.",
+    )
+    outbox_linger_s: float = Field(
+        default=0.05, ge=0, description="Wait after a commit so nearby commits share a round."
     )
     outbox_retry_after_s: int = Field(default=30, description="Retry-After sent with the 503.")
     outbox_lease_ttl_s: float = Field(

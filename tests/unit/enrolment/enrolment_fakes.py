@@ -8,7 +8,12 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from services.enrolment.domain import Enrolment, Provider, Pseudonymiser
-from services.enrolment.repository import AlreadyExists, OutboxMessage, VersionConflict
+from services.enrolment.repository import (
+    AlreadyExists,
+    OutboxMessage,
+    OutboxRow,
+    VersionConflict,
+)
 from shared.contracts.reference import CombinedAuthority
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
@@ -75,10 +80,7 @@ class FakeEnrolments:
         return {i: self.docs[i].fingerprint for i in enrolment_ids if i in self.docs}
 
     async def insert(
-        self,
-        enrolments: Sequence[Enrolment],
-        outbox: Sequence[OutboxMessage],
-        idempotent_outbox: Sequence[OutboxMessage] = (),
+        self, enrolments: Sequence[Enrolment], outbox: Sequence[OutboxMessage]
     ) -> None:
         self.insert_calls += 1
         for other in self.race:
@@ -89,8 +91,6 @@ class FakeEnrolments:
         for e in enrolments:
             self.docs[e.enrolment_id] = e
         self.outbox.extend(outbox)
-        known = {m.id for m in self.outbox}
-        self.outbox.extend(m for m in idempotent_outbox if m.id not in known)
 
     async def save_transition(
         self, enrolment: Enrolment, expected_version: int, outbox: Sequence[OutboxMessage]
@@ -111,19 +111,26 @@ class FakeProviders:
 
 
 class FakeOutboxStore:
-    def __init__(self, rows: Sequence[OutboxMessage] = ()) -> None:
+    def __init__(self, rows: Sequence[OutboxRow] = ()) -> None:
         self.rows = list(rows)
         self.sent: list[str] = []
         self.lease_owner: str | None = None
 
-    async def pending(self, limit: int) -> list[OutboxMessage]:
-        return [r for r in self.rows if r.id not in self.sent][:limit]
+    async def pending(self, max_messages: int) -> list[OutboxRow]:
+        out: list[OutboxRow] = []
+        for row in self.rows:
+            if row.id in self.sent:
+                continue
+            out.append(row)
+            if sum(len(r.messages) for r in out) >= max_messages:
+                break
+        return out
 
-    async def mark_sent(self, ids: Sequence[str]) -> None:
-        self.sent.extend(ids)
+    async def mark_sent(self, row_ids: Sequence[str]) -> None:
+        self.sent.extend(row_ids)
 
     async def backlog(self) -> int:
-        return len([r for r in self.rows if r.id not in self.sent])
+        return sum(len(r.messages) for r in self.rows if r.id not in self.sent)
 
     async def acquire_lease(self, owner: str, ttl_s: float) -> bool:
         if self.lease_owner in (None, owner):

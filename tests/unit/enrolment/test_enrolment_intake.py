@@ -18,7 +18,7 @@ from services.enrolment.intake import (
     ItemStatus,
 )
 from services.enrolment.outbox import OutboxRelay, RelayConfig, RelayMetrics
-from services.enrolment.repository import OutboxMessage
+from services.enrolment.repository import OutboxMessage, OutboxRow
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
@@ -159,17 +159,22 @@ async def test_kafka_refusals_become_rejection_events_without_personal_data() ->
             assert personal not in m.body
 
 
-async def test_redelivered_kafka_batch_changes_nothing() -> None:
+async def test_redelivered_kafka_batch_is_refused_again_under_the_same_ids() -> None:
     service, repo, _, _ = make_service()
     items = [
         _inbound(20, "10012345", submission(learner_ref="R1")),
         _inbound(21, "10012345", submission(learner_ref="R2", local_authority="E08000025")),
     ]
     await service.submit_inbound(items)
-    published = list(repo.outbox)
+    first = [m for m in repo.outbox if m.topic == topics.ENROLMENT_REJECTED]
     again = await service.submit_inbound(items)
     assert [r.status for r in again] == [ItemStatus.DUPLICATE, ItemStatus.REJECTED]
-    assert repo.outbox == published  # same rejection id: not stored twice
+    second = [m for m in repo.outbox if m.topic == topics.ENROLMENT_REJECTED][len(first) :]
+    # No second EnrolmentAccepted; the refusal repeats with the same ce_id (deduplicated
+    # downstream).
+    assert event_types(repo).count("EnrolmentAccepted") == 1
+    assert [m.id for m in second] == [m.id for m in first]
+    assert second[0].headers["ce_id"] == first[0].id
 
 
 async def test_progress_is_applied_once_and_illegal_moves_change_nothing() -> None:
@@ -194,8 +199,8 @@ async def test_progress_is_applied_once_and_illegal_moves_change_nothing() -> No
     assert len(wakes) == 2
 
 
-def _row(i: int, key: str, topic: str = topics.ENROLMENT_EVENTS) -> OutboxMessage:
-    return OutboxMessage(id=f"id-{i}", topic=topic, key=key, headers={}, body="{}", seq=i)
+def _message(i: int, key: str) -> OutboxMessage:
+    return OutboxMessage(id=f"m-{i}", topic=topics.ENROLMENT_EVENTS, key=key, headers={}, body="{}")
 
 
 def _relay(store: FakeOutboxStore, publish: Any, batch_size: int = 100) -> OutboxRelay:
@@ -207,44 +212,54 @@ def _relay(store: FakeOutboxStore, publish: Any, batch_size: int = 100) -> Outbo
     )
 
 
-async def test_relay_keeps_per_key_order_and_marks_only_acknowledged_rows() -> None:
-    rows = [_row(1, "a"), _row(2, "b"), _row(3, "a"), _row(4, "c"), _row(5, "a")]
+async def test_relay_keeps_per_key_order_and_marks_only_fully_sent_rows() -> None:
+    rows = [
+        OutboxRow("r1", 1, (_message(1, "a"), _message(2, "b"))),
+        OutboxRow("r2", 2, (_message(3, "a"),)),
+        OutboxRow("r3", 3, (_message(4, "c"),)),
+        OutboxRow("r4", 4, (_message(5, "a"), _message(6, "d"))),
+    ]
     store = FakeOutboxStore(rows)
     published: list[str] = []
 
-    async def publish(row: OutboxMessage) -> None:
-        await asyncio.sleep(0.01 if row.key == "a" else 0)
-        if row.id == "id-3":
+    async def publish(message: OutboxMessage) -> None:
+        await asyncio.sleep(0.01 if message.key == "a" else 0)
+        if message.id == "m-3":
             raise ConnectionError("broker gone")
-        published.append(row.id)
+        published.append(message.id)
 
     relay = _relay(store, publish)
     with pytest.raises(ConnectionError):
         await relay.run_once()
-    # id-3 failed: id-5 (same key, later) must wait; other keys went out.
-    assert sorted(store.sent) == ["id-1", "id-2", "id-4"]
-    assert "id-5" not in published
-    assert await relay.refresh_backlog() == 2
+    # m-3 failed: m-5 (same key, later) waits; other keys went out. Rows r2 and r4 stay
+    # pending and go again whole (same ce_ids) in a later round.
+    assert sorted(published) == ["m-1", "m-2", "m-4", "m-6"]
+    assert sorted(store.sent) == ["r1", "r3"]
+    assert await relay.refresh_backlog() == 3
 
 
-async def test_relay_publishes_in_batches_and_drains() -> None:
-    store = FakeOutboxStore([_row(i, f"k{i % 7}") for i in range(25)])
+async def test_relay_publishes_in_rounds_and_drains() -> None:
+    rows = [
+        OutboxRow(f"r{i}", i, tuple(_message(i * 10 + j, f"k{j}") for j in range(5)))
+        for i in range(12)
+    ]
+    store = FakeOutboxStore(rows)
     calls: list[str] = []
 
-    async def publish(row: OutboxMessage) -> None:
-        calls.append(row.id)
+    async def publish(message: OutboxMessage) -> None:
+        calls.append(message.id)
 
-    relay = _relay(store, publish, batch_size=10)
-    assert await relay.run_once() == 10
+    relay = _relay(store, publish, batch_size=20)
+    assert await relay.run_once() == 20  # four rows of five
     relay.start()
     try:
         for _ in range(200):
-            if len(store.sent) == 25:
+            if len(store.sent) == 12:
                 break
             await asyncio.sleep(0.01)
     finally:
         await relay.stop()
-    assert len(store.sent) == 25 and len(calls) == 25
+    assert len(store.sent) == 12 and len(calls) == 60
     assert store.lease_owner is None  # released on stop
 
 
