@@ -11,7 +11,12 @@ from fastapi import FastAPI
 from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
 from services.enrolment.intake import EnrolmentService, IntakeMetrics
-from services.enrolment.outbox import OutboxRelay, RelayConfig, RelayMetrics
+from services.enrolment.outbox import (
+    OutboxRelay,
+    RelayConfig,
+    RelayMetrics,
+    UnpublishableMessage,
+)
 from services.enrolment.repository import (
     MongoEnrolmentRepository,
     MongoOutboxStore,
@@ -21,6 +26,7 @@ from services.enrolment.repository import (
 from services.enrolment.settings import DEV_PSEUDONYM_KEY, EnrolmentSettings
 from shared import topics
 from shared.auth import ApiKeyStore
+from shared.cloudevents import EnvelopeError
 from shared.contracts.registry import registry_for
 from shared.kafka import publish_event
 from shared.service import Runtime, create_service_app
@@ -64,8 +70,15 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             await component.ensure_indexes()
 
         async def publish(message: OutboxMessage) -> None:
-            # Re-validated against the contract on the way out; ce_id = outbox row id.
-            event = OUTBOX_EVENTS.decode(message.body.encode(), message.headers)
+            # Re-validated against the contract on the way out; ce_id = the message id
+            # fixed when it was written.
+            try:
+                event = OUTBOX_EVENTS.decode(message.body.encode(), message.headers)
+            except EnvelopeError:
+                # Not the decoder's text: pydantic quotes input values, and a body may
+                # hold special category data.
+                ce_type = message.headers.get("ce_type", "unknown type")
+                raise UnpublishableMessage(f"{ce_type} does not decode as its contract") from None
             await publish_event(runtime.broker, message.topic, event, key=message.key)
 
         relay = OutboxRelay(

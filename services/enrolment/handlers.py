@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,7 +48,7 @@ from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Role, authenticate
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
-from shared.dead_letters import PoisonMessage, RetryPolicy, retrying
+from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
 from shared.problems import Problem, field_errors, problem_response
 from shared.service import Runtime
 
@@ -431,6 +432,32 @@ def _text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
 INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
 
 
+async def store_inbound(
+    service: EnrolmentService,
+    decoded: Sequence[tuple[ConsumerRecord[Any, Any], InboundItem]],
+) -> list[tuple[ConsumerRecord[Any, Any], BaseException]]:
+    """Store a batch in one transaction. Transient failures are retried and then raised
+    (the batch is redelivered). Anything else means some record trips an unexpected
+    error: the records then go one by one, and only the ones that fail are returned to
+    be dead-lettered, so one bad record never sinks the good ones."""
+    try:
+        await retrying(lambda: service.submit_inbound([i for _, i in decoded]), INTAKE_RETRY)
+        return []
+    except TRANSIENT_ERRORS:
+        raise
+    except Exception as exc:
+        logger.error("intake batch failed (%s); storing its records one by one", type(exc).__name__)
+    failed: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
+    for record, item in decoded:
+        try:
+            await retrying(functools.partial(service.submit_inbound, [item]), INTAKE_RETRY)
+        except TRANSIENT_ERRORS:
+            raise
+        except Exception as exc:
+            failed.append((record, PoisonMessage(f"intake failed: {type(exc).__name__}")))
+    return failed
+
+
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     settings = runtime.settings
     assert isinstance(settings, EnrolmentSettings)
@@ -454,15 +481,15 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         ctx: EnrolmentContext = runtime.state[STATE_KEY]
         raw = message.raw_message
         records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
-        items: list[InboundItem] = []
-        poison: list[tuple[ConsumerRecord[Any, Any], PoisonMessage]] = []
+        decoded: list[tuple[ConsumerRecord[Any, Any], InboundItem]] = []
+        poison: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
         for record in records:
             try:
-                items.append(decode_inbound(record))
+                decoded.append((record, decode_inbound(record)))
             except PoisonMessage as exc:
                 poison.append((record, exc))
-        if items:
-            await retrying(lambda: ctx.service.submit_inbound(items), INTAKE_RETRY)
+        if decoded:
+            poison += await store_inbound(ctx.service, decoded)
         for record, error in poison:
             await runtime.dead_letters.send(record, error, kind="poison")
 

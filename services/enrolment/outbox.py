@@ -28,6 +28,11 @@ logger = logging.getLogger(__name__)
 Publish = Callable[[OutboxMessage], Awaitable[None]]
 
 
+class UnpublishableMessage(Exception):
+    """A stored event that can never be published as it is (it no longer decodes as its
+    contract type). Its row is parked, not retried, so it cannot stall the relay."""
+
+
 @dataclass(frozen=True)
 class RelayConfig:
     batch_size: int = 500
@@ -91,14 +96,24 @@ class OutboxRelay:
             for message in row.messages:
                 chains.setdefault((message.topic, message.key), []).append((row, message))
         failed_rows: set[str] = set()
+        parked_rows: set[str] = set()
         failures: list[BaseException] = []
         published = 0
 
         async def publish_in_order(chain: list[tuple[OutboxRow, OutboxMessage]]) -> None:
             nonlocal published
-            for position, (_row, message) in enumerate(chain):
+            for position, (row, message) in enumerate(chain):
                 try:
                     await self._publish(message)
+                except UnpublishableMessage as exc:
+                    logger.error(
+                        "outbox message %s (row %s) cannot be published: %s; row parked",
+                        message.id,
+                        row.id,
+                        exc,
+                    )
+                    parked_rows.add(row.id)
+                    continue
                 except Exception as exc:  # the rest of this key waits for a later round
                     failures.append(exc)
                     failed_rows.update(r.id for r, _ in chain[position:])
@@ -107,7 +122,10 @@ class OutboxRelay:
                 self._metrics.published.labels(message.topic).inc()
 
         await asyncio.gather(*(publish_in_order(chain) for chain in chains.values()))
-        await self._store.mark_sent([row.id for row in rows if row.id not in failed_rows])
+        done = [row.id for row in rows if row.id not in failed_rows | parked_rows]
+        await self._store.mark_sent(done)
+        if parked_rows - failed_rows:
+            await self._store.mark_parked(sorted(parked_rows - failed_rows))
         self._metrics.batch.observe(published)
         if failures:
             self._metrics.failures.inc(len(failures))

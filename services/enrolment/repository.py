@@ -113,6 +113,10 @@ class OutboxStore(Protocol):
 
     async def mark_sent(self, row_ids: Sequence[str]) -> None: ...
 
+    async def mark_parked(self, row_ids: Sequence[str]) -> None:
+        """Take rows that can never be published out of the queue (kept for inspection)."""
+        ...
+
     async def backlog(self) -> int:
         """Messages committed but not yet published."""
         ...
@@ -388,6 +392,13 @@ class MongoOutboxStore:
             await self._outbox.update_many(
                 {"_id": {"$in": list(row_ids)}},
                 {"$set": {"pending": False, "sent_at": datetime.now(UTC)}},
+            )
+
+    async def mark_parked(self, row_ids: Sequence[str]) -> None:
+        if row_ids:
+            await self._outbox.update_many(
+                {"_id": {"$in": list(row_ids)}},
+                {"$set": {"pending": False, "parked_at": datetime.now(UTC)}},
             )
 
     async def backlog(self) -> int:

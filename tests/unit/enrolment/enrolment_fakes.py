@@ -114,12 +114,13 @@ class FakeOutboxStore:
     def __init__(self, rows: Sequence[OutboxRow] = ()) -> None:
         self.rows = list(rows)
         self.sent: list[str] = []
+        self.parked: list[str] = []
         self.lease_owner: str | None = None
 
     async def pending(self, max_messages: int) -> list[OutboxRow]:
         out: list[OutboxRow] = []
         for row in self.rows:
-            if row.id in self.sent:
+            if row.id in self.sent or row.id in self.parked:
                 continue
             out.append(row)
             if sum(len(r.messages) for r in out) >= max_messages:
@@ -129,8 +130,12 @@ class FakeOutboxStore:
     async def mark_sent(self, row_ids: Sequence[str]) -> None:
         self.sent.extend(row_ids)
 
+    async def mark_parked(self, row_ids: Sequence[str]) -> None:
+        self.parked.extend(row_ids)
+
     async def backlog(self) -> int:
-        return sum(len(r.messages) for r in self.rows if r.id not in self.sent)
+        done = set(self.sent) | set(self.parked)
+        return sum(len(r.messages) for r in self.rows if r.id not in done)
 
     async def acquire_lease(self, owner: str, ttl_s: float) -> bool:
         if self.lease_owner in (None, owner):

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from prometheus_client import generate_latest
+from pymongo.errors import ConnectionFailure
 
+from services.enrolment import handlers
 from services.enrolment.domain import IllegalTransition, WithdrawalProgress, accept
 from services.enrolment.intake import (
     Channel,
@@ -17,11 +20,17 @@ from services.enrolment.intake import (
     IntakeMetrics,
     ItemStatus,
 )
-from services.enrolment.outbox import OutboxRelay, RelayConfig, RelayMetrics
+from services.enrolment.outbox import (
+    OutboxRelay,
+    RelayConfig,
+    RelayMetrics,
+    UnpublishableMessage,
+)
 from services.enrolment.repository import OutboxMessage, OutboxRow
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
+from shared.dead_letters import RetryPolicy
 from shared.telemetry import Telemetry
 from tests.unit.enrolment.enrolment_fakes import (
     NOW,
@@ -238,6 +247,26 @@ async def test_relay_keeps_per_key_order_and_marks_only_fully_sent_rows() -> Non
     assert await relay.refresh_backlog() == 3
 
 
+async def test_an_unpublishable_event_is_parked_and_does_not_stall_the_relay() -> None:
+    rows = [
+        OutboxRow("r1", 1, (_message(1, "a"), _message(2, "a"))),
+        OutboxRow("r2", 2, (_message(3, "a"),)),
+    ]
+    store = FakeOutboxStore(rows)
+    published: list[str] = []
+
+    async def publish(message: OutboxMessage) -> None:
+        if message.id == "m-1":
+            raise UnpublishableMessage("does not match its schema")
+        published.append(message.id)
+
+    relay = _relay(store, publish)
+    assert await relay.run_once() == 2
+    assert published == ["m-2", "m-3"]
+    assert store.parked == ["r1"] and store.sent == ["r2"]
+    assert await relay.run_once() == 0
+
+
 async def test_relay_publishes_in_rounds_and_drains() -> None:
     rows = [
         OutboxRow(f"r{i}", i, tuple(_message(i * 10 + j, f"k{j}") for j in range(5)))
@@ -274,3 +303,35 @@ def test_dev_pseudonym_key_is_a_secret_and_refused_when_dev_secrets_are_off() ->
     assert pseudonymiser_for(own).learner("1", "2") != pseudonymiser_for(
         EnrolmentSettings()
     ).learner("1", "2")
+
+
+class _FailsOn:
+    """A stand-in service whose intake trips on one provider ref."""
+
+    def __init__(self, bad: str, error: Exception) -> None:
+        self.bad, self.error = bad, error
+        self.calls: list[int] = []
+
+    async def submit_inbound(self, items: list[InboundItem]) -> list[Any]:
+        self.calls.append(len(items))
+        if any(i.provider_ref == self.bad for i in items):
+            raise self.error
+        return []
+
+
+async def test_an_unexpected_failure_dead_letters_only_the_record_that_causes_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(handlers, "INTAKE_RETRY", RetryPolicy(attempts=2, initial_delay_s=0))
+    decoded = [
+        (SimpleNamespace(offset=n), _inbound(n, ref, {}))
+        for n, ref in ((1, "10012345"), (2, "boom"), (3, "10012345"))
+    ]
+    service = _FailsOn("boom", ValueError("a bug"))
+    failed = await handlers.store_inbound(service, decoded)  # type: ignore[arg-type]
+    assert [record.offset for record, _ in failed] == [2]
+    assert service.calls == [3, 1, 1, 1]
+
+    down = _FailsOn("boom", ConnectionFailure("database unreachable"))
+    with pytest.raises(ConnectionFailure):  # transient: the batch is redelivered instead
+        await handlers.store_inbound(down, decoded)  # type: ignore[arg-type]
