@@ -19,7 +19,27 @@ SPEC_VERSION = "1.0"
 CONTENT_TYPE = "application/json"
 TYPE_PREFIX = "org.commonground"
 
-ATTRIBUTE_HEADERS = ("ce_id", "ce_type", "ce_source", "ce_time", "ce_specversion", "ce_subject")
+ATTRIBUTE_HEADERS = (
+    "ce_id",
+    "ce_type",
+    "ce_source",
+    "ce_time",
+    "ce_specversion",
+    "ce_subject",
+    "ce_traceparent",
+)
+
+
+def current_traceparent() -> str | None:
+    """W3C traceparent of the active span, if any (CloudEvents distributed-tracing
+    extension). Captured when an event is created, so an event published later (by an
+    outbox relay) still continues the trace of the request that caused it."""
+    from opentelemetry import trace
+
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{int(ctx.trace_flags):02x}"
 
 
 class Event(BaseModel):
@@ -65,6 +85,7 @@ class CloudEvent(Generic[E]):
     id: str = field(default_factory=lambda: str(uuid.uuid4()))
     time: datetime = field(default_factory=lambda: datetime.now(UTC))
     subject: str | None = None
+    traceparent: str | None = field(default_factory=current_traceparent)
 
     @property
     def type(self) -> str:
@@ -81,6 +102,8 @@ class CloudEvent(Generic[E]):
         }
         if self.subject is not None:
             headers["ce_subject"] = self.subject
+        if self.traceparent is not None:
+            headers["ce_traceparent"] = self.traceparent
         return headers
 
     def body(self) -> bytes:
@@ -122,5 +145,10 @@ class EventRegistry:
         except ValueError as exc:
             raise EnvelopeError(f"ce_time is not RFC 3339: {h['ce_time']!r}") from exc
         return CloudEvent(
-            data=data, source=h["ce_source"], id=h["ce_id"], time=time, subject=h.get("ce_subject")
+            data=data,
+            source=h["ce_source"],
+            id=h["ce_id"],
+            time=time,
+            subject=h.get("ce_subject"),
+            traceparent=h.get("ce_traceparent") or h.get("traceparent"),
         )

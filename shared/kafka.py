@@ -10,6 +10,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
+from opentelemetry import context as otel_context
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from shared.cloudevents import CloudEvent, Event
 from shared.settings import ServiceSettings
@@ -42,8 +44,21 @@ def make_broker(settings: ServiceSettings, telemetry: Telemetry, **overrides: An
 async def publish_event(
     broker: KafkaBroker, topic: str, event: CloudEvent[Event], *, key: str
 ) -> None:
-    """Publish one CloudEvent in Kafka binary mode and wait for the broker's ack."""
-    await broker.publish(event.body(), topic=topic, key=key.encode(), headers=event.headers())
+    """Publish one CloudEvent in Kafka binary mode and wait for the broker's ack.
+
+    The publish runs in the trace context the event was created in, so FastStream's
+    telemetry middleware links it (and its consumers) to the originating request even
+    when an outbox relay publishes it later."""
+    token = None
+    if event.traceparent:
+        token = otel_context.attach(
+            TraceContextTextMapPropagator().extract({"traceparent": event.traceparent})
+        )
+    try:
+        await broker.publish(event.body(), topic=topic, key=key.encode(), headers=event.headers())
+    finally:
+        if token is not None:
+            otel_context.detach(token)
 
 
 async def ensure_topics(

@@ -1,20 +1,77 @@
-"""MongoDB client construction (PyMongo's async API). Created in a lifespan, never at import."""
+"""MongoDB client construction (PyMongo's async API). Created in a lifespan, never at import.
+
+Every command becomes a CLIENT span (``mongodb.<command>``) under the current trace, via
+PyMongo's command monitoring, so a trace shows the database writes a message caused.
+Spans carry the command name, database and collection only, never documents.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pymongo import AsyncMongoClient
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from pymongo import AsyncMongoClient, monitoring
 
 from shared.settings import ServiceSettings
 
+_SKIPPED_COMMANDS = frozenset(
+    {"hello", "ismaster", "isMaster", "ping", "saslStart", "saslContinue", "endSessions"}
+)
 
-def make_mongo_client(settings: ServiceSettings, **overrides: Any) -> AsyncMongoClient[Any]:
+
+class MongoCommandTracer(monitoring.CommandListener):
+    def __init__(self, tracer_provider: TracerProvider) -> None:
+        self._tracer = tracer_provider.get_tracer("commonground.mongodb")
+        self._spans: dict[tuple[int, int], Span] = {}
+
+    def _key(self, event: Any) -> tuple[int, int]:
+        return (event.request_id, event.operation_id or 0)
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name in _SKIPPED_COMMANDS:
+            return
+        if not trace.get_current_span().get_span_context().is_valid:
+            return  # background housekeeping outside any trace: not worth a root span
+        collection = event.command.get(event.command_name)
+        attributes = {
+            "db.system": "mongodb",
+            "db.name": event.database_name,
+            "db.operation": event.command_name,
+        }
+        if isinstance(collection, str):
+            attributes["db.mongodb.collection"] = collection
+        self._spans[self._key(event)] = self._tracer.start_span(
+            f"mongodb.{event.command_name}", kind=SpanKind.CLIENT, attributes=attributes
+        )
+        if len(self._spans) > 10_000:  # never grow without bound on lost replies
+            self._spans.clear()
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        span = self._spans.pop(self._key(event), None)
+        if span is not None:
+            span.end()
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        span = self._spans.pop(self._key(event), None)
+        if span is not None:
+            span.set_status(Status(StatusCode.ERROR, type(event.failure).__name__))
+            span.end()
+
+
+def make_mongo_client(
+    settings: ServiceSettings,
+    *,
+    tracer_provider: TracerProvider | None = None,
+    **overrides: Any,
+) -> AsyncMongoClient[Any]:
     options: dict[str, Any] = {
         "appname": settings.service_name,
         "serverSelectionTimeoutMS": 5000,
         "tz_aware": True,
     }
+    if tracer_provider is not None:
+        options["event_listeners"] = [MongoCommandTracer(tracer_provider)]
     options.update(overrides)
     return AsyncMongoClient(settings.mongodb_url.get_secret_value(), **options)
 

@@ -84,7 +84,7 @@ def create_service_app(
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = make_mongo_client(settings)
+        mongo = make_mongo_client(settings, tracer_provider=telemetry.tracer_provider)
         broker = make_broker(settings, telemetry)
         runtime = Runtime(
             settings=settings,
@@ -139,6 +139,7 @@ def create_service_app(
         version="1.0.0",
         lifespan=app_lifespan,
     )
+    app.state.telemetry = telemetry  # tests attach span processors here
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
     instrument_app(app, telemetry)

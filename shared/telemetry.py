@@ -21,6 +21,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -191,6 +192,58 @@ class HttpMetricsMiddleware:
             self.latency.labels(template, method).observe(time.perf_counter() - start)
 
 
+class HttpTracingMiddleware:
+    """A SERVER span per HTTP request, continuing a caller's ``traceparent`` if sent.
+
+    The span is named by route template (bounded), and events created while handling
+    the request capture its context (see ``shared.cloudevents.current_traceparent``).
+    """
+
+    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
+        self.app = app
+        self.tracer = telemetry.tracer()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path") in _UNTRACED_PATHS:
+            await self.app(scope, receive, send)
+            return
+        carrier = {
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in scope.get("headers", [])
+            if k in (b"traceparent", b"tracestate")
+        }
+        parent = TraceContextTextMapPropagator().extract(carrier)
+        method = scope.get("method", "GET")
+        with self.tracer.start_as_current_span(
+            f"{method} unmatched",
+            context=parent,
+            kind=trace.SpanKind.SERVER,
+            attributes={"http.request.method": method},
+        ) as span:
+            status = 500
+
+            async def send_wrapper(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                await send(message)
+
+            try:
+                await self.app(scope, receive, send_wrapper)
+            finally:
+                route = getattr(scope.get("route"), "path", None)
+                if route:
+                    # Rename to the template: raw paths hold ids.
+                    span.update_name(f"{method} {route}")
+                    span.set_attribute("http.route", route)
+                span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+
+
+_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
 def ops_router(
     telemetry: Telemetry,
     readiness_checks: Callable[[], Mapping[str, ReadinessCheck]],
@@ -236,4 +289,5 @@ def ops_router(
 
 
 def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
+    app.add_middleware(HttpTracingMiddleware, telemetry=telemetry)
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)

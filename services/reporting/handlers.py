@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.reporting import queries
 from services.reporting.domain.projection import NO_LEVEL
@@ -31,7 +34,9 @@ from shared.contracts.reference import (
     Programme,
 )
 from shared.contracts.registry import registry_for
+from shared.dead_letters import RecordLike
 from shared.service import Runtime, runtime_of
+from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +72,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         projector: Projector = runtime.state["projector"]
+        continue_traces(runtime.telemetry, records)
         result = await projector.handle(records)
         logger.debug(
             "batch of %d: %d applied, %d duplicates, %d poison",
@@ -77,6 +83,41 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         )
 
     return [router]
+
+
+def continue_traces(telemetry: Telemetry, records: Sequence[RecordLike]) -> None:
+    """A short span per record under the record's own trace, linked to the batch span.
+
+    FastStream gives a batch one span that only *links* to its records' traces; this
+    puts reporting's receipt of each event into the trace of the request that caused it,
+    and the link leads from there to the batch's span and its MongoDB writes.
+    """
+    tracer = telemetry.tracer()
+    batch_span = trace.get_current_span().get_span_context()
+    links = [trace.Link(batch_span)] if batch_span.is_valid else []
+    propagator = TraceContextTextMapPropagator()
+    for record in records:
+        carrier = {
+            k: v.decode("latin-1")
+            for k, v in record.headers or ()
+            if k in ("traceparent", "ce_traceparent")
+        }
+        parent = carrier.get("traceparent") or carrier.get("ce_traceparent")
+        if parent is None:
+            continue
+        span = tracer.start_span(
+            f"{record.topic} project",
+            context=propagator.extract({"traceparent": parent}),
+            kind=trace.SpanKind.CONSUMER,
+            links=links,
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.destination.name": record.topic,
+                "messaging.kafka.destination.partition": record.partition,
+                "messaging.kafka.message.offset": record.offset,
+            },
+        )
+        span.end()
 
 
 # ---------------------------------------------------------------------------------------
