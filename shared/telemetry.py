@@ -73,6 +73,9 @@ def configure_logging(settings: ServiceSettings) -> None:
     # uvicorn's access log would repeat every path (which may hold ids); our HTTP
     # metrics cover traffic instead.
     logging.getLogger("uvicorn.access").disabled = True
+    # PyMongo's command log prints whole documents (personal data) at DEBUG: never on.
+    for name in ("pymongo.command", "pymongo.serverSelection", "pymongo.connection"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
