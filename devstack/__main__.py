@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import random
 import signal
 import sys
 import threading
@@ -34,6 +35,9 @@ class Stack:
         self.kafka: EmbeddedKafka | None = None
         self.mongo: EmbeddedMongo | None = None
         self.services: list[ChildProcess] = []
+        self.simulator: ChildProcess | None = None
+        self.simulator_seed: int | None = None
+        self._simulator_reported = False
         self.bootstrap = settings.kafka_bootstrap_servers or ""
         self.mongodb_url = settings.mongodb_url.get_secret_value() if settings.mongodb_url else ""
 
@@ -98,6 +102,7 @@ class Stack:
                     "COMMONGROUND_MONGODB_URL": self.mongodb_url,
                     f"{name.upper()}_HTTP_HOST": s.host,
                     f"{name.upper()}_HTTP_PORT": str(self.service_port(name)),
+                    **self.demo_service_env(name),
                 },
             )
             child.start()
@@ -110,6 +115,59 @@ class Stack:
                 what=f"the {child.name} service ({url})",
                 child=child,
             )
+        if s.demo:
+            self.start_simulator()
+
+    def demo_service_env(self, name: str) -> dict[str, str]:
+        """Demo mode: matching proposes sooner, so the dashboard shows matches early."""
+        if self.settings.demo and name == "matching":
+            return {"MATCHING_BATCH_WINDOW_S": str(self.settings.demo_matching_batch_window_s)}
+        return {}
+
+    def start_simulator(self) -> None:
+        """Gentle synthetic traffic (``python -m simulator``) as a child of the stack, so
+        that Ctrl-C stops it with everything else."""
+        s = self.settings
+        self.simulator_seed = (
+            s.demo_seed if s.demo_seed is not None else random.SystemRandom().randrange(10**6)
+        )
+        self.simulator = ChildProcess(
+            name="simulator",
+            argv=[
+                sys.executable,
+                "-m",
+                "simulator",
+                "--seed",
+                str(self.simulator_seed),
+                "--learners",
+                str(s.demo_learners),
+                "--rate",
+                str(s.demo_rate),
+                "--linger",
+                "86400",
+                "--no-progress",
+                "--enrolment-url",
+                f"http://{s.host}:{s.enrolment_port}",
+                "--matching-url",
+                f"http://{s.host}:{s.matching_port}",
+            ],
+            log_path=self.log_dir / "simulator.log",
+        )
+        self.simulator.start()
+
+    def simulator_news(self) -> str | None:
+        """Once: how the demo traffic ended (it may finish long before the stack)."""
+        sim = self.simulator
+        if sim is None or sim.running or self._simulator_reported:
+            return None
+        self._simulator_reported = True
+        code = sim.exit_code()
+        if code == 0:
+            return "demo traffic finished; the services keep running."
+        return (
+            f"demo traffic stopped with code {code}; the services keep running. "
+            f"Its log ({sim.log_path}) ends with:\n{sim.log_tail()}"
+        )
 
     def seed_demo_accounts(self) -> None:
         """Demo provider / coordinator / analyst keys from the environment, if set."""
@@ -134,6 +192,19 @@ class Stack:
             base = f"http://{s.host}:{self.service_port(name)}"
             lines.append(f"  {name:<10} {base}  (docs {base}/docs, metrics {base}/metrics)")
         lines.append(f"  dashboard  http://{s.host}:{s.reporting_port}/dashboard")
+        if s.demo and s.demo_analyst_key is not None:
+            analyst = s.demo_analyst_key.get_secret_value()
+            lines.append(
+                f"  demo       http://{s.host}:{s.reporting_port}/dashboard#key={analyst}"
+                "  (fills as the simulator runs)"
+            )
+            lines.append(
+                f"  simulator  seed {self.simulator_seed}, {s.demo_rate:g} operations/s, "
+                f"{s.demo_learners} learners (log {self.log_dir / 'simulator.log'})"
+            )
+            for role in ("provider", "coordinator", "analyst"):
+                key = getattr(s, f"demo_{role}_key")
+                lines.append(f"  {role + ' key':<16} {key.get_secret_value()}")
         lines.append(f"  data+logs  {self.data_dir}")
         lines.append("Press Ctrl-C to stop everything.")
         print("\n".join(lines), flush=True)
@@ -145,7 +216,10 @@ class Stack:
         return None
 
     def stop(self) -> None:
-        # Services first (they flush producers and commit), then the servers they use.
+        # The simulator first (it only talks to the services), then the services (they
+        # flush producers and commit), then the servers they use.
+        if self.simulator is not None:
+            self.simulator.stop()
         for child in reversed(self.services):
             child.stop()
         if self.mongo:
@@ -181,6 +255,9 @@ def up(settings: StackSettings) -> int:
                     file=sys.stderr,
                 )
                 return 1
+            news = stack.simulator_news()
+            if news:
+                print(f"\n{news}", file=sys.stderr, flush=True)
         return 0
     except StackError as exc:
         print(f"\ncommonground: {exc}", file=sys.stderr)
@@ -201,10 +278,20 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     up_parser = sub.add_parser("up", help="run the whole platform locally")
     up_parser.add_argument("--data-dir", type=Path, help="database files and logs")
+    up_parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="make up demo keys if none are set and feed the services synthetic traffic "
+        "(also COMMONGROUND_DEMO=true)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
-    settings = StackSettings(**overrides)
+    overrides: dict[str, object] = {"data_dir": args.data_dir} if args.data_dir else {}
+    if args.demo:
+        overrides["demo"] = True
+    settings = StackSettings(**overrides)  # type: ignore[arg-type]
+    if settings.demo:
+        settings = settings.with_demo_keys()
     if args.command == "up":
         return up(settings)
     return 2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 
 from pydantic import Field, SecretStr
@@ -31,3 +33,36 @@ class StackSettings(BaseSettings):
     demo_provider_key: SecretStr | None = None
     demo_coordinator_key: SecretStr | None = None
     demo_analyst_key: SecretStr | None = None
+
+    demo: bool = Field(
+        default=False,
+        description="Demo mode (`up --demo`): demo keys are made up if not set, and once the "
+        "services are ready the simulator feeds them gentle synthetic traffic.",
+    )
+    demo_rate: float = Field(default=5.0, gt=0, description="Simulator operations per second.")
+    demo_learners: int = Field(default=3000, ge=1, description="Learners the simulator sends.")
+    demo_seed: int | None = Field(
+        default=None, ge=0, description="Simulator seed (default: a new one each run)."
+    )
+    demo_matching_batch_window_s: float = Field(
+        default=20.0,
+        gt=0,
+        description="In demo mode, matching's MATCHING_BATCH_WINDOW_S (proposals appear "
+        "sooner than with the production default).",
+    )
+
+    def with_demo_keys(self) -> StackSettings:
+        """Demo mode: fill in any demo key not given, and export all three so that the
+        seeding commands, the services and the simulator (child processes) see them."""
+        keys = {
+            "demo_provider_key": self.demo_provider_key,
+            "demo_coordinator_key": self.demo_coordinator_key,
+            "demo_analyst_key": self.demo_analyst_key,
+        }
+        filled = {
+            name: key or SecretStr(f"cg_{name.removesuffix('_key')}_{secrets.token_urlsafe(18)}")
+            for name, key in keys.items()
+        }
+        for name, key in filled.items():
+            os.environ[f"COMMONGROUND_{name.upper()}"] = key.get_secret_value()
+        return self.model_copy(update=filled)

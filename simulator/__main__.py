@@ -194,6 +194,7 @@ def parse(argv: list[str] | None = None) -> tuple[SimulationConfig, RunOptions |
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request is noise
     try:
         config = SimulationConfig(
             seed=args.seed,
