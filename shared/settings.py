@@ -8,6 +8,8 @@ Each service subclasses :class:`ServiceSettings` with its own ``env_prefix``
 
 from __future__ import annotations
 
+import hashlib
+import os
 import ssl
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -20,9 +22,32 @@ from faststream.security import (
 )
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
-from pydantic_settings.sources import EnvSettingsSource
+from pydantic_settings.sources import EnvSettingsSource, SecretsSettingsSource
+
+from shared.crypto import KeyRing
 
 PLATFORM_ENV_PREFIX = "COMMONGROUND_"
+
+SECRETS_DIR_ENV = "COMMONGROUND_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+
+# LOCAL USE ONLY (like the enrolment pseudonym key): a key ring anyone can read in the
+# source protects nothing. Deployments set COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS.
+DEV_LEARNER_KEY_WRAPPING_KEYS = (
+    "dev1:" + hashlib.sha256(b"commonground/dev-only-learner-key-wrapping").hexdigest()
+)
+
+
+def secrets_dir() -> Path | None:
+    """Where secret files live: ``$COMMONGROUND_SECRETS_DIR``, else ``/run/secrets``
+    (Docker / Kubernetes convention) when it exists. A file named like the variable
+    (``enrolment_pseudonym_key`` or ``commonground_mongodb_url``, any case) holds the
+    value; the environment wins over files."""
+    configured = os.environ.get(SECRETS_DIR_ENV)  # the one read outside a settings class:
+    # it says where the settings themselves come from.
+    if configured:
+        return Path(configured)
+    return DEFAULT_SECRETS_DIR if DEFAULT_SECRETS_DIR.is_dir() else None
 
 
 class KafkaSecurity(BaseSettings):
@@ -79,6 +104,14 @@ class ServiceSettings(BaseSettings):
     otel_exporter_otlp_endpoint: str | None = None
     otel_service_namespace: str = "commonground"
 
+    learner_key_wrapping_keys: SecretStr = Field(
+        default=SecretStr(DEV_LEARNER_KEY_WRAPPING_KEYS),
+        description="Platform key ring that wraps learner data keys on enrolment.events.v1 "
+        "(crypto-shredding): 'id:secret[,id:secret...]', the first wraps, all unwrap. Shared "
+        "by enrolment and every consumer of personal fields. The default is for local "
+        "development only.",
+    )
+
     readiness_timeout_s: float = 2.0
     consumer_lag_interval_s: float = Field(
         default=10.0, description="How often consumer lag is measured for /metrics."
@@ -112,7 +145,33 @@ class ServiceSettings(BaseSettings):
             env_prefix=PLATFORM_ENV_PREFIX,
             env_nested_delimiter="__",
         )
-        return (init_settings, env_settings, platform_env, dotenv_settings, file_secret_settings)
+        sources: list[PydanticBaseSettingsSource] = [
+            init_settings,
+            env_settings,
+            platform_env,
+            dotenv_settings,
+        ]
+        directory = secrets_dir()
+        if directory is not None and directory.is_dir():
+            prefix = str(settings_cls.model_config.get("env_prefix") or "")
+            sources.append(
+                SecretsSettingsSource(settings_cls, secrets_dir=directory, env_prefix=prefix)
+            )
+            sources.append(
+                SecretsSettingsSource(
+                    settings_cls, secrets_dir=directory, env_prefix=PLATFORM_ENV_PREFIX
+                )
+            )
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    def key_ring(self) -> KeyRing:
+        """The learner key-wrapping key ring (see shared/crypto.py)."""
+        return KeyRing.parse(self.learner_key_wrapping_keys, "learner-key-wrapping")
+
+    @property
+    def uses_dev_key_ring(self) -> bool:
+        return self.learner_key_wrapping_keys.get_secret_value() == DEV_LEARNER_KEY_WRAPPING_KEYS
 
     def kafka_security(self) -> BaseSecurity | None:
         """FastStream security object for the configured protocol (None = plaintext)."""

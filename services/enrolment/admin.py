@@ -7,6 +7,12 @@
     revoke-key --ukprn 10012345 (--key-id ID | --all-but-newest | --all)
         Revokes keys; `list-keys` shows their ids.
     list-keys --ukprn 10012345
+    register-data-protection --name NAME
+        Registers a data protection officer (may erase any learner: DELETE
+        /v1/learners/{pseudonym}) and prints the key ONCE.
+    reissue-keys
+        Publishes every live learner's data key again, wrapped under the current platform
+        wrapping key (step 2 of a wrapping-key rotation, docs/privacy.md).
     seed-demo
         If COMMONGROUND_DEMO_PROVIDER_KEY is set: (re)registers "Demo Provider"
         (UKPRN 10000000, all six combined authorities) with that key. Idempotent.
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
@@ -159,6 +166,17 @@ class ProviderAdmin:
                 revoked += 1
         return revoked
 
+    async def register_data_protection(self, name: str) -> str:
+        name = name.strip()
+        if not name:
+            raise AdminError("--name must not be empty")
+        principal = Principal(
+            principal_id=f"dpo:{hash_key(name)[:16]}", name=name, role=Role.DATA_PROTECTION
+        )
+        key = new_api_key()
+        await self._keys.add_key(principal, key)
+        return key
+
     async def seed_demo(self, key: str) -> None:
         """Idempotently register the demo provider for all six combined authorities with
         ``key`` (kept valid; an earlier demo key stays valid too)."""
@@ -174,6 +192,29 @@ class ProviderAdmin:
             {"key_hash": hash_key(key)},
             {"$set": {**principal.model_dump(mode="json"), "revoked_at": None}},
         )
+
+
+async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSettings) -> int:
+    """Queue LearnerKeyIssued for every live learner (the running service's relay
+    publishes them)."""
+    from services.enrolment.app import key_rings_for, pseudonymiser_for
+    from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
+    from services.enrolment.privacy import LearnerVault
+    from services.enrolment.repository import MongoEnrolmentRepository
+    from shared.telemetry import build_telemetry
+
+    db = client[settings.database_name]
+    master, platform = key_rings_for(settings)
+    vault = LearnerVault(client, db, master=master, platform=platform)
+    repository = MongoEnrolmentRepository(client, db)
+    service = EnrolmentService(
+        repository,
+        MongoProviderDirectory(db),
+        pseudonymiser_for(settings),
+        IntakeMetrics(build_telemetry(settings)),
+        vault=vault,
+    )
+    return await PrivacyService(service, repository, vault).reissue_keys()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -202,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     which.add_argument("--key-id", help="an id shown by list-keys")
     which.add_argument("--all-but-newest", action="store_true", help="finish a rotation")
     which.add_argument("--all", action="store_true", dest="revoke_all", help="lock out")
+    dpo = sub.add_parser(
+        "register-data-protection", help="register a data protection officer, print the key once"
+    )
+    dpo.add_argument("--name", required=True)
+    sub.add_parser("reissue-keys", help="re-publish live learner keys under the current ring")
     sub.add_parser("seed-demo", help="register the demo provider (COMMONGROUND_DEMO_PROVIDER_KEY)")
     return parser
 
@@ -239,6 +285,12 @@ async def run(args: argparse.Namespace, settings: EnrolmentSettings) -> str:
                 revoke_all=args.revoke_all,
             )
             return f"revoked {count} key(s)\n"
+        if args.command == "register-data-protection":
+            key = await admin.register_data_protection(args.name)
+            return f"API key (shown once, store it now): {key}\n"
+        if args.command == "reissue-keys":
+            count = await reissue_keys(client, settings)
+            return f"queued {count} learner key(s) for publication under the current ring\n"
         if args.command == "seed-demo":
             if settings.demo_provider_key is None:
                 return "COMMONGROUND_DEMO_PROVIDER_KEY is not set: no demo provider seeded\n"

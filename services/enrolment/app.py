@@ -10,24 +10,30 @@ from fastapi import FastAPI
 
 from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
-from services.enrolment.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.outbox import (
     OutboxRelay,
     RelayConfig,
     RelayMetrics,
     UnpublishableMessage,
 )
+from services.enrolment.privacy import LearnerVault
 from services.enrolment.repository import (
     MongoEnrolmentRepository,
     MongoOutboxStore,
     MongoProviderDirectory,
     OutboxMessage,
 )
-from services.enrolment.settings import DEV_PSEUDONYM_KEY, EnrolmentSettings
+from services.enrolment.settings import (
+    DEV_DATA_KEY_ENCRYPTION_KEYS,
+    DEV_PSEUDONYM_KEY,
+    EnrolmentSettings,
+)
 from shared import topics
 from shared.auth import ApiKeyStore
 from shared.cloudevents import EnvelopeError
 from shared.contracts.registry import registry_for
+from shared.crypto import KeyRing
 from shared.kafka import publish_event
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
@@ -52,10 +58,36 @@ def pseudonymiser_for(settings: EnrolmentSettings) -> Pseudonymiser:
     return Pseudonymiser(key.encode())
 
 
+def key_rings_for(settings: EnrolmentSettings) -> tuple[KeyRing, KeyRing]:
+    """(master ring for data keys at rest, platform ring for wrapping them on events)."""
+    dev = [
+        name
+        for name, is_dev in (
+            (
+                "ENROLMENT_DATA_KEY_ENCRYPTION_KEYS",
+                settings.data_key_encryption_keys.get_secret_value()
+                == DEV_DATA_KEY_ENCRYPTION_KEYS,
+            ),
+            ("COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS", settings.uses_dev_key_ring),
+        )
+        if is_dev
+    ]
+    if dev and not settings.allow_dev_secrets:
+        raise RuntimeError(
+            f"{' and '.join(dev)} not set (the development defaults are refused because "
+            "ENROLMENT_ALLOW_DEV_SECRETS=false)"
+        )
+    if dev:
+        logger.warning("using DEVELOPMENT key rings (%s): not for real learner data", len(dev))
+    master = KeyRing.parse(settings.data_key_encryption_keys, "enrolment-data-keys-at-rest")
+    return master, settings.key_ring()
+
+
 def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     settings = settings or EnrolmentSettings()
     telemetry = build_telemetry(settings)
     pseudonyms = pseudonymiser_for(settings)
+    master_ring, platform_ring = key_rings_for(settings)
 
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
@@ -66,7 +98,8 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         outbox = MongoOutboxStore(db, retention_s=settings.outbox_retention_s)
         providers = MongoProviderDirectory(db)
         keys = ApiKeyStore(db["api_keys"])
-        for component in (repository, outbox, providers, keys):
+        vault = LearnerVault(runtime.mongo, db, master=master_ring, platform=platform_ring)
+        for component in (repository, outbox, providers, keys, vault):
             await component.ensure_indexes()
 
         async def publish(message: OutboxMessage) -> None:
@@ -101,9 +134,11 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             pseudonyms,
             IntakeMetrics(runtime.telemetry),
             on_commit=relay.wake,
+            vault=vault,
         )
+        privacy = PrivacyService(service, repository, vault, on_commit=relay.wake)
         runtime.state[handlers.STATE_KEY] = handlers.EnrolmentContext(
-            settings=settings, service=service, keys=keys, relay=relay
+            settings=settings, service=service, keys=keys, relay=relay, privacy=privacy
         )
         await relay.refresh_backlog()
         if settings.outbox_relay_enabled:
@@ -118,7 +153,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         title="Common Ground enrolment",
         description="Provider intake of ESOL and adult-skills enrolments and progress: "
         "validation, pseudonymisation at the edge, ILR lifecycle, transactional outbox.",
-        http_routers=[handlers.router],
+        http_routers=[handlers.router, handlers.learners_router],
         kafka_routers=handlers.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,

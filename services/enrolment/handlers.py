@@ -8,6 +8,7 @@ import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any, get_args
 
 from aiokafka import ConsumerRecord
@@ -19,6 +20,7 @@ from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from faststream.message import StreamMessage
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.enrolment.api import (
     BatchRequest,
@@ -42,12 +44,19 @@ from services.enrolment.domain import (
     Status,
     WithdrawalProgress,
 )
-from services.enrolment.intake import Channel, EnrolmentService, InboundItem, ItemStatus
+from services.enrolment.intake import (
+    Channel,
+    EnrolmentService,
+    InboundItem,
+    ItemStatus,
+    NotFound,
+    PrivacyService,
+)
 from services.enrolment.outbox import OutboxRelay
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
-from shared.auth import ApiKeyStore, Role, authenticate
-from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
+from shared.auth import ApiKeyStore, Principal, Role, authenticate
+from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
 from shared.problems import Problem, field_errors, problem_response
 from shared.service import Runtime
@@ -65,6 +74,7 @@ class EnrolmentContext:
     service: EnrolmentService
     keys: ApiKeyStore
     relay: OutboxRelay
+    privacy: PrivacyService | None = None
 
 
 def context_of(request: Request) -> EnrolmentContext:
@@ -326,6 +336,135 @@ async def record_progress(
         completion_status=lc.completion_status,
         outcome=lc.outcome,
         href=enrolment_path(enrolment.enrolment_id),
+    )
+
+
+class ConsentIn(BaseModel):
+    """The learner's consent as it stands now (both flags, explicitly)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    matching: bool = Field(
+        description="Explicit consent to be matched on background (special category) fields."
+    )
+    research: bool = Field(description="Consent to appear in record-level research exports.")
+
+
+class ConsentReceipt(BaseModel):
+    enrolment_id: str
+    changed: bool = Field(description="False when the consent was already exactly this.")
+    consent: Consent
+    href: str
+
+
+def _privacy(ctx: EnrolmentContext) -> PrivacyService:
+    if ctx.privacy is None:
+        raise Problem(503, "Service unavailable", "Privacy features are not configured.")
+    return ctx.privacy
+
+
+@router.post(
+    "/{enrolment_id}/consent",
+    status_code=202,
+    response_model=ConsentReceipt,
+    summary="Record a change of the learner's consent (→ ConsentChanged)",
+    description="202 when changed (ConsentChanged follows via the outbox: withdrawn "
+    "matching consent takes the learner out of the befriending pool and withdraws "
+    "pending proposals), 200 when the consent already was exactly this.",
+    responses={
+        200: {"description": "Unchanged", "model": ConsentReceipt},
+        404: {"description": "Unknown, or another provider's", **_PROBLEM},
+        **_COMMON_ERRORS,
+    },
+    dependencies=[Depends(_size_limit(lambda s: s.max_item_body_bytes)), Depends(intake_open)],
+)
+async def change_consent(
+    enrolment_id: EnrolmentId,
+    body: ConsentIn,
+    provider: CurrentProvider,
+    ctx: Context,
+    response: Response,
+) -> ConsentReceipt:
+    consent = Consent(matching=body.matching, research=body.research)
+    outcome = await _privacy(ctx).change_consent(provider, enrolment_id, consent)
+    if outcome is None:
+        raise _not_found()
+    enrolment, changed = outcome
+    if not changed:
+        response.status_code = 200
+    return ConsentReceipt(
+        enrolment_id=enrolment.enrolment_id,
+        changed=changed,
+        consent=enrolment.submission.consent,
+        href=enrolment_path(enrolment.enrolment_id),
+    )
+
+
+learners_router = APIRouter(prefix="/v1/learners", tags=["privacy"])
+
+_erasure_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="ProviderOrDataProtectionKey",
+    description="A provider's key (its own learners) or a data protection officer's key.",
+)
+
+
+async def erasure_caller(
+    ctx: Context,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_erasure_bearer)],
+) -> Principal:
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return await authenticate(ctx.keys, header, [Role.PROVIDER, Role.DATA_PROTECTION])
+
+
+class ErasureReceipt(BaseModel):
+    learner: str
+    erased_at: datetime
+    enrolment_ids: list[str]
+    already_erased: bool
+
+
+LearnerPseudonym = Annotated[
+    str, Path(pattern=r"^lp_[0-9a-f]{32}$", description="Learner pseudonym")
+]
+
+
+@learners_router.delete(
+    "/{learner}",
+    status_code=202,
+    response_model=ErasureReceipt,
+    summary="Right to erasure: destroy the learner's data key (→ LearnerErased)",
+    description="Deletes the learner's enrolments (every personal field) and data key, so "
+    "the personal fields sealed in every event ever published for them can no longer be "
+    "opened; LearnerErased tells every service to forget its copies. 202 when erased now, "
+    "200 when already erased. A provider may erase only learners it enrolled; the data "
+    "protection role any learner.",
+    responses={
+        200: {"description": "Already erased", "model": ErasureReceipt},
+        404: {"description": "Unknown, or another provider's learner", **_PROBLEM},
+        401: _COMMON_ERRORS[401],
+        403: {"description": "Not a provider or data protection key", **_PROBLEM},
+    },
+)
+async def erase_learner(
+    learner: LearnerPseudonym,
+    principal: Annotated[Principal, Depends(erasure_caller)],
+    ctx: Context,
+    response: Response,
+) -> ErasureReceipt:
+    try:
+        result = await _privacy(ctx).erase(principal, learner)
+    except NotFound:
+        raise Problem(
+            404, "Not found", "No learner of yours has this pseudonym.", slug="learner-not-found"
+        ) from None
+    if result.already_erased:
+        response.status_code = 200
+    return ErasureReceipt(
+        learner=result.learner,
+        erased_at=result.erased_at,
+        enrolment_ids=list(result.enrolment_ids),
+        already_erased=result.already_erased,
     )
 
 

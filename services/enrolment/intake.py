@@ -28,8 +28,16 @@ from services.enrolment.domain import (
     accept,
     already_applied,
     apply_progress,
+    background_of,
     check_submission,
     check_valid_submission,
+)
+from services.enrolment.privacy import (
+    LearnerVault,
+    consent_changed_box,
+    needs_sealing,
+    outbox_row_for,
+    seal_event,
 )
 from services.enrolment.repository import (
     AlreadyExists,
@@ -39,10 +47,15 @@ from services.enrolment.repository import (
     VersionConflict,
 )
 from shared import topics
+from shared.auth import Principal, Role
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import (
+    Consent,
+    ConsentChanged,
     EnrolmentSubmission,
     InboundCoordinates,
+    LearnerErased,
+    LearnerKeyIssued,
     RejectionCode,
     SubmissionRejected,
 )
@@ -184,7 +197,9 @@ class EnrolmentService:
         *,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        vault: LearnerVault | None = None,
     ) -> None:
+        self._vault = vault
         self._repo = repository
         self._providers = providers
         self._pseudonyms = pseudonyms
@@ -282,16 +297,9 @@ class EnrolmentService:
                         _submission_ref(entry),
                         entry.checked.errors,
                     )
-            outbox = [
-                OutboxMessage.of(
-                    CloudEvent(data=event, source=SOURCE, subject=e.enrolment.enrolment_id),
-                    topic=topics.ENROLMENT_EVENTS,
-                    key=e.enrolment.learner,
-                )
-                for e in new
-                if e.enrolment is not None
-                for event in e.events
-            ]
+            outbox = await self._event_messages(
+                [(e.enrolment, e.events) for e in new if e.enrolment is not None], now
+            )
             rejections = [
                 self._rejection(entry, results[entry.index], now)
                 for entry in entries
@@ -315,6 +323,37 @@ class EnrolmentService:
         ordered = [results[e.index] for e in entries]
         self._count(entries, ordered, channel)
         return ordered
+
+    async def _event_messages(
+        self, items: Sequence[tuple[Enrolment, Sequence[Event]]], now: datetime
+    ) -> list[OutboxMessage]:
+        """Outbox messages of accepted enrolments' events. With a vault, personal fields
+        are sealed under each learner's data key, and the key (wrapped for consumers)
+        goes first on the learner's Kafka key, so it always precedes what it opens."""
+        keys = {}
+        if self._vault is not None:
+            learners = {e.learner for e, events in items if any(map(needs_sealing, events))}
+            keys = await self._vault.keys_for(learners)
+        messages: list[OutboxMessage] = []
+        announced: set[str] = set()
+        for enrolment, events in items:
+            dek = keys.get(enrolment.learner)
+            for event in events:
+                if dek is not None and needs_sealing(event):
+                    if enrolment.learner not in announced and self._vault is not None:
+                        announced.add(enrolment.learner)
+                        messages.append(self._message(self._vault.key_event(dek, now), enrolment))
+                    event = seal_event(event, dek)
+                messages.append(self._message(event, enrolment))
+        return messages
+
+    @staticmethod
+    def _message(event: Event, enrolment: Enrolment) -> OutboxMessage:
+        return OutboxMessage.of(
+            CloudEvent(data=event, source=SOURCE, subject=enrolment.enrolment_id),
+            topic=topics.ENROLMENT_EVENTS,
+            key=enrolment.learner,
+        )
 
     def _rejection(self, entry: _Entry, result: ItemResult, now: datetime) -> OutboxMessage:
         assert entry.inbound is not None
@@ -415,3 +454,140 @@ def _submission_ref(entry: _Entry) -> str | None:
         if isinstance(value, str) and _SUBMISSION_REF.fullmatch(value):
             return value
     return None
+
+
+# ------------------------------------------------------------------------ privacy
+
+
+class NotFound(Exception):
+    """No such learner or enrolment (or not the caller's)."""
+
+
+@dataclass(frozen=True)
+class ErasureResult:
+    learner: str
+    erased_at: datetime
+    enrolment_ids: tuple[str, ...]
+    already_erased: bool
+
+
+class PrivacyService:
+    """Consent changes and the right to erasure (needs the learner vault)."""
+
+    def __init__(
+        self,
+        service: EnrolmentService,
+        repository: EnrolmentRepository,
+        vault: LearnerVault,
+        *,
+        on_commit: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._service = service
+        self._repo = repository
+        self._vault = vault
+        self._on_commit = on_commit
+        self._clock = clock
+
+    async def change_consent(
+        self, provider: Provider, enrolment_id: str, consent: Consent
+    ) -> tuple[Enrolment, bool] | None:
+        """Record the learner's new consent; (enrolment, changed) or None when not the
+        provider's. Publishes ``ConsentChanged``; later events carry the new consent."""
+        for _attempt in range(_WRITE_ATTEMPTS):
+            enrolment = await self._service.get(provider, enrolment_id)
+            if enrolment is None:
+                return None
+            previous = enrolment.submission.consent
+            if previous == consent:
+                return enrolment, False
+            now = self._clock()
+            updated = replace(
+                enrolment, submission=enrolment.submission.model_copy(update={"consent": consent})
+            )
+            event = ConsentChanged(**updated.ref(), previous=previous, changed_at=now)
+            if consent.matching:
+                dek = (await self._vault.keys_for([enrolment.learner]))[enrolment.learner]
+                event = consent_changed_box(event, background_of(updated.submission), dek)
+            message = OutboxMessage.of(
+                CloudEvent(data=event, source=SOURCE, subject=enrolment_id),
+                topic=topics.ENROLMENT_EVENTS,
+                key=enrolment.learner,
+            )
+            try:
+                await self._repo.save_transition(updated, enrolment.version, [message])
+            except VersionConflict:
+                continue
+            self._on_commit()
+            logger.info("consent changed on enrolment %s", enrolment_id)
+            return replace(updated, version=enrolment.version + 1), True
+        raise RuntimeError("consent change kept colliding with concurrent updates")
+
+    async def erase(self, principal: Principal, learner: str) -> ErasureResult:
+        """Erase a learner: the data protection role for anyone, a provider for the
+        learners it enrolled. Raises NotFound otherwise (also for another provider's
+        learner: existence is not revealed)."""
+        enrolments = await self._vault.enrolment_ids_of(learner)
+        erased = await self._vault.erased(learner)
+        if principal.role is not Role.DATA_PROTECTION:
+            owner = f"provider:{principal.ukprn}" if principal.ukprn else None
+            owned = {p for _, p in enrolments} | set((erased or {}).get("provider_ids", ()))
+            if owner is None or owner not in owned:
+                raise NotFound(learner)
+        if erased is not None:
+            return ErasureResult(
+                learner, erased["erased_at"], tuple(erased.get("enrolment_ids", ())), True
+            )
+        if not enrolments:
+            raise NotFound(learner)
+        now = self._clock()
+        ids = tuple(sorted(e for e, _ in enrolments))
+        event: CloudEvent[Event] = CloudEvent(
+            data=LearnerErased(learner=learner, erased_at=now, enrolment_ids=ids), source=SOURCE
+        )
+        message = OutboxMessage.of(event, topic=topics.ENROLMENT_EVENTS, key=learner)
+        row = outbox_row_for(
+            [
+                {
+                    "id": message.id,
+                    "topic": message.topic,
+                    "key": message.key,
+                    "headers": message.headers,
+                    "body": message.body,
+                }
+            ],
+            int(now.timestamp() * 1_000_000),
+            now,
+        )
+        done = await self._vault.erase(
+            learner, enrolments, principal.principal_id, row, LearnerKeyIssued.ce_type()
+        )
+        if not done:
+            again = await self._vault.erased(learner)
+            assert again is not None
+            return ErasureResult(learner, again["erased_at"], ids, True)
+        self._on_commit()
+        logger.info("learner erased (%d enrolment(s)) by %s", len(ids), principal.role.value)
+        return ErasureResult(learner, now, ids, False)
+
+    async def reissue_keys(self) -> int:
+        """Publish every live learner's key again, wrapped under the current platform
+        wrapping key (after a wrapping-key rotation; see docs/privacy.md)."""
+        learners = await self._vault.all_learners()
+        count = 0
+        for start in range(0, len(learners), 500):
+            keys = await self._vault.keys_for(learners[start : start + 500])
+            now = self._clock()
+            messages = [
+                OutboxMessage.of(
+                    CloudEvent(data=self._vault.key_event(dek, now), source=SOURCE),
+                    topic=topics.ENROLMENT_EVENTS,
+                    key=dek.learner,
+                )
+                for dek in keys.values()
+            ]
+            await self._repo.insert([], messages)
+            count += len(messages)
+        if count:
+            self._on_commit()
+        return count

@@ -15,6 +15,9 @@ from shared.settings import ServiceSettings
 # deployment that holds real learner data must set ENROLMENT_PSEUDONYM_KEY (and set
 # ENROLMENT_ALLOW_DEV_SECRETS=false so that forgetting it stops the service).
 DEV_PSEUDONYM_KEY = hashlib.sha256(b"commonground/enrolment/dev-only-pseudonym-key").hexdigest()
+DEV_DATA_KEY_ENCRYPTION_KEYS = (
+    "dev1:" + hashlib.sha256(b"commonground/enrolment/dev-only-data-key-encryption").hexdigest()
+)
 
 
 class EnrolmentSettings(ServiceSettings):
@@ -29,6 +32,13 @@ class EnrolmentSettings(ServiceSettings):
         description="HMAC key for learner pseudonyms and enrolment ids. The default is for "
         "local development only; production must set its own (>= 32 random bytes) and "
         "keep it stable: changing it changes every pseudonym.",
+    )
+    data_key_encryption_keys: SecretStr = Field(
+        default=SecretStr(DEV_DATA_KEY_ENCRYPTION_KEYS),
+        description="Master key ring ('id:secret[,id:secret...]', first = current) that "
+        "wraps every learner data key at rest in this service's database. Destroying a "
+        "learner's wrapped key is what erases them (crypto-shredding). The default is for "
+        "local development only.",
     )
     allow_dev_secrets: bool = Field(
         default=True,

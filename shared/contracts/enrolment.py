@@ -15,6 +15,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.cloudevents import Event
+from shared.contracts.privacy import SealedBox, WrappedKey
 from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
@@ -60,6 +61,23 @@ class Background(BaseModel):
     year_of_arrival: int | None = None
 
 
+class SealedPersonalData(BaseModel):
+    """What a :class:`SealedBox` on an enrolment event holds once opened."""
+
+    model_config = ConfigDict(frozen=True)
+
+    background: Background | None = None
+    languages: tuple[str, ...] = ()
+    interests: tuple[str, ...] = ()
+
+
+_SEALED_DESCRIPTION = (
+    "Personal fields (background, languages, interests) sealed under the learner's data "
+    "key (crypto-shredding). When present, the clear fields are left empty; open it with "
+    "the key from LearnerKeyIssued. After LearnerErased it can never be opened."
+)
+
+
 class EnrolmentRef(BaseModel):
     """Fields every enrolment event repeats so each event is useful on its own."""
 
@@ -88,6 +106,7 @@ class EnrolmentAccepted(Event, EnrolmentRef):
     background: Background = Field(default_factory=Background)
     wants_conversation_partner: bool = False
     accepted_at: datetime
+    sealed: SealedBox | None = Field(default=None, description=_SEALED_DESCRIPTION)
 
 
 class AttendanceRecorded(Event, EnrolmentRef):
@@ -143,6 +162,7 @@ class ParticipantOptedIn(Event, EnrolmentRef):
     gender_preference: Sex | None = None
     background: Background | None = None
     opted_in_at: datetime
+    sealed: SealedBox | None = Field(default=None, description=_SEALED_DESCRIPTION)
 
 
 class BreakInLearningStarted(Event, EnrolmentRef):
@@ -175,6 +195,45 @@ class OutcomeRecorded(Event, EnrolmentRef):
     level_reached: Level | None = None
 
 
+class ConsentChanged(Event, EnrolmentRef):
+    """The learner changed their consent on this enrolment; ``consent`` is the new one.
+    Withdrawn matching consent: matching drops their background, takes them out of the
+    pool and withdraws pending proposals. ``sealed`` carries the background (sealed) when
+    matching consent was given."""
+
+    event_name = "ConsentChanged"
+
+    previous: Consent
+    changed_at: datetime
+    sealed: SealedBox | None = Field(default=None, description=_SEALED_DESCRIPTION)
+
+
+class LearnerKeyIssued(Event):
+    """A learner's data key, wrapped under the platform key-wrapping key. Published on
+    the learner's key before any event sealed under it; consumers keep it (wrapped) in
+    their own store until LearnerErased."""
+
+    event_name = "LearnerKeyIssued"
+
+    learner: Pseudonym
+    key_id: str
+    wrapped: WrappedKey
+    issued_at: datetime
+
+
+class LearnerErased(Event):
+    """Right to erasure: the learner's data key is destroyed. Every service deletes its
+    copy of the key and every personal field it derived, and from now on treats the
+    learner's events as anonymous: still counted in aggregates, never matched, never
+    shown."""
+
+    event_name = "LearnerErased"
+
+    learner: Pseudonym
+    erased_at: datetime
+    enrolment_ids: tuple[str, ...] = ()
+
+
 ENROLMENT_EVENTS: tuple[type[Event], ...] = (
     EnrolmentAccepted,
     AttendanceRecorded,
@@ -185,6 +244,9 @@ ENROLMENT_EVENTS: tuple[type[Event], ...] = (
     BreakInLearningStarted,
     LearningResumed,
     OutcomeRecorded,
+    ConsentChanged,
+    LearnerKeyIssued,
+    LearnerErased,
 )
 
 

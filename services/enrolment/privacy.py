@@ -1,0 +1,208 @@
+"""Crypto-shredding on the producing side: learner data keys, sealed events, erasure.
+
+* Every learner gets one random 256-bit data key (DEK) the first time an event of theirs
+  carries personal fields. It is stored only in this service's database
+  (``learner_keys``), wrapped under the master key ring (``ENROLMENT_DATA_KEY_ENCRYPTION_KEYS``).
+* Events leave with their personal fields (background, languages, interests) sealed
+  under the DEK and their clear counterparts empty, preceded on the same Kafka key (so
+  the same partition, so in order) by ``LearnerKeyIssued``: the DEK wrapped under the
+  platform key ring that consumers hold.
+* Erasure (:meth:`LearnerVault.erase`) deletes the learner's enrolment documents (the
+  submission: names, date of birth, postcode, background), the DEK, and every
+  ``LearnerKeyIssued`` still in the outbox, records the pseudonym in
+  ``erased_learners`` and queues ``LearnerErased``, in one transaction.
+
+See docs/privacy.md for the whole design and what it guarantees.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.cloudevents import Event
+from shared.contracts.enrolment import (
+    ConsentChanged,
+    EnrolmentAccepted,
+    LearnerKeyIssued,
+    ParticipantOptedIn,
+    SealedPersonalData,
+)
+from shared.contracts.privacy import WrappedKey
+from shared.crypto import KeyRing, new_data_key, new_key_id, seal_personal
+
+logger = logging.getLogger(__name__)
+
+Doc = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DataKey:
+    learner: str
+    key_id: str
+    key: bytes
+
+
+def seal_event(event: Event, dek: DataKey) -> Event:
+    """The event with its personal fields moved into a sealed box (others unchanged)."""
+    if isinstance(event, EnrolmentAccepted):
+        data = SealedPersonalData(background=event.background)
+        box = seal_personal(dek.key, dek.key_id, dek.learner, data)
+        return event.model_copy(update={"background": type(event.background)(), "sealed": box})
+    if isinstance(event, ParticipantOptedIn):
+        data = SealedPersonalData(
+            background=event.background, languages=event.languages, interests=event.interests
+        )
+        box = seal_personal(dek.key, dek.key_id, dek.learner, data)
+        return event.model_copy(
+            update={"background": None, "languages": (), "interests": (), "sealed": box}
+        )
+    return event
+
+
+def consent_changed_box(event: ConsentChanged, background: Any, dek: DataKey) -> ConsentChanged:
+    data = SealedPersonalData(background=background)
+    return event.model_copy(
+        update={"sealed": seal_personal(dek.key, dek.key_id, dek.learner, data)}
+    )
+
+
+def needs_sealing(event: Event) -> bool:
+    return isinstance(event, EnrolmentAccepted | ParticipantOptedIn)
+
+
+class LearnerVault:
+    """This service's learner data keys and erasures (its own database)."""
+
+    def __init__(
+        self,
+        client: AsyncMongoClient[Any],
+        db: AsyncDatabase[Any],
+        *,
+        master: KeyRing,
+        platform: KeyRing,
+    ) -> None:
+        self._client = client
+        self._keys = db["learner_keys"]
+        self._erased = db["erased_learners"]
+        self._enrolments = db["enrolments"]
+        self._outbox = db["outbox"]
+        self._master = master
+        self._platform = platform
+
+    async def ensure_indexes(self) -> None:
+        await self._erased.create_index("provider_ids")
+
+    def _unwrap(self, doc: Doc) -> DataKey:
+        wrapped = WrappedKey.model_validate(doc["wrapped"])
+        return DataKey(
+            doc["_id"], doc["key_id"], self._master.unwrap(doc["_id"], doc["key_id"], wrapped)
+        )
+
+    async def keys_for(self, learners: Iterable[str]) -> dict[str, DataKey]:
+        """Each learner's data key, created on first use (concurrent creators agree on
+        one: the first insert wins and everyone reads it back)."""
+        wanted = sorted(set(learners))
+        if not wanted:
+            return {}
+        found = {d["_id"]: d async for d in self._keys.find({"_id": {"$in": wanted}})}
+        missing = [learner for learner in wanted if learner not in found]
+        if missing:
+            now = datetime.now(UTC)
+            for learner in missing:
+                key_id = new_key_id()
+                wrapped = self._master.wrap(learner, key_id, new_data_key())
+                await self._keys.update_one(
+                    {"_id": learner},
+                    {
+                        "$setOnInsert": {
+                            "key_id": key_id,
+                            "wrapped": wrapped.model_dump(mode="json"),
+                            "created_at": now,
+                        }
+                    },
+                    upsert=True,
+                )
+            found.update({d["_id"]: d async for d in self._keys.find({"_id": {"$in": missing}})})
+        return {learner: self._unwrap(doc) for learner, doc in found.items()}
+
+    def key_event(self, dek: DataKey, now: datetime) -> LearnerKeyIssued:
+        return LearnerKeyIssued(
+            learner=dek.learner,
+            key_id=dek.key_id,
+            wrapped=self._platform.wrap(dek.learner, dek.key_id, dek.key),
+            issued_at=now,
+        )
+
+    async def all_learners(self) -> list[str]:
+        return [d["_id"] async for d in self._keys.find({}, {"_id": 1}).sort("_id", 1)]
+
+    async def erased(self, learner: str) -> Doc | None:
+        doc: Doc | None = await self._erased.find_one({"_id": learner})
+        return doc
+
+    async def enrolment_ids_of(self, learner: str) -> list[tuple[str, str]]:
+        """(enrolment id, provider id) of every enrolment of the learner."""
+        cursor = self._enrolments.find({"learner": learner}, {"provider_id": 1})
+        return [(d["_id"], d["provider_id"]) async for d in cursor]
+
+    async def erase(
+        self,
+        learner: str,
+        enrolments: Sequence[tuple[str, str]],
+        erased_by: str,
+        outbox_row: Doc,
+        key_event_type: str,
+    ) -> bool:
+        """One transaction: delete the learner's enrolments, data key and undelivered or
+        delivered-but-retained key events, record the erasure, queue ``LearnerErased``.
+        False when the learner was already erased (nothing changes)."""
+        now = datetime.now(UTC)
+
+        async def work(session: AsyncClientSession) -> bool:
+            if await self._erased.find_one({"_id": learner}, session=session):
+                return False
+            await self._enrolments.delete_many({"learner": learner}, session=session)
+            await self._keys.delete_one({"_id": learner}, session=session)
+            await self._outbox.update_many(
+                {"messages.key": learner},
+                {"$pull": {"messages": {"key": learner, "headers.ce_type": key_event_type}}},
+                session=session,
+            )
+            await self._erased.insert_one(
+                {
+                    "_id": learner,
+                    "erased_at": now,
+                    "erased_by": erased_by,
+                    "enrolment_ids": [e for e, _ in enrolments],
+                    "provider_ids": sorted({p for _, p in enrolments}),
+                },
+                session=session,
+            )
+            await self._outbox.insert_one(outbox_row, session=session)
+            return True
+
+        async with self._client.start_session() as session:
+            result: bool = await session.with_transaction(work)
+        return result
+
+
+def outbox_row_for(messages: Sequence[Doc], seq: int, now: datetime) -> Doc:
+    """An outbox row in the enrolment outbox's format (see repository.py)."""
+    return {
+        "_id": str(uuid.uuid4()),
+        "seq": seq,
+        "messages": list(messages),
+        "count": len(messages),
+        "pending": True,
+        "created_at": now,
+        "sent_at": None,
+    }
