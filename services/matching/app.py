@@ -17,6 +17,7 @@ from services.matching.use_cases import MatchingService
 from services.matching.workers import Leases, OutboxRelay, Workers, instance_id
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
+from shared.learner_keys import MongoLearnerKeys
 from shared.service import Runtime, create_service_app
 from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
@@ -51,7 +52,10 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             metrics=metrics,
             on_commit=relay.notify,
         )
-        runtime.state["matching"] = handlers.MatchingContext(service=service, keys=keys)
+        learner_keys = MongoLearnerKeys(runtime.db)
+        runtime.state["matching"] = handlers.MatchingContext(
+            service=service, keys=keys, learner_keys=learner_keys, key_ring=settings.key_ring()
+        )
         workers = Workers(
             service,
             relay,

@@ -35,8 +35,15 @@ from services.matching.settings import MatchingSettings
 from services.matching.use_cases import MatchingService, NotFound, OutOfScope
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
+from shared.cloudevents import Event
 from shared.consuming import decode_or_dead_letter
-from shared.contracts.enrolment import ParticipantOptedIn
+from shared.contracts.enrolment import (
+    Background,
+    ConsentChanged,
+    LearnerErased,
+    LearnerKeyIssued,
+    ParticipantOptedIn,
+)
 from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
@@ -45,13 +52,24 @@ from shared.contracts.reference import (
     Sex,
 )
 from shared.contracts.registry import registry_for
+from shared.crypto import KeyRing
 from shared.dead_letters import RetryPolicy, retrying
+from shared.learner_keys import KeyBatch, MongoLearnerKeys
 from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 
 logger = logging.getLogger(__name__)
 
 ENROLMENT_EVENTS = registry_for(topics.ENROLMENT_EVENTS)
+PRIVACY_EVENTS = (ParticipantOptedIn, LearnerKeyIssued, LearnerErased, ConsentChanged)
+
+
+def background_fields(background: Background) -> BackgroundFields:
+    return BackgroundFields(
+        ethnicity=background.ethnicity,
+        religion=background.religion,
+        country_of_birth=background.country_of_birth,
+    )
 
 
 @dataclass(frozen=True)
@@ -60,6 +78,8 @@ class MatchingContext:
 
     service: MatchingService
     keys: ApiKeyStore
+    learner_keys: MongoLearnerKeys | None = None
+    key_ring: KeyRing | None = None
 
 
 def context_of(runtime: Runtime) -> MatchingContext:
@@ -89,10 +109,45 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:
         event = await decode_or_dead_letter(message, ENROLMENT_EVENTS, runtime.dead_letters)
-        if event is None or not isinstance(event.data, ParticipantOptedIn):
+        if event is None or not isinstance(event.data, PRIVACY_EVENTS):
             return
-        opt_in = event.data
-        service = context_of(runtime).service
+        ctx = context_of(runtime)
+        service = ctx.service
+        data: Event = event.data
+        if ctx.learner_keys is not None and ctx.key_ring is not None:
+            store, ring = ctx.learner_keys, ctx.key_ring
+            keys = await retrying(lambda: KeyBatch.load(store, ring, [data]), retry_policy)
+            keys.note(data)
+            await retrying(lambda: keys.save(store), retry_policy)
+            if isinstance(data, LearnerErased):
+                erased = data.learner
+                await retrying(lambda: service.erase_participant(erased), retry_policy)
+                logger.info("learner erased: participant data scrubbed")
+                return
+            if isinstance(data, ConsentChanged):
+                changed: ConsentChanged = data
+                opened = keys.personal(changed)
+                background = (
+                    background_fields(opened.background)
+                    if opened is not None and opened.background is not None
+                    else None
+                )
+                await retrying(
+                    lambda: service.consent_changed(
+                        changed.learner, changed.consent.matching, background
+                    ),
+                    retry_policy,
+                )
+                return
+            if not isinstance(data, ParticipantOptedIn):
+                return
+            if keys.is_erased(data.learner):
+                logger.info("opt-in of an erased learner ignored")
+                return
+            data = keys.reveal(data)
+        if not isinstance(data, ParticipantOptedIn):
+            return
+        opt_in = data
         try:
             added = await retrying(lambda: service.record_opt_in(event.id, opt_in), retry_policy)
         except InvalidParticipant as exc:

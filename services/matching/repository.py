@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -106,6 +106,10 @@ class MatchingRepository(Protocol):
 
     async def get_participant(self, participant: str) -> Participant | None: ...
 
+    async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
+        """Matching consent given: keep this background for later runs."""
+        ...
+
     async def waiting_participants(self, authority: CombinedAuthority) -> list[Participant]: ...
 
     async def get_volunteer(self, volunteer_id: str) -> Volunteer | None: ...
@@ -146,6 +150,20 @@ class MatchingRepository(Protocol):
     ) -> list[str] | None:
         """Mark the lapsed DBS as announced, flag the volunteer's active matches and queue
         the event, atomically. ``None`` if it was already announced (idempotent)."""
+        ...
+
+    async def withdraw_participant(
+        self,
+        participant: str,
+        *,
+        reason: str,
+        now: datetime,
+        erase: bool,
+        make_events: Callable[[Sequence[Match]], list[Outgoing]],
+    ) -> list[Match] | None:
+        """Take a participant out of the pool and drop their background; pending
+        proposals are declined (and, with ``erase``, confirmed matches ended and every
+        personal field scrubbed). Returns the matches changed, None if unknown."""
         ...
 
     async def pending_outbox(self, limit: int) -> list[OutboxRecord]: ...
@@ -442,6 +460,13 @@ class MongoMatchingRepository:
         result: bool = await self._transaction(body)
         return result
 
+    async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
+        result = await self.participants.update_one(
+            {"_id": participant, "erased": {"$ne": True}},
+            {"$set": {"consent_matching": True, "background": _background_doc(background)}},
+        )
+        return result.matched_count == 1
+
     async def get_participant(self, participant: str) -> Participant | None:
         doc = await self.participants.find_one({"_id": participant})
         return participant_from_doc(doc) if doc else None
@@ -711,6 +736,83 @@ class MongoMatchingRepository:
             return ids
 
         result: list[str] | None = await self._transaction(body)
+        return result
+
+    # -- consent and erasure
+
+    async def withdraw_participant(
+        self,
+        participant: str,
+        *,
+        reason: str,
+        now: datetime,
+        erase: bool,
+        make_events: Callable[[Sequence[Match]], list[Outgoing]],
+    ) -> list[Match] | None:
+        async def body(s: AsyncClientSession) -> list[Match] | None:
+            doc = await self.participants.find_one({"_id": participant}, session=s)
+            if doc is None:
+                return None
+            statuses = [MatchStatus.PROPOSED.value]
+            if erase:
+                statuses.append(MatchStatus.CONFIRMED.value)
+            current = [
+                match_from_doc(d)
+                async for d in self.matches.find(
+                    {"participant": participant, "status": {"$in": statuses}}, session=s
+                ).sort("_id", ASCENDING)
+            ]
+            changed: list[Match] = []
+            for m in current:
+                if m.status is MatchStatus.PROPOSED:
+                    new = replace(
+                        m,
+                        status=MatchStatus.DECLINED,
+                        decided_at=now,
+                        decided_by="system",
+                        decline_reason=reason,
+                    )
+                else:
+                    new = replace(
+                        m,
+                        status=MatchStatus.ENDED,
+                        ended_at=now,
+                        end_reason=reason,
+                        meetings_count=m.meetings_count or 0,
+                    )
+                result = await self.matches.replace_one(
+                    {"_id": m.match_id, "status": m.status.value}, match_doc(new), session=s
+                )
+                if result.matched_count != 1:
+                    raise Conflict(f"match {m.match_id} changed concurrently")
+                await self.volunteers.update_one(
+                    {"_id": m.volunteer_id}, {"$inc": {"active": -1}}, session=s
+                )
+                changed.append(new)
+            status = doc["status"]
+            if erase or status in (
+                ParticipantStatus.WAITING.value,
+                ParticipantStatus.PROPOSED.value,
+            ):
+                status = ParticipantStatus.ENDED.value
+            update: Doc = {"status": status, "consent_matching": False, "background": None}
+            if erase:
+                update.update(
+                    erased=True,
+                    age_band=None,
+                    sex=None,
+                    gender_preference=None,
+                    languages=[],
+                    availability=[],
+                    interests=[],
+                )
+            await self.participants.update_one({"_id": participant}, {"$set": update}, session=s)
+            events = make_events(changed)
+            if events:
+                await self.outbox.insert_many(outbox_docs(events, now), session=s)
+            return changed
+
+        result: list[Match] | None = await self._transaction(body)
         return result
 
     # -- outbox

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from services.matching.domain import (
     BatchPolicy,
@@ -111,6 +112,42 @@ class MatchingService:
         added = await self.repo.record_opt_in(ce_id, participant)
         self.metrics.opt_ins.labels("new" if added else "duplicate").inc()
         return added
+
+    async def consent_changed(self, learner: str, matching: bool, background: Any) -> bool:
+        """Withdrawn matching consent: the participant leaves the pool, their background
+        is dropped and pending proposals are withdrawn (declined, reason
+        ``consent_withdrawn``). Given consent: their background (when sent) is stored for
+        later runs. Returns whether a participant was known."""
+        if matching:
+            return await self.repo.set_background(learner, background)
+        return await self._withdraw(learner, "consent_withdrawn", erase=False)
+
+    async def erase_participant(self, learner: str) -> bool:
+        """Right to erasure: out of the pool for good, every personal field scrubbed,
+        pending proposals declined and confirmed matches ended (reason
+        ``participant_erased``)."""
+        return await self._withdraw(learner, "participant_erased", erase=True)
+
+    async def _withdraw(self, learner: str, reason: str, *, erase: bool) -> bool:
+        def events(matches: Sequence[Match]) -> list[Outgoing]:
+            return [
+                Outgoing(
+                    MATCHING_MATCHES,
+                    m.local_authority,
+                    match_declined(m) if m.status is MatchStatus.DECLINED else match_ended(m),
+                )
+                for m in matches
+            ]
+
+        changed = await self.repo.withdraw_participant(
+            learner, reason=reason, now=self.clock(), erase=erase, make_events=events
+        )
+        if changed is None:
+            return False
+        if changed:
+            self.on_commit()
+        logger.info("participant withdrawn (%s); %d match(es) closed", reason, len(changed))
+        return True
 
     # ------------------------------------------------------------------ volunteers
 

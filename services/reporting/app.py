@@ -18,6 +18,7 @@ from services.reporting.repository import (
 from services.reporting.settings import ReportingSettings
 from shared.auth import ApiKeyStore
 from shared.dead_letters import RetryPolicy
+from shared.learner_keys import MongoLearnerKeys
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
 
@@ -42,6 +43,8 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
                 runtime.dead_letters,
                 metrics=metrics,
                 retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),
+                learner_keys=MongoLearnerKeys(runtime.db),
+                key_ring=settings.key_ring(),
             ),
         )
         yield

@@ -29,7 +29,10 @@ from services.reporting.domain.projection import (
 )
 from services.reporting.repository import ProjectionStore, ProjectionTx, TopicPartition
 from shared.cloudevents import EnvelopeError, Event, EventRegistry
+from shared.contracts.enrolment import LearnerKeyIssued
+from shared.crypto import KeyRing
 from shared.dead_letters import RecordLike, RetryPolicy, retrying
+from shared.learner_keys import KeyBatch, MongoLearnerKeys
 
 logger = logging.getLogger(__name__)
 
@@ -84,12 +87,33 @@ class Projector:
         *,
         metrics: ProjectionMetrics | None = None,
         retry_policy: RetryPolicy | None = None,
+        learner_keys: MongoLearnerKeys | None = None,
+        key_ring: KeyRing | None = None,
     ) -> None:
+        self._learner_keys = learner_keys
+        self._key_ring = key_ring
         self._store = store
         self._registry = registry
         self._dead_letters = dead_letters
         self._metrics = metrics or _NoMetrics()
         self._retry = retry_policy or RetryPolicy()
+
+    async def _open_sealed(self, decoded: list[_Decoded]) -> list[_Decoded]:
+        """Crypto-shredding: apply the batch's key events (kept in this service's own
+        ``learner_keys``; erasures recorded for good) in log order, and open sealed
+        personal fields with them. An erased learner's events come back anonymous.
+        Key writes are idempotent, so they happen before the projection transaction."""
+        if self._learner_keys is None or self._key_ring is None or not decoded:
+            return decoded
+        store, ring = self._learner_keys, self._key_ring
+        events = [d.event for d in decoded]
+        keys = await retrying(lambda: KeyBatch.load(store, ring, events), self._retry)
+        opened = []
+        for d in decoded:
+            keys.note(d.event)
+            opened.append(_Decoded(d.record, d.ce_id, keys.reveal(d.event)))
+        await retrying(lambda: keys.save(store), self._retry)
+        return opened
 
     async def handle(self, records: Sequence[RecordLike]) -> BatchReport:
         report = BatchReport(records=len(records))
@@ -116,11 +140,17 @@ class Projector:
                 report.poison += 1
                 await self._dead_letters.send(record, exc, kind="poison")
                 continue
-            if not is_consumed(cloud_event.data):
+            if not is_consumed(cloud_event.data) and not isinstance(
+                cloud_event.data, LearnerKeyIssued
+            ):
                 report.ignored += 1
                 continue
             decoded.append(_Decoded(record, cloud_event.id, cloud_event.data))
 
+        decoded = await self._open_sealed(decoded)
+        keys_only = [d for d in decoded if isinstance(d.event, LearnerKeyIssued)]
+        report.ignored += len(keys_only)
+        decoded = [d for d in decoded if not isinstance(d.event, LearnerKeyIssued)]
         failed: list[tuple[_Decoded, Exception]] = []
 
         async def work(tx: ProjectionTx) -> BatchReport:

@@ -39,6 +39,7 @@ from services.reporting.repository import (
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.dead_letters import RecordLike, RetryPolicy
+from shared.learner_keys import MongoLearnerKeys
 from shared.mongo import make_mongo_client
 
 logger = logging.getLogger(__name__)
@@ -133,6 +134,9 @@ async def rebuild(
             CONSUMED,
             dead_letters,
             retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),
+            # The service's own key copies: erased learners stay erased in a rebuild.
+            learner_keys=MongoLearnerKeys(db),
+            key_ring=settings.key_ring(),
         )
         await consumer.start()
         partitions = await _partitions(consumer)

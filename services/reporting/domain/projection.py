@@ -32,6 +32,7 @@ from shared.contracts.enrolment import (
     EnrolmentCompleted,
     EnrolmentRef,
     EnrolmentWithdrawn,
+    LearnerErased,
     LearningResumed,
     OutcomeRecorded,
     ParticipantOptedIn,
@@ -293,7 +294,8 @@ def is_consumed(event: Event) -> bool:
         | MatchProposed
         | MatchConfirmed
         | MatchDeclined
-        | MatchEnded,
+        | MatchEnded
+        | LearnerErased,
     )
 
 
@@ -521,7 +523,7 @@ def keys_needed(events: Iterable[Event]) -> StateKeys:
     learners: set[str] = set()
     match_ids: set[str] = set()
     for event in events:
-        if isinstance(event, EnrolmentRef):
+        if isinstance(event, EnrolmentRef | LearnerErased):
             learners.add(event.learner)
         elif isinstance(event, MatchRef):
             match_ids.add(event.match_id)
@@ -575,6 +577,12 @@ def project_batch(loaded: LoadedStates, events: Sequence[Event]) -> BatchOutcome
                         participants.get(event.learner), event
                     )
                 enrolments[event.enrolment_id] = new_enrolment
+            elif isinstance(event, LearnerErased):
+                # Right to erasure: still counted, but never by ethnicity again (a
+                # rebuild after erasure cannot open it either, so both agree).
+                for eid, state in list(enrolments.items()):
+                    if state.learner == event.learner and state.ethnicity is not None:
+                        enrolments[eid] = replace(state, ethnicity=None)
             elif isinstance(event, MatchRef):
                 new_match = apply_to_match(matches.get(event.match_id), event)
                 if isinstance(event, MatchConfirmed):

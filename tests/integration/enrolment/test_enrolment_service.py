@@ -33,6 +33,7 @@ from shared.topics import (
 )
 from tests.helpers import poll_until, running_app, unique
 from tests.infra import Infra
+from tests.security.sealed import open_sealed
 
 PROBLEM_JSON = "application/problem+json"
 DLQ = dead_letter_topic(ENROLMENT_INBOUND)
@@ -222,7 +223,11 @@ async def test_single_submission_is_accepted_once_and_published_pseudonymised(
     assert accepted["key"] == learner.encode()
     assert accepted["body"]["age_band"] in ("35-49", "50-64", "65+", "25-34")
     assert accepted["headers"]["ce_source"] == "/commonground/enrolment"
-    assert opted_in["body"]["background"]["ethnicity"] == "asian_pakistani"
+    # Personal fields travel sealed under the learner's data key (crypto-shredding).
+    assert opted_in["body"]["background"] is None and opted_in["body"]["sealed"]
+    key_events = stack.collector.events(ENROLMENT_EVENTS, "LearnerKeyIssued")
+    opened = open_sealed(key_events, opted_in["body"])
+    assert opened.background is not None and opened.background.ethnicity == "asian_pakistani"
     assert opted_in["body"]["availability"] == ["tue-pm"]
 
 
@@ -499,12 +504,15 @@ async def test_no_learner_identifier_reaches_any_topic(stack: Stack) -> None:
     (with_consent,) = await stack.collector.wait_for(
         ENROLMENT_EVENTS, lambda e: e["body"]["enrolment_id"] == ids[0], "ParticipantOptedIn"
     )
-    assert with_consent["body"]["background"]["religion"] == "muslim"
+    key_events = stack.collector.events(ENROLMENT_EVENTS, "LearnerKeyIssued")
+    opened = open_sealed(key_events, with_consent["body"])
+    assert opened.background is not None and opened.background.religion == "muslim"
     (no_consent,) = await stack.collector.wait_for(
         ENROLMENT_EVENTS, lambda e: e["body"]["enrolment_id"] == ids[1], "ParticipantOptedIn"
     )
     assert no_consent["body"]["consent"]["matching"] is False
     assert no_consent["body"]["background"] is None
+    assert open_sealed(key_events, no_consent["body"]).background is None
 
     scanned = 0
     for record in stack.collector.records:
