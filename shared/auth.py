@@ -14,17 +14,21 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import secrets
-from collections.abc import Sequence
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 from pymongo.asynchronous.collection import AsyncCollection
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contracts.reference import CombinedAuthority
-from shared.problems import Problem
+from shared.problems import Problem, problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -133,3 +137,93 @@ async def authenticate(
             slug="forbidden-role",
         )
     return principal
+
+
+# ------------------------------------------------------------------ failed-auth limiting
+
+
+class FailedAuthLimiter:
+    """Counts failed authentications (401s) per client address in fixed one-window
+    buckets; a client at the limit is refused until its window ends. Memory is bounded:
+    at most ``max_clients`` addresses are tracked (least recently failed dropped first).
+    """
+
+    def __init__(
+        self,
+        max_failures: int = 30,
+        window_s: float = 60.0,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.max_clients = max_clients
+        self._clock = clock
+        self._clients: OrderedDict[str, tuple[float, int]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def retry_after(self, client: str) -> int | None:
+        """Seconds until ``client`` may try again, or None when it is not blocked."""
+        entry = self._clients.get(client)
+        if entry is None:
+            return None
+        started, failures = entry
+        remaining = started + self.window_s - self._clock()
+        if remaining <= 0:
+            del self._clients[client]
+            return None
+        return math.ceil(remaining) if failures >= self.max_failures else None
+
+    def failed(self, client: str) -> None:
+        now = self._clock()
+        started, failures = self._clients.pop(client, (now, 0))
+        if now - started >= self.window_s:
+            started, failures = now, 0
+        self._clients[client] = (started, failures + 1)
+        if failures + 1 == self.max_failures:
+            logger.warning(
+                "client blocked for %.0fs after %d failed authentications",
+                self.window_s,
+                self.max_failures,
+            )
+        while len(self._clients) > self.max_clients:
+            self._clients.popitem(last=False)
+
+
+OPS_PATHS = ("/healthz", "/readyz", "/metrics")
+
+
+class FailedAuthLimitMiddleware:
+    """ASGI middleware: a client whose requests failed authentication too often gets 429
+    problem+json with Retry-After before anything else runs (ops endpoints exempt)."""
+
+    def __init__(self, app: ASGIApp, limiter: FailedAuthLimiter) -> None:
+        self.app = app
+        self.limiter = limiter
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(OPS_PATHS):
+            await self.app(scope, receive, send)
+            return
+        client = (scope.get("client") or ("unknown", 0))[0]
+        wait = self.limiter.retry_after(client)
+        if wait is not None:
+            problem = Problem(
+                429,
+                "Too many requests",
+                "Too many failed authentications from this address; retry later.",
+                slug="too-many-failed-authentications",
+                headers={"Retry-After": str(wait)},
+            )
+            await problem_response(problem, scope.get("path"))(scope, receive, send)
+            return
+
+        async def watch(message: Message) -> None:
+            if message["type"] == "http.response.start" and message["status"] == 401:
+                self.limiter.failed(client)
+            await send(message)
+
+        await self.app(scope, receive, watch)

@@ -22,6 +22,7 @@ from faststream.specification import AsyncAPI
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.auth import FailedAuthLimiter, FailedAuthLimitMiddleware
 from shared.dead_letters import DeadLetterPublisher
 from shared.kafka import make_broker
 from shared.lag import ConsumerLagMonitor, lag_monitoring
@@ -142,6 +143,12 @@ def create_service_app(
     app.state.telemetry = telemetry  # tests attach span processors here
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(
+        FailedAuthLimitMiddleware,
+        limiter=FailedAuthLimiter(
+            settings.auth_max_failures_per_window, settings.auth_failure_window_s
+        ),
+    )
     instrument_app(app, telemetry)
 
     def current_checks() -> dict[str, ReadinessCheck]:

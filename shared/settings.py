@@ -112,6 +112,14 @@ class ServiceSettings(BaseSettings):
         "development only.",
     )
 
+    auth_max_failures_per_window: int = Field(
+        default=30,
+        ge=1,
+        description="Failed authentications (401) one client address may cause per window "
+        "before it is answered 429 with Retry-After until the window ends.",
+    )
+    auth_failure_window_s: float = Field(default=60.0, gt=0)
+
     readiness_timeout_s: float = 2.0
     consumer_lag_interval_s: float = Field(
         default=10.0, description="How often consumer lag is measured for /metrics."
