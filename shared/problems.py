@@ -149,18 +149,27 @@ class BodySizeLimitMiddleware:
                 return
         received = 0
         response_started = False
+        too_large_seen = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, too_large_seen
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
+                    too_large_seen = True
                     raise _BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
             nonlocal response_started
+            if too_large_seen:
+                # The framework caught _BodyTooLarge while reading the body (FastAPI
+                # turns it into a 400): answer 413 instead, once.
+                if not response_started:
+                    response_started = True
+                    await problem_response(too_large, scope.get("path"))(scope, receive, send)
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)

@@ -530,7 +530,8 @@ def decode_inbound(record: ConsumerRecord[Any, Any]) -> InboundItem:
         raise PoisonMessage("empty record: expected a JSON submission")
     try:
         payload = json.loads(record.value)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        # RecursionError: nested deeper than the parser allows (a hostile document).
         raise PoisonMessage(f"body is not JSON ({type(exc).__name__})") from None
     provider_ref = None
     if record.key:
