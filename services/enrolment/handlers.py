@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import logging
@@ -19,7 +18,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
-from faststream.message import StreamMessage
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.enrolment.api import (
@@ -56,8 +54,10 @@ from services.enrolment.outbox import OutboxRelay
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
+from shared.consuming import Probe, RetriesExhausted, classify_transient, tolerant_batch_parser
 from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
+from shared.mongo import mongo_ping
 from shared.problems import Problem, field_errors, problem_response
 from shared.service import Runtime
 
@@ -551,48 +551,36 @@ def decode_inbound(record: ConsumerRecord[Any, Any]) -> InboundItem:
     )
 
 
-async def tolerant_batch_parser(
-    records: tuple[ConsumerRecord[Any, Any], ...],
-    original: Callable[[tuple[ConsumerRecord[Any, Any], ...]], Awaitable[StreamMessage[Any]]],
-) -> StreamMessage[Any]:
-    """FastStream decodes header values as UTF-8 before our handler runs; one record with
-    binary headers would fail the whole batch forever. Replace undecodable bytes instead,
-    so the record reaches the handler (and the dead-letter topic if it is poison)."""
-    try:
-        return await original(records)
-    except UnicodeDecodeError:
-        return await original(tuple(_text_headers(r) for r in records))
-
-
-def _text_headers(record: ConsumerRecord[Any, Any]) -> ConsumerRecord[Any, Any]:
-    headers = [(k, v.decode(errors="replace").encode()) for k, v in record.headers or ()]
-    return dataclasses.replace(record, headers=headers)
-
-
 INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
 
 
 async def store_inbound(
     service: EnrolmentService,
     decoded: Sequence[tuple[ConsumerRecord[Any, Any], InboundItem]],
+    healthy: Probe,
 ) -> list[tuple[ConsumerRecord[Any, Any], BaseException]]:
-    """Store a batch in one transaction. Transient failures are retried and then raised
-    (the batch is redelivered). Anything else means some record trips an unexpected
-    error: the records then go one by one, and only the ones that fail are returned to
-    be dead-lettered, so one bad record never sinks the good ones."""
+    """Store a batch in one transaction. Transient failures are retried; if they persist
+    while the database is down, :class:`DependencyUnavailable` is raised (the batch is
+    redelivered once it is back). Anything else, or transient failures while the
+    database answers, means some record trips an error: the records then go one by one,
+    and only the ones that fail are returned to be dead-lettered (``RetriesExhausted``
+    for transient ones), so one bad record never sinks the good ones."""
     try:
         await retrying(lambda: service.submit_inbound([i for _, i in decoded]), INTAKE_RETRY)
         return []
-    except TRANSIENT_ERRORS:
-        raise
+    except TRANSIENT_ERRORS as exc:
+        await classify_transient(exc, healthy)
+        logger.error(
+            "intake batch kept failing (%s); storing its records one by one", type(exc).__name__
+        )
     except Exception as exc:
         logger.error("intake batch failed (%s); storing its records one by one", type(exc).__name__)
     failed: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
     for record, item in decoded:
         try:
             await retrying(functools.partial(service.submit_inbound, [item]), INTAKE_RETRY)
-        except TRANSIENT_ERRORS:
-            raise
+        except TRANSIENT_ERRORS as exc:
+            failed.append((record, await classify_transient(exc, healthy)))
         except Exception as exc:
             failed.append((record, PoisonMessage(f"intake failed: {type(exc).__name__}")))
     return failed
@@ -604,9 +592,10 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     kafka = KafkaRouter()
 
     # One transaction per batch of records. NACK_ON_ERROR: offsets are committed only
-    # after the batch is stored; an exception (after transient retries) rewinds every
-    # partition of the batch, and redelivery is idempotent (enrolment ids and rejection
-    # ids are deterministic).
+    # after the batch is stored (exactly the batch's offsets: shared.consuming); an
+    # exception (the database down through the retries) rewinds every partition of the
+    # batch, and redelivery is idempotent (enrolment ids and rejection ids are
+    # deterministic). See docs/delivery.md.
     @kafka.subscriber(
         topics.ENROLMENT_INBOUND,
         group_id=settings.group_id,
@@ -629,8 +618,9 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
             except PoisonMessage as exc:
                 poison.append((record, exc))
         if decoded:
-            poison += await store_inbound(ctx.service, decoded)
+            poison += await store_inbound(ctx.service, decoded, lambda: mongo_ping(runtime.mongo))
         for record, error in poison:
-            await runtime.dead_letters.send(record, error, kind="poison")
+            kind = "exhausted" if isinstance(error, RetriesExhausted) else "poison"
+            await runtime.dead_letters.send(record, error, kind=kind)
 
     return [kafka]

@@ -570,13 +570,15 @@ class PrivacyService:
         logger.info("learner erased (%d enrolment(s)) by %s", len(ids), principal.role.value)
         return ErasureResult(learner, now, ids, False)
 
-    async def reissue_keys(self) -> int:
-        """Publish every live learner's key again, wrapped under the current platform
-        wrapping key (after a wrapping-key rotation; see docs/privacy.md)."""
-        learners = await self._vault.all_learners()
+    async def reissue_keys(self, learners: Sequence[str] | None = None) -> int:
+        """Publish every live learner's key (or these learners') again, wrapped under the
+        current platform wrapping key (after a wrapping-key rotation; docs/privacy.md).
+        Erased learners have no key left to publish."""
+        if learners is None:
+            learners = await self._vault.all_learners()
         count = 0
         for start in range(0, len(learners), 500):
-            keys = await self._vault.keys_for(learners[start : start + 500])
+            keys = await self._vault.keys_for(learners[start : start + 500], create=False)
             now = self._clock()
             messages = [
                 OutboxMessage.of(

@@ -107,15 +107,16 @@ class LearnerVault:
             doc["_id"], doc["key_id"], self._master.unwrap(doc["_id"], doc["key_id"], wrapped)
         )
 
-    async def keys_for(self, learners: Iterable[str]) -> dict[str, DataKey]:
+    async def keys_for(self, learners: Iterable[str], *, create: bool = True) -> dict[str, DataKey]:
         """Each learner's data key, created on first use (concurrent creators agree on
-        one: the first insert wins and everyone reads it back)."""
+        one: the first insert wins and everyone reads it back). ``create=False``: only
+        existing keys (an erased learner has none)."""
         wanted = sorted(set(learners))
         if not wanted:
             return {}
         found = {d["_id"]: d async for d in self._keys.find({"_id": {"$in": wanted}})}
         missing = [learner for learner in wanted if learner not in found]
-        if missing:
+        if missing and create:
             now = datetime.now(UTC)
             for learner in missing:
                 key_id = new_key_id()
