@@ -16,6 +16,8 @@ secret() {
 cat <<ENV
 # Common Ground docker-compose secrets (generated $(date -u +%Y-%m-%dT%H:%M:%SZ)). Do not commit.
 ENROLMENT_PSEUDONYM_KEY=$(secret 32)
+ENROLMENT_DATA_KEY_ENCRYPTION_KEYS=k1:$(secret 32)
+COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS=w1:$(secret 32)
 MONGO_ROOT_PASSWORD=$(secret 24)
 ENROLMENT_MONGO_PASSWORD=$(secret 24)
 MATCHING_MONGO_PASSWORD=$(secret 24)

@@ -29,6 +29,8 @@ SECRETS = {
     "MATCHING_MONGO_PASSWORD": "matching-pw-0123",
     "REPORTING_MONGO_PASSWORD": "reporting-pw-0123",
     "GRAFANA_ADMIN_PASSWORD": "grafana-pw-0123",
+    "ENROLMENT_DATA_KEY_ENCRYPTION_KEYS": "k1:test-data-key-encryption-0123456789abcdef",
+    "COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS": "w1:test-key-wrapping-0123456789abcdef",
 }
 
 
@@ -80,7 +82,7 @@ def test_compose_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
 def test_every_secret_is_required_and_has_no_default() -> None:
     text = COMPOSE.read_text()
     references = re.findall(r"\$\{([A-Z0-9_]+)(:?[-?])?([^}]*)\}", text)
-    secret_like = re.compile(r"PASSWORD|SECRET|_KEY$|TOKEN")
+    secret_like = re.compile(r"PASSWORD|SECRET|_KEYS?$|TOKEN")
     seen = set()
     for name, operator, message in references:
         if secret_like.search(name):
@@ -105,7 +107,10 @@ def test_make_env_script_provides_every_required_secret(tmp_path: Path) -> None:
     )
     assert set(values) == set(SECRETS)
     for name, value in values.items():
-        assert re.fullmatch(r"[0-9a-f]{32,}", value), f"{name} must be long and URL-safe"
+        # Key rings are "id:secret" (docs/privacy.md).
+        assert re.fullmatch(r"(?:[a-z0-9]+:)?[0-9a-f]{32,}", value), (
+            f"{name} must be long and URL-safe"
+        )
     assert len(values["ENROLMENT_PSEUDONYM_KEY"]) >= 64  # 32 bytes
     env_file = tmp_path / "stack.env"
     env_file.write_text(result.stdout)
