@@ -122,6 +122,11 @@ def create_service_app(
                     broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
                     database=lambda: mongo_ping(mongo),
                 )
+                if settings.uses_dev_key_ring:
+                    logger.warning(
+                        "using the DEVELOPMENT learner key-wrapping ring: set "
+                        "COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS before handling real data"
+                    )
                 logger.info("%s service started", settings.service_name)
                 try:
                     yield

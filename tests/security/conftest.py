@@ -4,6 +4,7 @@ role. Each run uses its own databases and consumer groups."""
 
 from __future__ import annotations
 
+import logging
 import random
 import string
 from collections.abc import AsyncIterator
@@ -93,6 +94,7 @@ class Platform:
     ukprn_gm: str
     ukprn_wm: str
     apps: dict[str, Any]
+    logs: list[str]
 
     @staticmethod
     def auth(key: str) -> dict[str, str]:
@@ -111,8 +113,25 @@ def _common(infra: Infra, service: str) -> dict[str, Any]:
     }
 
 
+class Recorder(logging.Handler):
+    """Every log line (message, arguments, exception text) while the suite runs."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.setFormatter(logging.Formatter("%(name)s %(levelname)s %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(self.format(record) + " " + repr(record.__dict__))
+
+
 @pytest_asyncio.fixture(scope="package")
 async def platform(infra: Infra) -> AsyncIterator[Platform]:
+    recorder = Recorder()
+    root = logging.getLogger()
+    previous_level = root.level
+    root.addHandler(recorder)
+    root.setLevel(min(previous_level or logging.INFO, logging.INFO))
     enrolment_settings = EnrolmentSettings(
         **_common(infra, "enrolment"), outbox_poll_interval_s=0.1, outbox_linger_s=0.01
     )
@@ -197,6 +216,9 @@ async def platform(infra: Infra) -> AsyncIterator[Platform]:
                 ukprn_gm=ukprn_gm,
                 ukprn_wm=ukprn_wm,
                 apps=apps,
+                logs=recorder.lines,
             )
     finally:
+        root.removeHandler(recorder)
+        root.setLevel(previous_level)
         await mongo.close()
