@@ -70,7 +70,7 @@ def test_key_ring_wraps_with_the_first_key_and_unwraps_with_any_held() -> None:
     old_wrapped = older.wrap(LEARNER, "dk_1", dek)
     assert rotated.unwrap(LEARNER, "dk_1", old_wrapped) == dek  # overlap during rotation
     retired = KeyRing.parse("k2:a-new-secret-of-enough-length", "t")
-    with pytest.raises(CryptoError, match="longer.*held"):
+    with pytest.raises(CryptoError, match=r"longer.*held"):
         retired.unwrap(LEARNER, "dk_1", old_wrapped)  # the old wrapping key is gone
     with pytest.raises(CryptoError):
         RING.unwrap(OTHER, "dk_1", wrapped)
