@@ -1,0 +1,142 @@
+"""Consent changes and erasure in the matching service layer: what is asked of the store
+and which events announce it (the Mongo side is covered in tests/security)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import timedelta
+from typing import Any, cast
+
+from services.matching.domain import (
+    BackgroundFields,
+    BatchPolicy,
+    Match,
+    MatchStatus,
+    WeightsBook,
+)
+from services.matching.metrics import MatchingMetrics
+from services.matching.repository import MatchingRepository, Outgoing
+from services.matching.use_cases import MatchingService
+from shared.contracts.matching import MatchDeclined, MatchEnded
+from shared.contracts.reference import Ethnicity
+from shared.telemetry import Telemetry
+from tests.unit.matching.matching_factories import GM, NOW, OLDHAM
+
+
+def a_match(status: MatchStatus) -> Match:
+    return Match(
+        match_id=f"m-{status.value}",
+        volunteer_id="v1",
+        participant="lp_1",
+        enrolment_id="enr_1",
+        combined_authority=GM,
+        local_authority=OLDHAM,
+        status=status,
+        score=1.0,
+        score_components={},
+        bridging_dimensions=(),
+        shared_slots=(),
+        shared_interests=(),
+        explanation="",
+        waited_since=NOW - timedelta(days=1),
+        proposed_at=NOW,
+    )
+
+
+@dataclass
+class StubRepo:
+    """Only what consent and erasure use: closes the matches the way the Mongo adapter
+    does and hands them to ``make_events``."""
+
+    known: bool = True
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    events: list[Outgoing] = field(default_factory=list)
+
+    async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
+        self.calls.append(("set_background", (participant, background)))
+        return self.known
+
+    async def withdraw_participant(
+        self,
+        participant: str,
+        *,
+        reason: str,
+        now: Any,
+        erase: bool,
+        make_events: Callable[[Sequence[Match]], list[Outgoing]],
+    ) -> list[Match] | None:
+        self.calls.append(("withdraw", (participant, reason, erase)))
+        if not self.known:
+            return None
+        closed = [
+            replace(
+                a_match(MatchStatus.PROPOSED),
+                status=MatchStatus.DECLINED,
+                decided_at=now,
+                decided_by="system",
+                decline_reason=reason,
+            )
+        ]
+        if erase:
+            closed.append(
+                replace(
+                    a_match(MatchStatus.CONFIRMED),
+                    status=MatchStatus.ENDED,
+                    ended_at=now,
+                    end_reason=reason,
+                    meetings_count=0,
+                )
+            )
+        self.events = make_events(closed)
+        return closed
+
+
+def service(repo: StubRepo) -> tuple[MatchingService, list[int]]:
+    commits: list[int] = []
+    svc = MatchingService(
+        repo=cast(MatchingRepository, repo),
+        weights=cast(WeightsBook, None),
+        policy=BatchPolicy(threshold=1, window=timedelta(minutes=5)),
+        metrics=MatchingMetrics(Telemetry(service_name="matching-unit-security")),
+        clock=lambda: NOW,
+        on_commit=lambda: commits.append(1),
+    )
+    return svc, commits
+
+
+async def test_withdrawn_consent_withdraws_pending_proposals() -> None:
+    repo = StubRepo()
+    svc, commits = service(repo)
+    assert await svc.consent_changed("lp_1", False, None)
+    assert repo.calls == [("withdraw", ("lp_1", "consent_withdrawn", False))]
+    (declined,) = repo.events
+    assert isinstance(declined.event, MatchDeclined)
+    assert declined.event.reason == "consent_withdrawn" and declined.key == OLDHAM
+    assert commits == [1]
+
+
+async def test_given_consent_stores_the_background_only() -> None:
+    repo = StubRepo()
+    svc, commits = service(repo)
+    background = BackgroundFields(ethnicity=Ethnicity.OTHER_ARAB)
+    assert await svc.consent_changed("lp_1", True, background)
+    assert repo.calls == [("set_background", ("lp_1", background))]
+    assert repo.events == [] and commits == []
+
+
+async def test_erasure_declines_proposals_and_ends_confirmed_matches() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    assert await svc.erase_participant("lp_1")
+    assert repo.calls == [("withdraw", ("lp_1", "participant_erased", True))]
+    kinds = [type(o.event) for o in repo.events]
+    assert kinds == [MatchDeclined, MatchEnded]
+    assert all(getattr(o.event, "reason", "") == "participant_erased" for o in repo.events)
+
+
+async def test_unknown_participant_changes_nothing() -> None:
+    repo = StubRepo(known=False)
+    svc, commits = service(repo)
+    assert not await svc.erase_participant("lp_unknown")
+    assert repo.events == [] and commits == []
