@@ -192,8 +192,15 @@ class Simulation:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
                 continue
+            if response.status_code == 409 and _is_concurrent_change(response) and attempt < 7:
+                # Another writer (e.g. an optimiser run) changed the same record: the
+                # service asks to reload and retry, which a repeat of the request does.
+                self.report.counts["concurrent_change_retries"] += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
             return response
-        raise SimulatorError(f"{what}: gave up after repeated 503s from {url}")
+        raise SimulatorError(f"{what}: gave up after repeated 503s or conflicts from {url}")
 
     # ---------------------------------------------------------------- volunteers
 
@@ -440,6 +447,14 @@ class Simulation:
             self.bar.close()
             self.report.seconds = time.monotonic() - started
         return self.report
+
+
+def _is_concurrent_change(response: httpx.Response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and str(body.get("type", "")).endswith("/concurrent-change")
 
 
 def _detail(response: httpx.Response) -> str:

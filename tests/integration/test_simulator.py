@@ -58,6 +58,7 @@ class Platform:
     provider_key: str
     coordinator_key: str
     infra: Infra
+    ukprn: str
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +108,7 @@ async def platform(infra: Infra) -> AsyncIterator[Platform]:
             provider_key,
             coordinator_key,
             infra,
+            ukprn,
         )
 
 
@@ -222,3 +224,42 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
             if m["status"] in ("confirmed", "declined"):
                 wanted = decision_for(POPULATION.config.seed, m, policy)["decision"]
                 assert m["status"] == {"accept": "confirmed", "decline": "declined"}[wanted]
+
+
+async def test_enrolments_can_go_through_the_kafka_inbound_topic(platform: Platform) -> None:
+    """--channel kafka: submissions as records on enrolment.inbound.v1 (key: the UKPRN),
+    their ids then looked up through the idempotent batch endpoint for the progress."""
+    small = generate(
+        SimulationConfig(
+            seed=POPULATION.config.seed + 1,
+            learners=12,
+            volunteers=0,
+            authorities=(CombinedAuthority.TEES_VALLEY,),
+            as_of=datetime.now(UTC).date(),
+        ),
+        load_reference(),
+    )
+    options = RunOptions(
+        enrolment_url=ENROLMENT_URL,
+        matching_url=MATCHING_URL,
+        provider_keys=(SecretStr(platform.provider_key),),
+        channel="kafka",
+        kafka_bootstrap_servers=platform.infra.kafka_bootstrap_servers,
+        provider_ukprn=platform.ukprn,
+        linger_s=0,
+    )
+    report = await simulate(small, options, stream=io.StringIO(), transport=platform.transport)
+    enrolments = list(small.enrolments())
+    assert report.problems == 0, report.as_dict()
+    assert report.counts["enrolments.published"] == len(enrolments)
+    resolved = (
+        report.counts["enrolments.resolved.created"]
+        + report.counts["enrolments.resolved.duplicate"]
+    )
+    assert resolved == len(enrolments)
+    steps = sum(len(e.steps) for e in enrolments)
+    applied = sum(v for k, v in report.counts.items() if k.endswith(".applied"))
+    assert applied == steps
+    ids = set(report.enrolment_ids.values())
+    events = await enrolment_events(platform.infra.kafka_bootstrap_servers, ids, len(ids))
+    assert events["EnrolmentAccepted"] == len(enrolments)  # once, whichever channel won
