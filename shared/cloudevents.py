@@ -110,6 +110,22 @@ class CloudEvent(Generic[E]):
         return self.data.model_dump_json().encode()
 
 
+def _header_text(name: str, value: Any) -> str:
+    """A header value as text. CloudEvent attributes must be UTF-8 (else the record is
+    poison); other headers are decoded leniently so that one binary header (a tracing
+    or vendor header) does not make an otherwise valid event unreadable."""
+    if value is None:
+        return ""
+    if not isinstance(value, bytes):
+        return str(value)
+    if name.startswith("ce_") or name == "content-type":
+        try:
+            return value.decode("utf-8", "strict")
+        except UnicodeDecodeError:
+            raise EnvelopeError(f"header {name} is not UTF-8") from None
+    return value.decode("utf-8", "replace")
+
+
 class EventRegistry:
     """Maps ``ce_type`` strings to event models, and decodes records into CloudEvents."""
 
@@ -125,7 +141,7 @@ class EventRegistry:
 
     def decode(self, body: bytes, headers: Mapping[str, Any]) -> CloudEvent[Event]:
         """Decode one Kafka record. Raises :class:`EnvelopeError` for anything unusable."""
-        h = {k: (v.decode() if isinstance(v, bytes) else str(v)) for k, v in headers.items()}
+        h = {k: _header_text(k, v) for k, v in headers.items()}
         missing = [a for a in ("ce_id", "ce_type", "ce_source", "ce_specversion") if not h.get(a)]
         if missing:
             raise EnvelopeError(f"not a CloudEvent: missing header(s) {', '.join(missing)}")

@@ -1,11 +1,35 @@
-"""Turning consumed Kafka records into typed CloudEvents, with poison going to the DLQ."""
+"""Consuming Kafka records safely: decoding with poison going to the DLQ, parsers that
+survive any header bytes, offset commits of exactly what was processed, and the line
+between an outage (wait) and a record that keeps failing (dead-letter).
+
+Every subscriber of the platform is declared with::
+
+    ack_policy=AckPolicy.NACK_ON_ERROR,          # commit after success, rewind on error
+    parser=tolerant_parser / tolerant_batch_parser,
+
+See docs/delivery.md for the guarantees this gives and why.
+"""
 
 from __future__ import annotations
 
-from faststream.kafka.message import KafkaMessage
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+from faststream.kafka.message import KafkaAckableMessage, KafkaMessage
+from faststream.message import StreamMessage
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.dead_letters import DeadLetterPublisher
+from shared.dead_letters import TRANSIENT_ERRORS, DeadLetterPublisher
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Record = ConsumerRecord[Any, Any]
 
 
 async def decode_or_dead_letter(
@@ -22,3 +46,190 @@ async def decode_or_dead_letter(
     except EnvelopeError as exc:
         await dead_letters.send(record, exc, kind="poison")
         return None
+
+
+# ---------------------------------------------------------------------------------------
+# Parsing: any header bytes reach the handler; commits cover exactly the records handled.
+
+
+class ExactCommitMessage(KafkaAckableMessage):
+    """A consumed message whose ``ack`` commits ``{partition: last offset + 1}`` for the
+    records of *this* message only, on partitions this consumer still owns.
+
+    FastStream's ``ack`` calls ``consumer.commit()`` without arguments, which commits
+    the consumer's *position* on every assigned partition: everything fetched so far,
+    whether or not it was handled (a record whose parsing failed is neither acked nor
+    rewound, so the next message's ack would commit past it), and, after a rebalance,
+    positions of partitions that moved. An explicit commit of the handled records cannot
+    do either. A partition that moved away mid-batch is not committed (its new owner
+    re-reads from the last commit; every effect is idempotent), and a commit refused
+    after a rebalance (``CommitFailedError``) is logged, not raised: the effect is
+    already durable, and the records come again to whoever owns them next.
+    """
+
+    async def ack(self) -> None:
+        if not self.committed:
+            await commit_exactly(self.consumer, _records(self.raw_message))
+        await super(KafkaAckableMessage, self).ack()
+
+
+def _records(raw: Record | tuple[Record, ...]) -> tuple[Record, ...]:
+    return raw if isinstance(raw, tuple) else (raw,)
+
+
+def offsets_to_commit(records: Iterable[Record]) -> dict[TopicPartition, int]:
+    """``{partition: highest offset + 1}`` over ``records``."""
+    offsets: dict[TopicPartition, int] = {}
+    for record in records:
+        tp = TopicPartition(record.topic, record.partition)
+        offsets[tp] = max(offsets.get(tp, 0), record.offset + 1)
+    return offsets
+
+
+async def commit_exactly(consumer: Any, records: Iterable[Record]) -> None:
+    offsets = offsets_to_commit(records)
+    if not offsets:
+        return
+    owned = set(consumer.assignment())
+    moved = sorted(f"{tp.topic}[{tp.partition}]" for tp in offsets if tp not in owned)
+    if moved:
+        logger.info(
+            "partitions %s moved to another consumer during processing; not committed "
+            "(the new owner re-reads them, effects are idempotent)",
+            ", ".join(moved),
+        )
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
+    if not offsets:
+        return
+    try:
+        await consumer.commit(offsets)
+    except (CommitFailedError, IllegalStateError, KafkaError) as exc:
+        logger.warning(
+            "offset commit refused (%s), probably a rebalance: these records will be "
+            "delivered again and skipped as already applied",
+            type(exc).__name__,
+        )
+
+
+def _exact(message: StreamMessage[Any]) -> StreamMessage[Any]:
+    if type(message) is KafkaAckableMessage:
+        # The same copy FastStream's StreamMessage.__copy__ makes, as our subclass.
+        exact = ExactCommitMessage.__new__(ExactCommitMessage)
+        exact.__dict__.update(message.__dict__)
+        return exact
+    return message
+
+
+class HeaderBytes(bytes):
+    """A header value exactly as received, whose ``decode()`` replaces invalid UTF-8
+    instead of raising unless asked to be strict (``decode("utf-8", "strict")``).
+    ``null`` marks a header that had no value at all (sent on as null by dead letters)."""
+
+    null: bool = False
+
+    def decode(self, encoding: str = "utf-8", errors: str = "replace") -> str:
+        return super().decode(encoding, errors)
+
+
+def _null_header() -> HeaderBytes:
+    value = HeaderBytes(b"")
+    value.null = True
+    return value
+
+
+def _lenient(record: Record) -> Record:
+    """The same record (same bytes everywhere) whose header values decode leniently."""
+    headers = [
+        (k, _null_header() if v is None else HeaderBytes(v)) for k, v in record.headers or ()
+    ]
+    return dataclasses.replace(record, headers=headers)
+
+
+def _decodes(record: Record) -> bool:
+    try:
+        for _, value in record.headers or ():
+            value.decode()
+    except (UnicodeDecodeError, AttributeError):
+        return False
+    return True
+
+
+async def tolerant_parser(
+    record: Record,
+    original: Callable[[Record], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """FastStream decodes every header value as UTF-8 (in its parser, and again in its
+    decoder), so one record with binary or null header bytes would fail before the
+    handler runs: with NACK_ON_ERROR it is rewound and fails again for ever, blocking its
+    partition. Such a record is handed on with :class:`HeaderBytes` values instead: the
+    same bytes (a dead letter keeps them exactly), decoding leniently."""
+    return _exact(await original(record if _decodes(record) else _lenient(record)))
+
+
+async def tolerant_batch_parser(
+    records: tuple[Record, ...],
+    original: Callable[[tuple[Record, ...]], Awaitable[StreamMessage[Any]]],
+) -> StreamMessage[Any]:
+    """:func:`tolerant_parser` for batch subscribers: one record with binary headers
+    does not sink the batch."""
+    return _exact(await original(tuple(r if _decodes(r) else _lenient(r) for r in records)))
+
+
+# ---------------------------------------------------------------------------------------
+# Transient failures: an outage is waited out, a record that keeps failing is not.
+
+
+class DependencyUnavailable(Exception):
+    """The database (or another dependency) does not answer: an outage, not the fault of
+    the records being handled. Raised out of a handler, the records are rewound and
+    come again (the consumer keeps retrying with backoff until the dependency is back);
+    nothing is dead-lettered for an outage."""
+
+
+class RetriesExhausted(Exception):
+    """Transient errors persisted through the retries while the dependency answered its
+    health probe: the failure belongs to these records; dead-letter them (``exhausted``)
+    rather than block their partition for ever."""
+
+
+Probe = Callable[[], Awaitable[bool]]
+
+
+async def reachable(probe: Probe, timeout_s: float = 5.0) -> bool:
+    """Whether ``probe()`` answers true within ``timeout_s`` (any error counts as no)."""
+    try:
+        return bool(await asyncio.wait_for(probe(), timeout_s))
+    except Exception:
+        return False
+
+
+async def classify_transient(error: BaseException, healthy: Probe) -> RetriesExhausted:
+    """After transient retries were used up: raise :class:`DependencyUnavailable` if the
+    dependency is down, else return the :class:`RetriesExhausted` to handle."""
+    if not await reachable(healthy):
+        raise DependencyUnavailable(
+            f"dependency unavailable ({type(error).__name__}); records will be retried"
+        ) from error
+    return RetriesExhausted(f"{type(error).__name__}: {error}"[:500])
+
+
+async def isolate(
+    records: Iterable[Record],
+    handle: Callable[[Record], Awaitable[object]],
+    *,
+    healthy: Probe,
+    dead_letters: DeadLetterPublisher,
+) -> int:
+    """Handle ``records`` one at a time, in order (used when a whole batch kept failing
+    transiently while its dependency answered). A record that still fails transiently is
+    dead-lettered as ``exhausted``; an outage raises :class:`DependencyUnavailable`.
+    Returns how many were dead-lettered."""
+    exhausted = 0
+    for record in records:
+        try:
+            await handle(record)
+        except TRANSIENT_ERRORS as exc:
+            verdict = await classify_transient(exc, healthy)
+            await dead_letters.send(record, verdict, kind="exhausted")
+            exhausted += 1
+    return exhausted

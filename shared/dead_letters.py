@@ -106,7 +106,13 @@ class DeadLetterPublisher:
     async def send(self, record: RecordLike, error: BaseException, *, kind: str) -> None:
         """Publish ``record`` to its DLQ and wait for the broker's ack.
         ``kind`` is ``poison`` or ``exhausted``."""
-        headers = [(k, v) for k, v in record.headers or () if k not in DLQ_HEADERS]
+        # Header values as received (a null value marked by the consuming parser stays
+        # null), minus any dlq_* headers of an earlier dead-lettering.
+        headers: list[tuple[str, bytes | None]] = [
+            (k, None if v is None or getattr(v, "null", False) else bytes(v))
+            for k, v in record.headers or ()
+            if k not in DLQ_HEADERS
+        ]
         extra = {
             # Exception text from our validators names fields, not input values.
             H_ERROR: f"{type(error).__name__}: {error}"[:2000],

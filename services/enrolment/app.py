@@ -34,6 +34,7 @@ from shared.auth import ApiKeyStore
 from shared.cloudevents import EnvelopeError
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
+from shared.health import DependencyWatch
 from shared.kafka import publish_event
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
@@ -137,14 +138,31 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             vault=vault,
         )
         privacy = PrivacyService(service, repository, vault, on_commit=relay.wake)
+
+        async def broker_reachable() -> bool:
+            # Before the broker starts and while it stops, readiness speaks for it.
+            if not runtime.broker.running:
+                return True
+            return await runtime.broker.ping(timeout=settings.readiness_timeout_s)
+
+        # Backpressure: intake answers 503 while the broker is known to be unreachable.
+        broker_watch = DependencyWatch(
+            "kafka broker", broker_reachable, timeout_s=settings.readiness_timeout_s + 1
+        )
         runtime.state[handlers.STATE_KEY] = handlers.EnrolmentContext(
-            settings=settings, service=service, keys=keys, relay=relay, privacy=privacy
+            settings=settings,
+            service=service,
+            keys=keys,
+            relay=relay,
+            privacy=privacy,
+            broker_watch=broker_watch,
         )
         await relay.refresh_backlog()
         if settings.outbox_relay_enabled:
             relay.start()
         try:
-            yield
+            async with broker_watch:
+                yield
         finally:
             await relay.stop()
 

@@ -57,6 +57,7 @@ from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import Probe, RetriesExhausted, classify_transient, tolerant_batch_parser
 from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
+from shared.health import DependencyWatch
 from shared.mongo import mongo_ping
 from shared.problems import Problem, field_errors, problem_response
 from shared.service import Runtime
@@ -75,6 +76,7 @@ class EnrolmentContext:
     keys: ApiKeyStore
     relay: OutboxRelay
     privacy: PrivacyService | None = None
+    broker_watch: DependencyWatch | None = None
 
 
 def context_of(request: Request) -> EnrolmentContext:
@@ -127,7 +129,16 @@ def _size_limit(limit: Callable[[EnrolmentSettings], int]) -> Callable[..., Awai
 
 
 async def intake_open(ctx: Context) -> None:
-    """Backpressure: refuse new work while the broker is not keeping up."""
+    """Backpressure: refuse new work while the broker is unreachable or not keeping up
+    (what is accepted is stored with its events; they are published when it is back)."""
+    if ctx.broker_watch is not None and not ctx.broker_watch.available:
+        raise Problem(
+            503,
+            "Service unavailable",
+            "The event broker is unreachable; nothing was stored. Retry later.",
+            slug="broker-unavailable",
+            headers={"Retry-After": str(ctx.settings.outbox_retry_after_s)},
+        )
     if ctx.relay.backlog > ctx.settings.outbox_backlog_limit:
         raise Problem(
             503,
@@ -557,18 +568,21 @@ INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
 async def store_inbound(
     service: EnrolmentService,
     decoded: Sequence[tuple[ConsumerRecord[Any, Any], InboundItem]],
-    healthy: Probe,
+    healthy: Probe | None = None,
 ) -> list[tuple[ConsumerRecord[Any, Any], BaseException]]:
     """Store a batch in one transaction. Transient failures are retried; if they persist
     while the database is down, :class:`DependencyUnavailable` is raised (the batch is
     redelivered once it is back). Anything else, or transient failures while the
     database answers, means some record trips an error: the records then go one by one,
     and only the ones that fail are returned to be dead-lettered (``RetriesExhausted``
-    for transient ones), so one bad record never sinks the good ones."""
+    for transient ones), so one bad record never sinks the good ones. Without a
+    ``healthy`` probe, transient failures are always treated as an outage."""
     try:
         await retrying(lambda: service.submit_inbound([i for _, i in decoded]), INTAKE_RETRY)
         return []
     except TRANSIENT_ERRORS as exc:
+        if healthy is None:
+            raise
         await classify_transient(exc, healthy)
         logger.error(
             "intake batch kept failing (%s); storing its records one by one", type(exc).__name__
@@ -580,6 +594,8 @@ async def store_inbound(
         try:
             await retrying(functools.partial(service.submit_inbound, [item]), INTAKE_RETRY)
         except TRANSIENT_ERRORS as exc:
+            if healthy is None:
+                raise
             failed.append((record, await classify_transient(exc, healthy)))
         except Exception as exc:
             failed.append((record, PoisonMessage(f"intake failed: {type(exc).__name__}")))

@@ -36,7 +36,7 @@ from services.matching.use_cases import MatchingService, NotFound, OutOfScope
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event
-from shared.consuming import decode_or_dead_letter
+from shared.consuming import classify_transient, decode_or_dead_letter, tolerant_parser
 from shared.contracts.enrolment import (
     Background,
     ConsentChanged,
@@ -53,8 +53,9 @@ from shared.contracts.reference import (
 )
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
-from shared.dead_letters import RetryPolicy, retrying
+from shared.dead_letters import TRANSIENT_ERRORS, RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
+from shared.mongo import mongo_ping
 from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 
@@ -97,8 +98,11 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         raise TypeError("the matching service needs MatchingSettings")
     retry_policy = RetryPolicy()
 
-    # NACK_ON_ERROR: commit only after the handler returns; an exception seeks back
-    # so the record is redelivered (at-least-once). Poison is dead-lettered and acked.
+    # NACK_ON_ERROR: commit (exactly this record's offset: shared.consuming) only after
+    # the handler returns; an exception seeks back so the record is redelivered
+    # (at-least-once). Poison is dead-lettered and acked. Transient failures are retried
+    # with backoff; if the database is down the record is rewound and retried until it
+    # is back, if it answers the record is dead-lettered (exhausted). docs/delivery.md.
     @router.subscriber(
         topics.ENROLMENT_EVENTS,
         group_id=settings.group_id,
@@ -106,8 +110,18 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         session_timeout_ms=settings.consumer_session_timeout_ms,
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_parser,
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:
+        try:
+            await handle_enrolment_event(message)
+        except TRANSIENT_ERRORS as exc:
+            verdict = await classify_transient(exc, lambda: mongo_ping(runtime.mongo))
+            record = message.raw_message
+            assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
+            await runtime.dead_letters.send(record, verdict, kind="exhausted")
+
+    async def handle_enrolment_event(message: KafkaMessage) -> None:
         event = await decode_or_dead_letter(message, ENROLMENT_EVENTS, runtime.dead_letters)
         if event is None or not isinstance(event.data, PRIVACY_EVENTS):
             return

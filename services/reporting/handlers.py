@@ -26,6 +26,7 @@ from services.reporting.repository import ReportReader
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
+from shared.consuming import classify_transient, isolate, tolerant_batch_parser
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
     LOCAL_AUTHORITIES,
@@ -34,7 +35,8 @@ from shared.contracts.reference import (
     Programme,
 )
 from shared.contracts.registry import registry_for
-from shared.dead_letters import RecordLike
+from shared.dead_letters import TRANSIENT_ERRORS, RecordLike
+from shared.mongo import mongo_ping
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
 
@@ -52,7 +54,8 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
     router = KafkaRouter()
 
     # One batch = one MongoDB transaction. NACK_ON_ERROR: the offsets are committed only
-    # after the handler returns, i.e. after the transaction has committed; if it raises
+    # after the handler returns, i.e. after the transaction has committed, and exactly
+    # the batch's offsets (shared.consuming.tolerant_batch_parser); if it raises
     # (the database stayed unavailable through the retries) every partition of the batch
     # is rewound to its first record and the batch comes again. Redelivered records are
     # fenced by the positions stored with the read models.
@@ -65,15 +68,33 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         max_records=settings.projection_max_records,
         batch_timeout_ms=settings.projection_batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_batch_parser,
         title="reporting-projection",
         description="Projects enrolment and match events into the reporting read models.",
     )
     async def project(message: KafkaMessage) -> None:
+        async def healthy() -> bool:
+            return await mongo_ping(runtime.mongo)
+
         raw = message.raw_message
         records = raw if isinstance(raw, tuple) else (raw,)
         projector: Projector = runtime.state["projector"]
         continue_traces(runtime.telemetry, records)
-        result = await projector.handle(records)
+        try:
+            result = await projector.handle(records)
+        except TRANSIENT_ERRORS as exc:
+            # Retried with backoff already. Database down: rewind, retried until it is
+            # back. Database up: the batch's records go one by one, and any that still
+            # fail are dead-lettered (exhausted) instead of blocking their partitions.
+            await classify_transient(exc, healthy)
+            logger.error("batch kept failing (%s); applying it one by one", type(exc).__name__)
+            await isolate(
+                records,
+                lambda r: projector.handle([r]),
+                healthy=healthy,
+                dead_letters=runtime.dead_letters,
+            )
+            return
         logger.debug(
             "batch of %d: %d applied, %d duplicates, %d poison",
             result.records,
