@@ -6,6 +6,7 @@ Every subscriber of the platform is declared with::
 
     ack_policy=AckPolicy.NACK_ON_ERROR,          # commit after success, rewind on error
     parser=tolerant_parser / tolerant_batch_parser,
+    decoder=raw_body_decoder,
 
 See docs/delivery.md for the guarantees this gives and why.
 """
@@ -173,6 +174,20 @@ async def tolerant_batch_parser(
     """:func:`tolerant_parser` for batch subscribers: one record with binary headers
     does not sink the batch."""
     return _exact(await original(tuple(r if _decodes(r) else _lenient(r) for r in records)))
+
+
+async def raw_body_decoder(
+    message: StreamMessage[Any],
+    original: Callable[[StreamMessage[Any]], Awaitable[Any]],
+) -> Any:
+    """The body as bytes (a list of them for a batch), never parsed by FastStream.
+
+    FastStream decodes a body as JSON before the handler runs when its ``content-type``
+    says JSON, so a poison record (say ``content-type: application/json`` over bytes
+    that are not JSON) would raise there, be rewound and fail again for ever, blocking
+    its partition. Our handlers read the records themselves (CloudEvents are decoded by
+    ``shared.cloudevents``, poison dead-lettered), so the body is handed on untouched."""
+    return message.body
 
 
 # ---------------------------------------------------------------------------------------

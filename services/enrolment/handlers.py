@@ -54,7 +54,13 @@ from services.enrolment.outbox import OutboxRelay
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
-from shared.consuming import Probe, RetriesExhausted, classify_transient, tolerant_batch_parser
+from shared.consuming import (
+    Probe,
+    RetriesExhausted,
+    classify_transient,
+    raw_body_decoder,
+    tolerant_batch_parser,
+)
 from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
 from shared.health import DependencyWatch
@@ -621,6 +627,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         max_records=settings.inbound_max_records,
         batch_timeout_ms=settings.inbound_batch_timeout_ms,
         parser=tolerant_batch_parser,
+        decoder=raw_body_decoder,
     )
     async def on_submissions(message: KafkaMessage) -> None:
         ctx: EnrolmentContext = runtime.state[STATE_KEY]

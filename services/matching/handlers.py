@@ -36,7 +36,12 @@ from services.matching.use_cases import MatchingService, NotFound, OutOfScope
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event
-from shared.consuming import classify_transient, decode_or_dead_letter, tolerant_parser
+from shared.consuming import (
+    classify_transient,
+    decode_or_dead_letter,
+    raw_body_decoder,
+    tolerant_parser,
+)
 from shared.contracts.enrolment import (
     Background,
     ConsentChanged,
@@ -111,6 +116,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         parser=tolerant_parser,
+        decoder=raw_body_decoder,
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:
         try:

@@ -26,7 +26,7 @@ from services.reporting.repository import ReportReader
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
-from shared.consuming import classify_transient, isolate, tolerant_batch_parser
+from shared.consuming import classify_transient, isolate, raw_body_decoder, tolerant_batch_parser
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
     LOCAL_AUTHORITIES,
@@ -69,6 +69,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         batch_timeout_ms=settings.projection_batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
         parser=tolerant_batch_parser,
+        decoder=raw_body_decoder,
         title="reporting-projection",
         description="Projects enrolment and match events into the reporting read models.",
     )

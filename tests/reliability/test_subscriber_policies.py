@@ -32,6 +32,7 @@ from shared.consuming import (
     classify_transient,
     isolate,
     offsets_to_commit,
+    raw_body_decoder,
     tolerant_batch_parser,
     tolerant_parser,
 )
@@ -105,6 +106,7 @@ async def test_every_subscriber_commits_after_handling_with_the_tolerant_parser(
             ).__name__.startswith("Batch")
             expected = tolerant_batch_parser if batch else tolerant_parser
             assert subscriber._call_options.parser is expected, f"{where} parser"
+            assert subscriber._call_options.decoder is raw_body_decoder, f"{where} decoder"
             seen += 1
     assert seen >= 3
 
@@ -190,7 +192,12 @@ async def test_batch_parser_commits_only_its_own_offsets_on_partitions_still_own
     assert [r.offset for r in message.raw_message] == [5, 6, 9, 3]
     assert message.raw_message[1].headers[1] == ("x-vendor", b"\xff\xfe\x00")
     await parser.decode_batch(message)  # FastStream's decoder parses headers again
-    assert [h.get("x-vendor") for h in message.batch_headers] == [None, "\ufffd\ufffd\x00", None, None]
+    assert [h.get("x-vendor") for h in message.batch_headers] == [
+        None,
+        "\ufffd\ufffd\x00",
+        None,
+        None,
+    ]
     await message.ack()
     assert consumer.commits == [{tp0: 7, tp2: 4}]
     assert offsets_to_commit(records) == {tp0: 7, tp1: 10, tp2: 4}

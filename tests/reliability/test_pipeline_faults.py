@@ -1,0 +1,193 @@
+"""The whole platform as processes under faults: kill -9, SIGTERM, redelivery of
+everything, consumers joining and leaving. After each fault the pipeline drains and
+every submission is counted: one enrolment, one ``EnrolmentAccepted`` (one ``ce_id``),
+one opt-in in matching's pool, each match published once and counted once, reports
+equal to an in-memory projection of the distinct events, no dead letter.
+
+The tests share one pipeline (consumer-group joins cost seconds on the embedded broker)
+and run in order; each adds its own stream. Sizes: ``COMMONGROUND_RELIABILITY_EVENTS``
+submissions for the kill -9 stream (default 2400; the issue's figure is 20000) over
+``COMMONGROUND_RELIABILITY_TRIALS`` rounds (default 5) in which each of the three
+services is killed at its own random moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.reliability.database import Database
+from tests.reliability.harness import (
+    EVENTS,
+    SEED,
+    TRIALS,
+    Broker,
+    ServiceProcess,
+    committed,
+    end_offsets,
+    log,
+    read_topics,
+    record_figures,
+    reset_group,
+    snapshot,
+)
+from tests.reliability.pipeline import CONSUMES, SERVICES, Pipeline, Verdict
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
+
+ROUNDS_OF_SIGTERM = 2
+STREAM_S = 5.0
+
+
+@pytest.fixture(scope="module")
+async def pipeline(broker: Broker, database: Database, logs: Path) -> AsyncIterator[Pipeline]:
+    p = Pipeline(broker, database.url, logs)
+    await p.prepare()
+    await p.start()
+    await p.register_volunteers(per_borough=10, capacity=10)
+    log("pipeline up (seed %d): %s", SEED, ", ".join(f"{n}:{s.url}" for n, s in p.services.items()))
+    try:
+        yield p
+    finally:
+        p.stop()
+
+
+async def progress(p: Pipeline, name: str) -> str:
+    """How far a service's group has got, e.g. '1200/2400'."""
+    topics = CONSUMES[name]
+    ends = await end_offsets(p.broker.bootstrap, topics)
+    done = await committed(p.broker.bootstrap, p[name].group, topics)
+    return f"{sum(done.values())}/{sum(ends.values())}"
+
+
+async def check(p: Pipeline, what: str, *, timeout_s: float = 300) -> Verdict:
+    await p.wait_drained(timeout_s)
+    verdict = await p.verify()
+    log("%s:\n%s", what, verdict.summary())
+    assert verdict.exact, f"{what}: not exactly once\n{verdict.summary()}"
+    return verdict
+
+
+async def test_kill_9_of_each_service_at_random_points(pipeline: Pipeline) -> None:
+    p, rng = pipeline, random.Random(SEED)
+    segment = max(50, EVENTS // (TRIALS + 1))
+    kills: dict[str, list[str]] = {name: [] for name in SERVICES}
+
+    async def crash(name: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        where = await progress(p, name)
+        p[name].kill()
+        kills[name].append(where)
+        p[name].start()
+
+    async with p.publisher() as publisher:
+        for trial in range(TRIALS):
+            # The segment streams in over ~STREAM_S seconds; each service is killed at
+            # its own random moment while it streams, then restarted at once.
+            records = [s.record() for s in p.new_submissions(segment, rng)]
+            stream = asyncio.create_task(publisher.paced(records, rate_per_s=segment / STREAM_S))
+            await asyncio.gather(*(crash(n, rng.uniform(0.5, STREAM_S)) for n in SERVICES))
+            await stream
+            await p.wait_ready()
+            log("trial %d: killed at %s", trial + 1, {n: k[-1] for n, k in kills.items()})
+        rest = p.new_submissions(EVENTS - segment * TRIALS, rng)
+        await publisher.send([s.record() for s in rest])
+
+    verdict = await check(p, f"after {TRIALS} kill -9 trials per service")
+    record_figures("kill -9", verdict, trials=TRIALS, submissions=len(p.submissions), kills=kills)
+
+
+async def test_sigterm_mid_stream_finishes_or_abandons_cleanly(pipeline: Pipeline) -> None:
+    p, rng = pipeline, random.Random(SEED + 1)
+    segment = max(50, EVENTS // 6)
+    exits: dict[str, list[int | None]] = {name: [] for name in SERVICES}
+
+    async def stop(name: str, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        svc = p[name]
+        code = await asyncio.to_thread(svc.terminate, 30.0)
+        exits[name].append(code)
+        svc.start()
+
+    async with p.publisher() as publisher:
+        for _ in range(ROUNDS_OF_SIGTERM):
+            records = [s.record() for s in p.new_submissions(segment, rng)]
+            stream = asyncio.create_task(publisher.paced(records, rate_per_s=segment / STREAM_S))
+            await asyncio.gather(*(stop(n, rng.uniform(0.5, STREAM_S)) for n in SERVICES))
+            await stream
+            await p.wait_ready()
+    for name, codes in exits.items():
+        # uvicorn re-raises the signal once shut down: -15 is a clean, graceful exit.
+        assert all(code in (0, -15) for code in codes), f"{name} exit codes {codes}"
+        text = p[name].log_text()
+        assert text.count("service stopping") >= ROUNDS_OF_SIGTERM, name
+    verdict = await check(p, f"after {ROUNDS_OF_SIGTERM} SIGTERM rounds per service")
+    record_figures("SIGTERM", verdict, trials=ROUNDS_OF_SIGTERM, submissions=len(p.submissions))
+
+
+async def test_everything_delivered_again_changes_nothing(pipeline: Pipeline) -> None:
+    """Each consumer group is reset to offset 0 (as an operator would with
+    kafka-consumer-groups --reset-offsets --to-earliest) and reads everything again."""
+    p = pipeline
+    before = await p.verify()
+    assert before.exact
+    async with p.mongo() as client:
+        reports_before = await snapshot(client[p.database("reporting")])
+    records_before = len(await read_topics(p.broker.bootstrap, ["enrolment.events.v1"]))
+
+    for svc in p.services.values():
+        await asyncio.to_thread(svc.terminate, 30.0)
+    for name, svc in p.services.items():
+        await reset_group(p.broker.bootstrap, svc.group, CONSUMES[name])
+    await p.start()
+
+    after = await check(p, "after every group re-read everything")
+    async with p.mongo() as client:
+        reports_after = await snapshot(client[p.database("reporting")])
+    changed = [name for name in reports_before if reports_before[name] != reports_after[name]]
+    assert not changed, f"read models changed on redelivery: {changed}"
+    # Enrolment answered every redelivered submission as a duplicate: no new events.
+    assert len(await read_topics(p.broker.bootstrap, ["enrolment.events.v1"])) == records_before
+    for name in after.figures:
+        assert after.figures[name].delivered == before.figures[name].delivered, name
+    assert after.figures["matching"].notes["matches"] == before.figures["matching"].notes["matches"]
+    record_figures("redelivery of everything", after, trials=1, submissions=len(p.submissions))
+
+
+async def test_consumers_joining_and_leaving_mid_stream(pipeline: Pipeline) -> None:
+    """A second instance of each service joins the groups mid-stream (a rebalance moves
+    partitions while batches are in flight), then leaves again (another rebalance)."""
+    p, rng = pipeline, random.Random(SEED + 2)
+    segment = max(50, EVENTS // 4)
+    second = {
+        name: ServiceProcess(
+            name,
+            p.broker.bootstrap,
+            p.db_url,
+            database=svc.database,
+            group=svc.group,
+            log_dir=svc.log_dir,
+            extra_env=dict(svc.extra_env),
+        )
+        for name, svc in p.services.items()
+    }
+    try:
+        async with p.publisher() as publisher:
+            await publisher.send([s.record() for s in p.new_submissions(segment, rng)])
+            for svc in second.values():
+                svc.start()
+            await asyncio.gather(*(svc.wait_ready() for svc in second.values()))
+            await publisher.send([s.record() for s in p.new_submissions(segment, rng)])
+            await asyncio.sleep(rng.uniform(1.0, 4.0))
+            for svc in second.values():
+                await asyncio.to_thread(svc.terminate, 30.0)
+            await publisher.send([s.record() for s in p.new_submissions(segment, rng)])
+        verdict = await check(p, "after second instances joined and left")
+    finally:
+        for svc in second.values():
+            svc.stop()
+    record_figures("rebalance (join + leave)", verdict, trials=2, submissions=len(p.submissions))
