@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -30,7 +30,7 @@ from shared.dead_letters import TRANSIENT_ERRORS, DeadLetterPublisher
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
-Record = ConsumerRecord[Any, Any]
+Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
 
 async def decode_or_dead_letter(
@@ -42,6 +42,7 @@ async def decode_or_dead_letter(
     unknown type/version cannot succeed on redelivery.
     """
     record = message.raw_message
+    assert not isinstance(record, tuple), "one record per message (not a batch subscriber)"
     try:
         return registry.decode(record.value or b"", dict(record.headers or ()))
     except EnvelopeError as exc:

@@ -35,12 +35,11 @@ from collections.abc import (
     Awaitable,
     Callable,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +54,7 @@ from devstack.embedded import EmbeddedKafka
 from devstack.processes import ChildProcess, free_port
 from services.reporting.domain.projection import (
     AGGREGATES,
+    AggregateName,
     LoadedStates,
     aggregate_id,
     full_counts,
@@ -65,10 +65,6 @@ from services.reporting.domain.projection import (
 from services.reporting.repository import AGGREGATE_COLLECTIONS, READ_MODEL_COLLECTIONS
 from services.reporting.settings import ReportingSettings
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.contracts.enrolment import (
-    AttendanceRecorded,
-    EnrolmentAccepted,
-)
 from shared.contracts.matching import MatchRef
 from shared.contracts.reference import Level, Programme, WithdrawalReason
 from shared.contracts.registry import registry_for
@@ -92,7 +88,7 @@ from tests.unit.reporting.reporting_factories import (
 
 logger = logging.getLogger(__name__)
 
-EVENTS = int(os.environ.get("COMMONGROUND_RELIABILITY_EVENTS", "3000"))
+EVENTS = int(os.environ.get("COMMONGROUND_RELIABILITY_EVENTS", "1500"))
 TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_TRIALS", "5")))
 SEED = int(os.environ.get("COMMONGROUND_RELIABILITY_SEED", str(random.randrange(1 << 30))))
 
@@ -139,17 +135,6 @@ class Broker:
     @property
     def bootstrap(self) -> str:
         return self.kafka.bootstrap_servers
-
-
-@contextlib.contextmanager
-def fresh_broker(log_dir: Path, partitions: int = 4) -> Iterator[Broker]:
-    kafka = EmbeddedKafka(free_port(), log_dir)
-    kafka.start()
-    try:
-        asyncio.run(ensure_topics(kafka.bootstrap_servers, all_topics(), partitions=partitions))
-        yield Broker(kafka)
-    finally:
-        kafka.stop()
 
 
 async def start_broker(log_dir: Path, partitions: int = 4) -> Broker:
@@ -398,7 +383,7 @@ class Outgoing:
     topic: str
     key: bytes | None
     value: bytes
-    headers: tuple[tuple[str, bytes], ...] = ()
+    headers: tuple[tuple[str, bytes | None], ...] = ()
 
 
 def outgoing(ce: CloudEvent[Event]) -> Outgoing:
@@ -591,12 +576,6 @@ async def wait_until(
     raise AssertionError(f"timed out after {timeout_s}s waiting for {what}; last={last!r}\n{tails}")
 
 
-def dead_letters(
-    records: Iterable[ConsumerRecord[bytes, bytes]],
-) -> list[ConsumerRecord[bytes, bytes]]:
-    return [r for r in records if r.topic.endswith(".dlq")]
-
-
 def header(record: ConsumerRecord[bytes, bytes], name: str) -> str | None:
     for k, v in record.headers or ():
         if k == name:
@@ -678,7 +657,11 @@ async def reporting_counts(db: AsyncDatabase[Doc]) -> dict[str, int]:
     for name in ("enrolments", "matches", "participants", "applied_events"):
         out[name] = await db[f"g{generation}_{name}"].count_documents({})
     totals: Counter[str] = Counter()
-    for name, collection in (("outcomes", "agg_outcomes"), ("matching", "agg_matching")):
+    wanted: tuple[tuple[AggregateName, str], ...] = (
+        ("outcomes", "agg_outcomes"),
+        ("matching", "agg_matching"),
+    )
+    for name, collection in wanted:
         async for doc in db[f"g{generation}_{collection}"].find({}):
             for f in AGGREGATES[name].fields:
                 totals[f"{name}.{f}"] += int(doc["counts"].get(f, 0))
@@ -773,32 +756,11 @@ def reporting_stream(n_events: int, rng: random.Random) -> list[CloudEvent[Event
     return out
 
 
-def attendance_count(events: Iterable[CloudEvent[Event]]) -> int:
-    return sum(1 for ce in events if isinstance(ce.data, AttendanceRecorded))
-
-
-def accepted_count(events: Iterable[CloudEvent[Event]]) -> int:
-    return len({ce.data.enrolment_id for ce in events if isinstance(ce.data, EnrolmentAccepted)})
-
-
-def kill_points(
-    n: int, trials: int, rng: random.Random, *, low: float = 0.1, high: float = 0.9
-) -> list[int]:
-    """``trials`` distinct random positions in a stream of ``n``, in order."""
-    span = max(trials, int(n * (high - low)))
-    base = int(n * low)
-    return sorted(rng.sample(range(base, base + span), trials))
-
-
 def token(
     n: int, alphabet: str = string.ascii_uppercase + string.digits, rng: random.Random | None = None
 ) -> str:
     r = rng or random
     return "".join(r.choices(alphabet, k=n))
-
-
-def days_ago(days: int) -> datetime:
-    return datetime.now(UTC) - timedelta(days=days)
 
 
 async def snapshot(db: AsyncDatabase[Doc]) -> dict[str, list[bytes]]:

@@ -21,7 +21,7 @@ from tests.reliability.pipeline import Pipeline
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
 
 OUTAGE_S = float(os.environ.get("COMMONGROUND_RELIABILITY_OUTAGE_S", "10"))
-SUBMISSIONS = int(os.environ.get("COMMONGROUND_RELIABILITY_OUTAGE_EVENTS", "900"))
+SUBMISSIONS = int(os.environ.get("COMMONGROUND_RELIABILITY_OUTAGE_EVENTS", "600"))
 
 
 async def test_database_down_for_ten_seconds_under_load(

@@ -103,7 +103,7 @@ async def test_enrolment_state_and_events_do_not_diverge(
     await hold_lease(p, "enrolment", "outbox_lease")
     await p.start()
     try:
-        submissions = p.new_submissions(1000, rng)
+        submissions = p.new_submissions(500, rng)
         async with p.publisher() as publisher:
             await publisher.send([s.record() for s in submissions])
 

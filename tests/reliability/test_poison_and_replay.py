@@ -74,12 +74,13 @@ BINARY_HEADERS: tuple[tuple[str, bytes | None], ...] = (
 
 def poisoned(item: Outgoing, kind: str) -> Outgoing:
     headers = dict(item.headers)
+    ce_type = headers["ce_type"] or b""
     if kind == "not-json":
         return Outgoing(item.topic, item.key, b"\xff\xfe{ not json", item.headers)
     if kind == "unknown-type":
-        headers["ce_type"] = headers["ce_type"].replace(b".v1", b".v9")
+        headers["ce_type"] = ce_type.replace(b".v1", b".v9")
     elif kind == "binary-ce-type":
-        headers["ce_type"] = b"\xff" + headers["ce_type"]
+        headers["ce_type"] = b"\xff" + ce_type
     elif kind == "schema-invalid":
         return Outgoing(item.topic, item.key, b'{"enrolment_id": 42}', item.headers)
     elif kind == "no-headers":
@@ -116,7 +117,7 @@ async def test_poison_is_dead_lettered_and_fixed_records_replay_exactly_once(
         projection_batch_timeout_ms=100,
         log_json=False,
     )
-    real_validate = projector_module.validate_event
+    real_validate = projector_module.validate_event  # type: ignore[attr-defined]
 
     def buggy_validate(event: Event) -> None:
         if isinstance(event, AttendanceRecorded) and event.sessions_attended == 0:
