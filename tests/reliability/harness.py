@@ -1,17 +1,20 @@
-"""Harness of the reliability tests: a fresh broker per test, services as real processes
+"""Harness of the reliability tests: a broker of our own, services as real processes
 (``python -m services.<name>``) that can be SIGKILLed and SIGTERMed, event producers, a
 reader of whole topics, and an oracle for the reporting read models.
 
-Every test gets its own Tansu broker (it starts in well under a second), so its topics hold
-exactly the stream it publishes: "no dead letter" means the ``.dlq`` topics are empty and a
-consumer group reading from offset 0 sees nothing of other tests. Databases are unique per
-trial on the session's SecantusDB (or the test's own, for the outage test).
+Each test module gets its own Tansu broker (it starts in well under a second) and its own
+database server (``database.py``), so its topics hold exactly the streams it publishes:
+"no dead letter" means the ``.dlq`` topics are empty, and a consumer group reading from
+offset 0 sees nothing of other modules. Databases and consumer groups are unique per
+pipeline.
 
 Sizes come from the environment, with modest defaults so that the directory runs in a few
 minutes on two cores:
 
-* ``COMMONGROUND_RELIABILITY_EVENTS`` events per crash stream (the issue's figure is 20000),
-* ``COMMONGROUND_RELIABILITY_TRIALS`` kill -9 trials per service (at least 5).
+* ``COMMONGROUND_RELIABILITY_EVENTS`` submissions in the kill -9 stream (default 1500; the
+  issue's figure is 20000),
+* ``COMMONGROUND_RELIABILITY_TRIALS`` kill -9 rounds (default 5),
+* ``COMMONGROUND_RELIABILITY_SEED`` to replay a run (the seed is logged).
 """
 
 from __future__ import annotations
@@ -98,11 +101,13 @@ REPORTED = registry_for(ENROLMENT_EVENTS, MATCHING_MATCHES)
 
 ENV_PREFIX = {"enrolment": "ENROLMENT", "matching": "MATCHING", "reporting": "REPORTING"}
 
-# Settings that make the services react at test speed (all are ordinary settings).
+# Settings that make the services react at test speed, and batches small enough that a
+# kill lands at many points of a stream (all are ordinary settings).
 FAST: dict[str, dict[str, str]] = {
     "enrolment": {
         "ENROLMENT_OUTBOX_POLL_INTERVAL_S": "0.2",
         "ENROLMENT_INBOUND_BATCH_TIMEOUT_MS": "100",
+        "ENROLMENT_INBOUND_MAX_RECORDS": "100",
     },
     "matching": {
         "MATCHING_SCHEDULER_TICK_S": "0.5",
@@ -110,7 +115,10 @@ FAST: dict[str, dict[str, str]] = {
         "MATCHING_LEASE_TTL_S": "3",
         "MATCHING_CONSUMER_SESSION_TIMEOUT_MS": "6000",
     },
-    "reporting": {"REPORTING_PROJECTION_BATCH_TIMEOUT_MS": "100"},
+    "reporting": {
+        "REPORTING_PROJECTION_BATCH_TIMEOUT_MS": "100",
+        "REPORTING_PROJECTION_MAX_RECORDS": "250",
+    },
 }
 
 
