@@ -17,7 +17,7 @@ import asyncio
 import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeAlias, TypeVar
+from typing import Any, TypeAlias
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -29,7 +29,6 @@ from shared.dead_letters import TRANSIENT_ERRORS, DeadLetterPublisher
 
 logger = logging.getLogger(__name__)
 
-T = TypeVar("T")
 Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
 
