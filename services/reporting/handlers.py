@@ -14,15 +14,18 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.reporting import queries
+from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.projection import NO_LEVEL
 from services.reporting.domain.reports import (
     LEVEL_LABELS,
     PROGRAMME_LABELS,
     BreakdownBy,
+    Filters,
     breakdown_csv,
 )
 from services.reporting.projector import Projector
 from services.reporting.repository import ReportReader
+from services.reporting.schemas import BreakdownReport, SummaryReport
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
@@ -37,6 +40,7 @@ from shared.contracts.reference import (
 from shared.contracts.registry import registry_for
 from shared.dead_letters import TRANSIENT_ERRORS, RecordLike
 from shared.mongo import mongo_ping
+from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
 
@@ -185,6 +189,40 @@ def report_request(
     )
 
 
+FILTER_PARAMS = frozenset(
+    {"combined_authority", "local_authority", "programme", "level", "from", "to", "unrounded"}
+)
+
+
+def known_params(*extra: str) -> Any:
+    """A dependency rejecting query parameters a report does not know (a misspelt filter
+    or a disclosure setting would otherwise be silently ignored): 422 problem+json."""
+    allowed = FILTER_PARAMS | set(extra)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise Problem(
+                422,
+                "Validation failed",
+                f"Unknown query parameter(s): {', '.join(unknown)}. "
+                f"Allowed: {', '.join(sorted(allowed))}. Disclosure settings are deployment "
+                "settings, not request parameters.",
+                slug="validation-failed",
+                errors=[
+                    {
+                        "pointer": f"/{name}",
+                        "field": name,
+                        "message": "unknown query parameter",
+                        "type": "extra_forbidden",
+                    }
+                    for name in unknown
+                ],
+            )
+
+    return Depends(check)
+
+
 Caller = Annotated[Principal, Depends(report_caller)]
 Params = Annotated[queries.ReportRequest, Depends(report_request)]
 
@@ -194,20 +232,42 @@ def _reader(request: Request) -> ReportReader:
     return reader
 
 
+def _control(
+    request: Request, caller: Principal, report: str, filters: Filters, rounded: bool
+) -> DisclosureMethod | None:
+    """The disclosure method for this request; unrounded requests are audit-logged."""
+    if not rounded:
+        queries.audit_unrounded(caller, report, filters)
+        return None
+    settings = cast(ReportingSettings, runtime_of(request).settings)
+    return settings.disclosure()
+
+
 def _private(response: Response) -> None:
     response.headers["Cache-Control"] = "no-store"
 
 
-@router.get("/summary", summary="Headline outcome, ESOL and matching measures")
+@router.get(
+    "/summary",
+    summary="Headline outcome, ESOL and matching measures",
+    response_model=SummaryReport,
+    dependencies=[known_params()],
+)
 async def get_summary(
     request: Request, response: Response, caller: Caller, params: Params
 ) -> dict[str, Any]:
     filters, rounded = queries.resolve(caller, params)
     _private(response)
-    return await queries.summary(_reader(request), filters, rounded=rounded)
+    control = _control(request, caller, "summary", filters, rounded)
+    return await queries.summary(_reader(request), filters, control=control)
 
 
-@router.get("/breakdown", summary="Measures by one dimension, with a total row")
+@router.get(
+    "/breakdown",
+    summary="Measures by one dimension, with a total row",
+    response_model=BreakdownReport,
+    dependencies=[known_params("by")],
+)
 async def get_breakdown(
     request: Request,
     response: Response,
@@ -217,7 +277,8 @@ async def get_breakdown(
 ) -> dict[str, Any]:
     filters, rounded = queries.resolve(caller, params)
     _private(response)
-    return await queries.breakdown(_reader(request), by, filters, rounded=rounded)
+    control = _control(request, caller, f"breakdown:{by}", filters, rounded)
+    return await queries.breakdown(_reader(request), by, filters, control=control)
 
 
 @router.get(
@@ -225,6 +286,7 @@ async def get_breakdown(
     summary="A breakdown as CSV (disclosure-controlled unless unrounded)",
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
+    dependencies=[known_params("by")],
 )
 async def export_csv(
     request: Request,
@@ -233,7 +295,8 @@ async def export_csv(
     by: Annotated[BreakdownBy, Query()] = "local_authority",
 ) -> Response:
     filters, rounded = queries.resolve(caller, params)
-    table = await queries.breakdown(_reader(request), by, filters, rounded=rounded)
+    control = _control(request, caller, f"export:{by}", filters, rounded)
+    table = await queries.breakdown(_reader(request), by, filters, control=control)
     suffix = "unrounded" if not rounded else "published"
     return Response(
         breakdown_csv(table),
@@ -245,7 +308,11 @@ async def export_csv(
     )
 
 
-@router.get("/meta", summary="Who is calling, and the areas and vocabularies they may filter on")
+@router.get(
+    "/meta",
+    summary="Who is calling, and the areas and vocabularies they may filter on",
+    dependencies=[known_params()],
+)
 async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
     _private(response)
     scope = queries.scope_of(caller)

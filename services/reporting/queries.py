@@ -3,9 +3,11 @@ and hand the sums to the pure report builders (which apply disclosure control)."
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
+from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.projection import NOT_STATED, Counts
 from services.reporting.domain.reports import (
     BreakdownBy,
@@ -21,6 +23,10 @@ from services.reporting.repository import ReportReader
 from shared.auth import Principal, Role
 from shared.contracts.reference import CombinedAuthority, Programme, combined_authority_of
 from shared.problems import Problem
+
+# Audit trail of unrounded (analyst-only) requests: who, when (the log record's time),
+# which report and filters. Never a figure.
+audit = logging.getLogger("services.reporting.audit")
 
 
 @dataclass(frozen=True)
@@ -112,11 +118,28 @@ def resolve(principal: Principal, request: ReportRequest) -> tuple[Filters, bool
     return filters, not request.unrounded
 
 
+def audit_unrounded(principal: Principal, report: str, filters: Filters) -> None:
+    """Record that ``principal`` asked for unrounded figures (never the figures)."""
+    audit.info(
+        "unrounded report requested",
+        extra={
+            "audit": "unrounded_report",
+            "principal_id": principal.principal_id,
+            "principal_name": principal.name,
+            "role": principal.role.value,
+            "report": report,
+            "filters": filters.echo(),
+        },
+    )
+
+
 def _one(sums: dict[str, Counts]) -> Counts:
     return next(iter(sums.values()), {})
 
 
-async def summary(reader: ReportReader, filters: Filters, *, rounded: bool) -> dict[str, Any]:
+async def summary(
+    reader: ReportReader, filters: Filters, *, control: DisclosureMethod | None
+) -> dict[str, Any]:
     esol_filters = Filters(**{**filters.__dict__, "programme": Programme.ESOL.value})
     if filters.programme not in (None, Programme.ESOL.value):
         esol: Counts = {}
@@ -129,11 +152,11 @@ async def summary(reader: ReportReader, filters: Filters, *, rounded: bool) -> d
         participants=_one(await reader.sum_counts("participants", filters, None)),
         wait_days=await reader.wait_days(filters),
     )
-    return build_summary(inputs, filters, rounded=rounded)
+    return build_summary(inputs, filters, control=control)
 
 
 async def breakdown(
-    reader: ReportReader, by: BreakdownBy, filters: Filters, *, rounded: bool
+    reader: ReportReader, by: BreakdownBy, filters: Filters, *, control: DisclosureMethod | None
 ) -> dict[str, Any]:
     matching: dict[str, Counts] | None = None
     participants: dict[str, Counts] | None = None
@@ -153,4 +176,4 @@ async def breakdown(
     present = set(outcomes) | set(matching or {})
     rows = categories(by, filters, present)
     inputs = BreakdownInputs(outcomes=outcomes, matching=matching, participants=participants)
-    return build_breakdown(by, rows, inputs, filters, rounded=rounded)
+    return build_breakdown(by, rows, inputs, filters, control=control)

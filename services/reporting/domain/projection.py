@@ -18,6 +18,7 @@ holds the stateless checks that make an event poison.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime
@@ -76,7 +77,7 @@ WITHDRAWAL_FIELDS: dict[WithdrawalReason, str] = {
     r: f"withdrawn_reason_{r.value}" for r in WithdrawalReason
 }
 
-OUTCOME_FIELDS: tuple[str, ...] = (
+OUTCOME_BASE_FIELDS: tuple[str, ...] = (
     "started",
     "withdrawn",
     "completed",
@@ -97,7 +98,7 @@ OUTCOME_FIELDS: tuple[str, ...] = (
     "matched_esol_progressed",
     *WITHDRAWAL_FIELDS.values(),
 )
-EQUALITY_FIELDS: tuple[str, ...] = (
+EQUALITY_BASE_FIELDS: tuple[str, ...] = (
     "started",
     "withdrawn",
     "completed",
@@ -105,8 +106,76 @@ EQUALITY_FIELDS: tuple[str, ...] = (
     "esol_assessed",
     "esol_progressed",
 )
-MATCH_FIELDS: tuple[str, ...] = ("proposed", "confirmed", "cross_background", "declined", "ended")
-PARTICIPANT_FIELDS: tuple[str, ...] = ("opted_in", "waiting", "matched")
+MATCH_BASE_FIELDS: tuple[str, ...] = (
+    "proposed",
+    "confirmed",
+    "cross_background",
+    "declined",
+    "ended",
+)
+PARTICIPANT_BASE_FIELDS: tuple[str, ...] = ("opted_in", "waiting", "matched")
+
+# Record keys (cell-key perturbation, see domain/disclosure.py and docs/disclosure.md).
+# Every counter of records that a report publishes has a companion ``ck_<counter>``: the
+# sum of the record keys of the records it counts. A record's key is fixed by its id
+# (so identical after a rebuild and on every instance) and moves with the record: a
+# contribution carries ``ck_completed = key`` exactly when it carries ``completed = 1``.
+# Sums are kept whole (not reduced mod 256) so that they stay ``$inc``-able and derived
+# cells (stayed = started - withdrawn) have exact key sums too.
+CELL_KEY_PREFIX = "ck_"
+RECORD_KEY_SALT = b"commonground/reporting/record-key/v1:"
+OUTCOME_KEYED: tuple[str, ...] = (
+    "started",
+    "withdrawn",
+    "completed",
+    "on_break",
+    "achieved",
+    "esol_assessed",
+    "esol_progressed",
+    "matched_started",
+    "matched_withdrawn",
+    "matched_completed",
+    "matched_achieved",
+    "matched_esol_assessed",
+    "matched_esol_progressed",
+    *WITHDRAWAL_FIELDS.values(),
+)
+
+
+def ck(name: str) -> str:
+    """The key-sum companion of counter ``name``."""
+    return CELL_KEY_PREFIX + name
+
+
+def record_key(kind: str, record_id: str) -> int:
+    """A record's key in 0..255, fixed by its id: the first byte of SHA-256 of a fixed
+    platform salt, the record kind and its id. Not secret by itself: the deployment's
+    secret permutes cell keys when reports are published (domain/disclosure.py)."""
+    digest = hashlib.sha256(RECORD_KEY_SALT + f"{kind}:{record_id}".encode()).digest()
+    return digest[0]
+
+
+OUTCOME_FIELDS: tuple[str, ...] = (*OUTCOME_BASE_FIELDS, *(ck(f) for f in OUTCOME_KEYED))
+EQUALITY_FIELDS: tuple[str, ...] = (
+    *EQUALITY_BASE_FIELDS,
+    *(ck(f) for f in EQUALITY_BASE_FIELDS),
+)
+MATCH_FIELDS: tuple[str, ...] = MATCH_BASE_FIELDS
+MATCH_AGG_FIELDS: tuple[str, ...] = (*MATCH_BASE_FIELDS, *(ck(f) for f in MATCH_BASE_FIELDS))
+PARTICIPANT_FIELDS: tuple[str, ...] = PARTICIPANT_BASE_FIELDS
+PARTICIPANT_AGG_FIELDS: tuple[str, ...] = (
+    *PARTICIPANT_BASE_FIELDS,
+    *(ck(f) for f in PARTICIPANT_BASE_FIELDS),
+)
+
+
+def with_keys(counts: Counts, keyed: Iterable[str], key: int) -> Counts:
+    """``counts`` plus ``ck_<f> = key`` for every keyed counter ``f`` it counts."""
+    for name in keyed:
+        if counts.get(name):
+            counts[ck(name)] = key * counts[name]
+    return counts
+
 
 AggregateName = Literal["outcomes", "equality", "matching", "participants"]
 
@@ -121,8 +190,8 @@ class AggregateSpec:
 AGGREGATES: dict[AggregateName, AggregateSpec] = {
     "outcomes": AggregateSpec("outcomes", OUTCOME_DIMS, OUTCOME_FIELDS),
     "equality": AggregateSpec("equality", EQUALITY_DIMS, EQUALITY_FIELDS),
-    "matching": AggregateSpec("matching", MATCH_DIMS, MATCH_FIELDS),
-    "participants": AggregateSpec("participants", PARTICIPANT_DIMS, PARTICIPANT_FIELDS),
+    "matching": AggregateSpec("matching", MATCH_DIMS, MATCH_AGG_FIELDS),
+    "participants": AggregateSpec("participants", PARTICIPANT_DIMS, PARTICIPANT_AGG_FIELDS),
 }
 
 AggregateKey = tuple[AggregateName, tuple[str, ...]]
@@ -461,9 +530,13 @@ def enrolment_contributions(
         for name in ("esol_assessed", "esol_progressed"):
             if c.get(name):
                 c[f"matched_{name}"] = 1
+    rk = record_key("enrolment", s.enrolment_id)
+    with_keys(c, OUTCOME_KEYED, rk)
     key = (s.combined_authority, s.local_authority, s.programme, level, s.start_month)
     yield ("outcomes", key), c
-    equality = {f: c[f] for f in EQUALITY_FIELDS if c.get(f)}
+    equality = with_keys(
+        {f: c[f] for f in EQUALITY_BASE_FIELDS if c.get(f)}, EQUALITY_BASE_FIELDS, rk
+    )
     yield ("equality", (*key, s.ethnicity or NOT_STATED)), equality
 
 
@@ -475,25 +548,31 @@ def participant_contributions(s: ParticipantState) -> Iterator[tuple[AggregateKe
         or s.opted_in_month is None
     ):
         return
+    counts = {"opted_in": 1, "waiting": int(s.waiting), "matched": int(s.matched)}
     yield (
         ("participants", (s.combined_authority, s.local_authority, s.opted_in_month)),
-        {"opted_in": 1, "waiting": int(s.waiting), "matched": int(s.matched)},
+        with_keys(counts, PARTICIPANT_BASE_FIELDS, record_key("learner", s.learner)),
     )
 
 
 def match_contributions(s: MatchState) -> Iterator[tuple[AggregateKey, Counts]]:
     where = (s.combined_authority, s.local_authority)
+    rk = record_key("match", s.match_id)
+
+    def keyed(counts: Counts) -> Counts:
+        return with_keys(counts, MATCH_BASE_FIELDS, rk)
+
     if s.proposed_month:
-        yield ("matching", (*where, s.proposed_month)), {"proposed": 1}
+        yield ("matching", (*where, s.proposed_month)), keyed({"proposed": 1})
     if s.confirmed_month:
         yield (
             ("matching", (*where, s.confirmed_month)),
-            {"confirmed": 1, "cross_background": int(bool(s.cross_background))},
+            keyed({"confirmed": 1, "cross_background": int(bool(s.cross_background))}),
         )
     if s.declined_month:
-        yield ("matching", (*where, s.declined_month)), {"declined": 1}
+        yield ("matching", (*where, s.declined_month)), keyed({"declined": 1})
     if s.ended_month:
-        yield ("matching", (*where, s.ended_month)), {"ended": 1}
+        yield ("matching", (*where, s.ended_month)), keyed({"ended": 1})
 
 
 # ---------------------------------------------------------------------------------------

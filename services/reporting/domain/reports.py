@@ -4,7 +4,8 @@ applied. Pure functions: the repository sums, this module decides what is publis
 Definitions (also in the README):
 
 * started: enrolments accepted; withdrawn: enrolments withdrawn; stayed = started - withdrawn;
-  completed: completion status 2; continuing = stayed - completed (includes breaks);
+  completed: completion status 2; on break: completion status 6 (a break in learning);
+  continuing = stayed - completed - on break (learning, not on a break);
   achieved: completed with outcome 1 (achieved).
 * leavers = completed + withdrawn; completion rate = completed ÷ leavers; achievement
   rate = achieved ÷ leavers (the further-education "all leavers" convention).
@@ -26,11 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from services.reporting.domain.disclosure import (
-    THRESHOLD,
+    Cell,
+    CellKeyMethod,
+    DisclosureMethod,
     Displayed,
+    LegacyMethod,
     Line,
+    Published,
     grid_lines,
-    protect,
+    publish,
 )
 from services.reporting.domain.projection import (
     MATCH_FIELDS,
@@ -39,6 +44,7 @@ from services.reporting.domain.projection import (
     PARTICIPANT_FIELDS,
     WITHDRAWAL_FIELDS,
     Counts,
+    ck,
 )
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
@@ -179,28 +185,34 @@ def _get(counts: Mapping[str, int], name: str) -> int:
     return int(counts.get(name, 0))
 
 
-def derived(counts: Mapping[str, int]) -> dict[str, int]:
+def cell(counts: Mapping[str, int], name: str) -> Cell:
+    """Counter ``name`` with its record-key sum."""
+    return Cell(_get(counts, name), _get(counts, ck(name)))
+
+
+def derived(counts: Mapping[str, int]) -> dict[str, Cell]:
     """Enrolment measures from outcome counters."""
     started, withdrawn, completed = (
-        _get(counts, "started"),
-        _get(counts, "withdrawn"),
-        _get(counts, "completed"),
+        cell(counts, "started"),
+        cell(counts, "withdrawn"),
+        cell(counts, "completed"),
     )
+    on_break = cell(counts, "on_break")
     return {
         "started": started,
         "stayed": started - withdrawn,
         "withdrawn": withdrawn,
         "completed": completed,
-        "continuing": started - withdrawn - completed,
-        "achieved": _get(counts, "achieved"),
-        "esol_assessed": _get(counts, "esol_assessed"),
-        "esol_progressed": _get(counts, "esol_progressed"),
-        "leavers": completed + withdrawn,
+        "continuing": started - withdrawn - completed - on_break,
+        "on_break": on_break,
+        "achieved": cell(counts, "achieved"),
+        "esol_assessed": cell(counts, "esol_assessed"),
+        "esol_progressed": cell(counts, "esol_progressed"),
     }
 
 
-def median_wait(wait_days: Sequence[float], rounded: bool) -> float | None:
-    if not wait_days or (rounded and len(wait_days) < THRESHOLD):
+def median_wait(wait_days: Sequence[float], p: Published, count_cell: Any) -> float | None:
+    if not wait_days or not p.shows_median(count_cell, len(wait_days)):
         return None
     return round(statistics.median(wait_days), 1)
 
@@ -215,16 +227,28 @@ class SummaryInputs:
 
 
 MVU_COLUMNS = ("started", "withdrawn", "completed", "achieved", "esol_assessed", "esol_progressed")
+ENROLMENT_MEASURES = (
+    "started",
+    "stayed",
+    "withdrawn",
+    "completed",
+    "continuing",
+    "on_break",
+    "achieved",
+)
 
 
-def build_summary(inputs: SummaryInputs, filters: Filters, *, rounded: bool) -> dict[str, Any]:
+def build_summary(
+    inputs: SummaryInputs, filters: Filters, *, control: DisclosureMethod | None
+) -> dict[str, Any]:
+    """The summary report; ``control`` is the disclosure method (``None``: unrounded)."""
     o = derived(inputs.outcomes)
     e = derived(inputs.esol)
-    matched = {c: _get(inputs.esol, f"matched_{c}") for c in MVU_COLUMNS}
+    matched = {c: cell(inputs.esol, f"matched_{c}") for c in MVU_COLUMNS}
     unmatched = {c: e[c] - matched[c] for c in MVU_COLUMNS}
     esol_only = filters.programme == Programme.ESOL.value
 
-    values: dict[Any, int] = {}
+    values: dict[Any, Cell] = {}
     lines: list[Line] = []
 
     def enrol_cell(name: str) -> tuple[str, ...]:
@@ -234,13 +258,18 @@ def build_summary(inputs: SummaryInputs, filters: Filters, *, rounded: bool) -> 
             return ("esol", "all", name)
         return ("enrol", name)
 
-    for name in ("started", "stayed", "withdrawn", "completed", "continuing", "achieved"):
+    for name in ENROLMENT_MEASURES:
         values[enrol_cell(name)] = o[name]
     lines.append(Line(enrol_cell("started"), (enrol_cell("stayed"), enrol_cell("withdrawn"))))
-    lines.append(Line(enrol_cell("stayed"), (enrol_cell("continuing"), enrol_cell("completed"))))
+    lines.append(
+        Line(
+            enrol_cell("stayed"),
+            (enrol_cell("continuing"), enrol_cell("on_break"), enrol_cell("completed")),
+        )
+    )
     reasons = [r for r in WithdrawalReason]
     for r in reasons:
-        values[("reason", r.value)] = _get(inputs.outcomes, WITHDRAWAL_FIELDS[r])
+        values[("reason", r.value)] = cell(inputs.outcomes, WITHDRAWAL_FIELDS[r])
     lines.append(Line(enrol_cell("withdrawn"), tuple(("reason", r.value) for r in reasons)))
 
     for col in MVU_COLUMNS:
@@ -251,45 +280,39 @@ def build_summary(inputs: SummaryInputs, filters: Filters, *, rounded: bool) -> 
     lines = [Line(_esol_cell(ln.total), tuple(_esol_cell(m) for m in ln.members)) for ln in lines]
 
     for name in MATCH_FIELDS:
-        values[("match", name)] = _get(inputs.matching, name)
+        values[("match", name)] = cell(inputs.matching, name)
     for name in PARTICIPANT_FIELDS:
-        values[("participants", name)] = _get(inputs.participants, name)
+        values[("participants", name)] = cell(inputs.participants, name)
     lines.append(
         Line(
             ("participants", "opted_in"), (("participants", "waiting"), ("participants", "matched"))
         )
     )
 
-    p = protect(values, lines, rounded=rounded)
+    p = publish(values, lines, control)
     show = p.display
 
-    def esol_block(row: str, counts: Mapping[str, int]) -> dict[str, Any]:
-        leavers = counts["completed"] + counts["withdrawn"]
+    def esol_block(row: str) -> dict[str, Any]:
+        def c(name: str) -> tuple[str, ...]:
+            return ("esol", row, name)
+
+        leavers = (c("completed"), c("withdrawn"))
         return {
-            **{c: show(("esol", row, c)) for c in MVU_COLUMNS},
-            "completion_rate": p.rate(("esol", row, "completed"), leavers),
-            "achievement_rate": p.rate(("esol", row, "achieved"), leavers),
-            "progression_rate": p.rate(("esol", row, "esol_progressed"), counts["esol_assessed"]),
+            **{col: show(c(col)) for col in MVU_COLUMNS},
+            "completion_rate": p.rate(c("completed"), leavers),
+            "achievement_rate": p.rate(c("achieved"), leavers),
+            "progression_rate": p.rate(c("esol_progressed"), (c("esol_assessed"),)),
         }
 
+    leavers = (enrol_cell("completed"), enrol_cell("withdrawn"))
     return {
         "filters": filters.echo(),
-        "disclosure": disclosure_note(rounded),
+        "disclosure": disclosure_note(control),
         "enrolments": {
-            **{
-                name: show(enrol_cell(name))
-                for name in (
-                    "started",
-                    "stayed",
-                    "withdrawn",
-                    "completed",
-                    "continuing",
-                    "achieved",
-                )
-            },
-            "completion_rate": p.rate(enrol_cell("completed"), o["leavers"]),
-            "achievement_rate": p.rate(enrol_cell("achieved"), o["leavers"]),
-            "retention_rate": p.rate(enrol_cell("stayed"), o["started"]),
+            **{name: show(enrol_cell(name)) for name in ENROLMENT_MEASURES},
+            "completion_rate": p.rate(enrol_cell("completed"), leavers),
+            "achievement_rate": p.rate(enrol_cell("achieved"), leavers),
+            "retention_rate": p.rate(enrol_cell("stayed"), (enrol_cell("started"),)),
         },
         "withdrawal_reasons": [
             {
@@ -300,16 +323,16 @@ def build_summary(inputs: SummaryInputs, filters: Filters, *, rounded: bool) -> 
             for r in reasons
         ],
         "esol": {
-            "all": esol_block("all", e),
-            "matched": esol_block("matched", matched),
-            "unmatched": esol_block("unmatched", unmatched),
+            "all": esol_block("all"),
+            "matched": esol_block("matched"),
+            "unmatched": esol_block("unmatched"),
         },
         "matching": {
             **{name: show(("match", name)) for name in MATCH_FIELDS},
             "cross_background_share": p.rate(
-                ("match", "cross_background"), values[("match", "confirmed")]
+                ("match", "cross_background"), (("match", "confirmed"),)
             ),
-            "median_wait_days": median_wait(inputs.wait_days, rounded),
+            "median_wait_days": median_wait(inputs.wait_days, p, ("match", "confirmed")),
         },
         "waiting_list": {name: show(("participants", name)) for name in PARTICIPANT_FIELDS},
     }
@@ -327,21 +350,46 @@ def _esol_cell(cell: Any) -> Any:
     return cell
 
 
-def disclosure_note(rounded: bool) -> dict[str, Any]:
-    if not rounded:
+def disclosure_note(control: DisclosureMethod | None) -> dict[str, Any]:
+    if control is None:
         return {
             "mode": "unrounded",
+            "method": "none",
             "note": "Unrounded figures for authorised analysts only: do not publish.",
         }
+    if isinstance(control, LegacyMethod):
+        return {
+            "mode": "rounded",
+            "method": "legacy",
+            "note": (
+                "Legacy method (not safe against differencing): counts of 1-4 are shown as "
+                "'<5', others rounded to 5, 'c' marks a secondary suppression."
+            ),
+            "threshold": control.threshold,
+            "rounding_base": 5,
+            "suppressed": "<5",
+            "secondary": "c",
+        }
+    return cell_key_note(control)
+
+
+def cell_key_note(method: CellKeyMethod) -> dict[str, Any]:
     return {
         "mode": "rounded",
+        "method": "cell_key",
         "note": (
-            "Counts of 1-4 are shown as '<5'; other counts are rounded to the nearest 5; "
-            "'c' marks a cell withheld so that a '<5' cannot be worked out from a total; "
-            "rates use unrounded figures and are withheld where they would reveal a small count."
+            "Every count has had a small, consistent amount of noise added (cell-key "
+            f"perturbation, at most ±{method.max_noise}), then counts below "
+            f"{method.threshold} are shown as '{method.small}' and the rest rounded to the "
+            f"nearest {method.rounding_base}; a true zero is shown as 0, and a small count "
+            "may be shown as 0. Parts need not add up to totals. Rates are computed from "
+            "the published counts. See docs/disclosure.md."
         ),
-        "suppressed": "<5",
-        "secondary": "c",
+        "threshold": method.threshold,
+        "rounding_base": method.rounding_base,
+        "max_noise": method.max_noise,
+        "suppressed": method.small,
+        "secondary": None,
     }
 
 
@@ -353,6 +401,8 @@ OUTCOME_COLUMNS = (
     ("stayed", "Stayed"),
     ("withdrawn", "Withdrawn"),
     ("completed", "Completed"),
+    ("continuing", "Continuing"),
+    ("on_break", "On a break"),
     ("achieved", "Achieved"),
     ("esol_assessed", "ESOL assessed"),
     ("esol_progressed", "ESOL progressed"),
@@ -385,8 +435,9 @@ def build_breakdown(
     inputs: BreakdownInputs,
     filters: Filters,
     *,
-    rounded: bool,
+    control: DisclosureMethod | None,
 ) -> dict[str, Any]:
+    """A breakdown table; ``control`` is the disclosure method (``None``: unrounded)."""
     columns = list(OUTCOME_COLUMNS)
     rate_columns = list(RATE_COLUMNS)
     if inputs.matching is not None:
@@ -397,35 +448,35 @@ def build_breakdown(
     keys = [c for c, _ in columns]
     codes = [code for code, _ in rows]
 
-    def measures(code: str) -> dict[str, int]:
+    def measures(code: str) -> dict[str, Cell]:
         m = derived(inputs.outcomes.get(code, {}))
         if inputs.matching is not None:
             match = inputs.matching.get(code, {})
-            m["matches_confirmed"] = _get(match, "confirmed")
-            m["cross_background"] = _get(match, "cross_background")
+            m["matches_confirmed"] = cell(match, "confirmed")
+            m["cross_background"] = cell(match, "cross_background")
         if inputs.participants is not None:
-            m["waiting"] = _get(inputs.participants.get(code, {}), "waiting")
+            m["waiting"] = cell(inputs.participants.get(code, {}), "waiting")
         return m
 
     per_row = {code: measures(code) for code in codes}
-    total = {k: sum(per_row[c][k] for c in codes) for k in (*keys, "leavers")}
+    total = {k: sum((per_row[c][k] for c in codes), Cell(0)) for k in keys}
     per_row[TOTAL] = total
     values = {(code, k): per_row[code][k] for code in (*codes, TOTAL) for k in keys}
     lines = grid_lines(
         codes, keys, total_row=TOTAL, row_relations=[("started", ("stayed", "withdrawn"))]
     )
-    p = protect(values, lines, rounded=rounded)
+    p = publish(values, lines, control)
 
     def row_out(code: str, label: str) -> dict[str, Any]:
-        m = per_row[code]
+        leavers = ((code, "completed"), (code, "withdrawn"))
         rates: dict[str, float | None] = {
-            "completion_rate": p.rate((code, "completed"), m["leavers"]),
-            "achievement_rate": p.rate((code, "achieved"), m["leavers"]),
-            "esol_progression_rate": p.rate((code, "esol_progressed"), m["esol_assessed"]),
+            "completion_rate": p.rate((code, "completed"), leavers),
+            "achievement_rate": p.rate((code, "achieved"), leavers),
+            "esol_progression_rate": p.rate((code, "esol_progressed"), ((code, "esol_assessed"),)),
         }
         if inputs.matching is not None:
             rates["cross_background_share"] = p.rate(
-                (code, "cross_background"), m["matches_confirmed"]
+                (code, "cross_background"), ((code, "matches_confirmed"),)
             )
         return {
             "code": "total" if code == TOTAL else code,
@@ -437,7 +488,7 @@ def build_breakdown(
     return {
         "by": by,
         "filters": filters.echo(),
-        "disclosure": disclosure_note(rounded),
+        "disclosure": disclosure_note(control),
         "columns": [{"key": k, "label": label} for k, label in columns],
         "rate_columns": [{"key": k, "label": label} for k, label in rate_columns],
         "rows": [row_out(code, label) for code, label in rows],
