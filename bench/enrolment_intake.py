@@ -36,6 +36,7 @@ from services.enrolment.admin import ProviderAdmin
 from services.enrolment.app import create_app
 from services.enrolment.settings import EnrolmentSettings
 from shared.kafka import ensure_topics
+from shared.record_signing import sign_record
 from shared.topics import ENROLMENT_EVENTS, ENROLMENT_INBOUND, all_topics
 
 
@@ -98,7 +99,7 @@ async def bench(
                 if not await relay.refresh_backlog():
                     break
                 await asyncio.sleep(0.2)
-            kafka_rate = await kafka_intake(kafka.bootstrap_servers, ukprn, items)
+            kafka_rate = await kafka_intake(kafka.bootstrap_servers, ukprn, key, items)
     unbatched = await relay_rate(kafka, mongo, items // 4, per_row=1, batch_size=1000)
     batched = await relay_rate(kafka, mongo, items, per_row=200, batch_size=1000)
     return [
@@ -153,7 +154,7 @@ async def relay_rate(
         return n / (time.perf_counter() - started)
 
 
-async def kafka_intake(bootstrap: str, ukprn: str, items: int) -> float:
+async def kafka_intake(bootstrap: str, ukprn: str, api_key: str, items: int) -> float:
     consumer = AIOKafkaConsumer(
         ENROLMENT_EVENTS, bootstrap_servers=bootstrap, auto_offset_reset="latest"
     )
@@ -164,8 +165,12 @@ async def kafka_intake(bootstrap: str, ukprn: str, items: int) -> float:
     try:
         started = time.perf_counter()
         for i in range(items):
+            value = json.dumps(submission(i, "K")).encode()
             await producer.send(
-                ENROLMENT_INBOUND, json.dumps(submission(i, "K")).encode(), key=ukprn.encode()
+                ENROLMENT_INBOUND,
+                value,
+                key=ukprn.encode(),
+                headers=sign_record(api_key, ENROLMENT_INBOUND, ukprn.encode(), value),
             )
         await producer.flush()
         seen = 0

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.contracts.reference import CombinedAuthority
 from shared.problems import Problem, problem_response
+from shared.record_signing import public_key_for
 
 logger = logging.getLogger(__name__)
 
@@ -80,9 +81,33 @@ class ApiKeyStore:
             "created_at": datetime.now(UTC),
             "revoked_at": None,
         }
+        # The public half of the key's record-signing key (shared.record_signing):
+        # deterministic, so re-adding a key also backfills it on older documents.
         await self._keys.update_one(
-            {"key_hash": doc["key_hash"]}, {"$setOnInsert": doc}, upsert=True
+            {"key_hash": doc["key_hash"]},
+            {"$setOnInsert": doc, "$set": {"signing_public_key": public_key_for(key)}},
+            upsert=True,
         )
+
+    async def signing_keys(self, key_hashes: Sequence[str]) -> dict[str, tuple[Principal, str]]:
+        """Live keys among ``key_hashes`` that can verify record signatures:
+        key hash → (principal, public signing key). Revoked keys are absent."""
+        if not key_hashes:
+            return {}
+        cursor = self._keys.find(
+            {
+                "key_hash": {"$in": list(set(key_hashes))},
+                "revoked_at": None,
+                "signing_public_key": {"$exists": True},
+            }
+        )
+        out: dict[str, tuple[Principal, str]] = {}
+        async for doc in cursor:
+            principal = Principal.model_validate(
+                {k: doc[k] for k in Principal.model_fields if k in doc}
+            )
+            out[doc["key_hash"]] = (principal, doc["signing_public_key"])
+        return out
 
     async def revoke_key(self, key_hash: str) -> bool:
         result = await self._keys.update_one(

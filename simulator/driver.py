@@ -30,6 +30,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from shared.cloudevents import CloudEvent
+from shared.record_signing import sign_record
 from shared.topics import ENROLMENT_INBOUND
 from simulator.plan import Month, decision_for, schedule, total_operations
 from simulator.population import PlannedEnrolment, Population
@@ -277,20 +278,26 @@ class Simulation:
                 self.bar.advance(len(group))
 
     async def publish_batch(self, enrolments: Sequence[PlannedEnrolment]) -> None:
-        """Send submissions to enrolment.inbound.v1 (key: provider UKPRN)."""
+        """Send submissions to enrolment.inbound.v1 (key: provider UKPRN), each signed with
+        the provider's API key (the first key: the one of --provider-ukprn)."""
         await self.limiter.acquire(len(enrolments))
         key = self.options.provider_ukprn.encode()
+        api_key = self.options.provider_keys[0].get_secret_value()
         for e in enrolments:
             ce = CloudEvent(
                 data=e.submission,
                 source="/commonground/simulator",
                 id=str(uuid.uuid5(uuid.NAMESPACE_URL, "/".join(map(str, e.natural_key)))),
             )
+            body = ce.body()
             await self._producer.send(
                 ENROLMENT_INBOUND,
-                ce.body(),
+                body,
                 key=key,
-                headers=[(k, v.encode()) for k, v in ce.headers().items()],
+                headers=[
+                    *((k, v.encode()) for k, v in ce.headers().items()),
+                    *sign_record(api_key, ENROLMENT_INBOUND, key, body),
+                ],
             )
         await self._producer.flush()
         self.report.counts["enrolments.published"] += len(enrolments)

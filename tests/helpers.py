@@ -5,18 +5,42 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import TypeVar
 
 import httpx
+from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 from fastapi import FastAPI
+
+from shared.record_signing import sign_record
+from shared.topics import ENROLMENT_INBOUND
 
 T = TypeVar("T")
 
 
 def unique(prefix: str = "t") -> str:
     return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def send_signed(
+    producer: AIOKafkaProducer,
+    api_key: str,
+    ukprn: str,
+    value: bytes,
+    headers: Sequence[tuple[str, bytes]] = (),
+    *,
+    topic: str = ENROLMENT_INBOUND,
+    timestamp_ms: int | None = None,
+) -> RecordMetadata:
+    """Produce ``value`` keyed with ``ukprn`` as a provider does: signed with its API key."""
+    key = ukprn.encode()
+    signature = sign_record(api_key, topic, key, value, timestamp_ms=timestamp_ms)
+    result: RecordMetadata = await producer.send_and_wait(
+        topic, value, key=key, headers=[*headers, *signature]
+    )
+    return result
 
 
 async def poll_until(

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
+from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.outbox import (
     OutboxRelay,
@@ -156,6 +157,9 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             relay=relay,
             privacy=privacy,
             broker_watch=broker_watch,
+            inbound_auth=InboundAuthenticator(
+                keys, runtime.telemetry, window_s=settings.inbound_signature_window_s
+            ),
         )
         await relay.refresh_backlog()
         if settings.outbox_relay_enabled:

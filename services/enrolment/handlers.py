@@ -33,6 +33,7 @@ from services.enrolment.domain import (
     AttendanceProgress,
     BreakProgress,
     CompletionProgress,
+    FieldError,
     IllegalTransition,
     InvalidProgress,
     OutcomeProgress,
@@ -42,6 +43,7 @@ from services.enrolment.domain import (
     Status,
     WithdrawalProgress,
 )
+from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.intake import (
     Channel,
     EnrolmentService,
@@ -83,6 +85,7 @@ class EnrolmentContext:
     relay: OutboxRelay
     privacy: PrivacyService | None = None
     broker_watch: DependencyWatch | None = None
+    inbound_auth: InboundAuthenticator | None = None
 
 
 def context_of(request: Request) -> EnrolmentContext:
@@ -568,6 +571,22 @@ def decode_inbound(record: ConsumerRecord[Any, Any]) -> InboundItem:
     )
 
 
+def refused_inbound(record: ConsumerRecord[Any, Any], refusal: FieldError) -> InboundItem:
+    """An unauthenticated record: identified by its coordinates and claimed key only."""
+    try:
+        claimed = (record.key or b"").decode().strip()[:64] or None
+    except UnicodeDecodeError:
+        claimed = None
+    return InboundItem(
+        coordinates=InboundCoordinates(
+            topic=record.topic, partition=record.partition, offset=record.offset
+        ),
+        provider_ref=claimed,
+        payload=None,
+        refusal=refusal,
+    )
+
+
 INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
 
 
@@ -635,7 +654,14 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
         decoded: list[tuple[ConsumerRecord[Any, Any], InboundItem]] = []
         poison: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
-        for record in records:
+        # Who sent each record is established first (signature headers); a record that
+        # fails is refused as unauthenticated without its body ever being parsed.
+        outcomes = await ctx.inbound_auth.verify(records) if ctx.inbound_auth else None
+        for index, record in enumerate(records):
+            outcome = outcomes[index] if outcomes is not None else None
+            if isinstance(outcome, FieldError):
+                decoded.append((record, refused_inbound(record, outcome)))
+                continue
             try:
                 decoded.append((record, decode_inbound(record)))
             except PoisonMessage as exc:

@@ -117,6 +117,9 @@ class InboundItem:
     coordinates: InboundCoordinates
     provider_ref: str | None
     payload: object
+    # Set when the record's producer could not be authenticated (inbound_auth): the
+    # record is refused with it, and nothing of its payload is looked at.
+    refusal: FieldError | None = None
 
 
 @dataclass
@@ -241,8 +244,10 @@ class EnrolmentService:
         known = await self._providers.by_ukprns([i.provider_ref for i in items if i.provider_ref])
         entries = []
         for index, item in enumerate(items):
-            provider = known.get(item.provider_ref or "")
-            if provider is None:
+            provider = known.get(item.provider_ref or "") if item.refusal is None else None
+            if item.refusal is not None:
+                checked = Checked(None, (item.refusal,))
+            elif provider is None:
                 checked = Checked(None, (_unknown_provider(item.provider_ref),))
             else:
                 checked = check_submission(item.payload, provider, today)

@@ -92,3 +92,9 @@ class EnrolmentSettings(ServiceSettings):
         default=500, ge=1, description="Records per Kafka intake batch (one transaction)."
     )
     inbound_batch_timeout_ms: int = Field(default=200, ge=1)
+    inbound_signature_window_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="How far a record's signed timestamp (cg_timestamp) may be from its "
+        "Kafka timestamp before it is refused as stale (replay protection).",
+    )

@@ -359,6 +359,7 @@ class RejectionCode(StrEnum):
     AGE_OUT_OF_RANGE = "age_out_of_range"
     YEAR_OF_ARRIVAL_INVALID = "year_of_arrival_invalid"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
+    UNAUTHENTICATED = "unauthenticated"
 
 
 class RejectionReason(BaseModel):

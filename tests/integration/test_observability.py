@@ -33,9 +33,8 @@ from services.reporting.app import create_app as create_reporting
 from services.reporting.settings import ReportingSettings
 from shared.settings import ServiceSettings
 from shared.telemetry import configure_logging
-from shared.topics import ENROLMENT_INBOUND
 from tests.conftest import require_tool
-from tests.helpers import poll_until, running_app, unique
+from tests.helpers import poll_until, running_app, send_signed, unique
 from tests.infra import Infra
 
 # Distinctive personal values: none of them may ever reach a log line.
@@ -155,12 +154,8 @@ async def observed(infra: Infra) -> AsyncIterator[Observed]:
             await producer.start()
             try:
                 bad = submission(submission_ref=unique("k"), programme="astrology")
-                await producer.send_and_wait(
-                    ENROLMENT_INBOUND, json.dumps(bad).encode(), key=ukprn.encode()
-                )
-                await producer.send_and_wait(
-                    ENROLMENT_INBOUND, b"{" + DISTINCT["family_name"].encode(), key=ukprn.encode()
-                )
+                await send_signed(producer, key, ukprn, json.dumps(bad).encode())
+                await send_signed(producer, key, ukprn, b"{" + DISTINCT["family_name"].encode())
             finally:
                 await producer.stop()
             observed = Observed(clients, handler)

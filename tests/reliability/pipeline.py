@@ -30,6 +30,7 @@ from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import EnrolmentAccepted, ParticipantOptedIn
 from shared.contracts.matching import MatchProposed
 from shared.contracts.reference import CombinedAuthority
+from shared.record_signing import sign_record
 from shared.topics import (
     CONTRACT_TOPICS,
     ENROLMENT_EVENTS,
@@ -73,6 +74,11 @@ BOROUGHS = {
 ALL_DLQS = tuple(dead_letter_topic(t) for t in CONTRACT_TOPICS)
 
 
+# API keys of the providers registered by any pipeline in this process, by UKPRN:
+# Submission.record() signs with them (shared.record_signing).
+SIGNING_KEYS: dict[str, str] = {}
+
+
 @dataclass(frozen=True)
 class Submission:
     ukprn: str
@@ -83,12 +89,16 @@ class Submission:
         return bool(self.doc["wants_conversation_partner"])
 
     def record(self, ce_id: str | None = None) -> Outgoing:
+        """The record a provider produces: signed with its API key when the pipeline
+        registered it (unsigned records are refused as unauthenticated)."""
         headers: tuple[tuple[str, bytes], ...] = ()
         if ce_id:
             headers = (("ce_id", ce_id.encode()),)
-        return Outgoing(
-            ENROLMENT_INBOUND, self.ukprn.encode(), json.dumps(self.doc).encode(), headers
-        )
+        key, value = self.ukprn.encode(), json.dumps(self.doc).encode()
+        api_key = SIGNING_KEYS.get(self.ukprn)
+        if api_key is not None:
+            headers += tuple(sign_record(api_key, ENROLMENT_INBOUND, key, value))
+        return Outgoing(ENROLMENT_INBOUND, key, value, headers)
 
 
 def submission(ukprn: str, rng: random.Random, *, opt_in_share: float = 0.3) -> Submission:
@@ -214,6 +224,7 @@ class Pipeline:
                     self.provider_keys[ukprn] = await admin.register_provider(
                         f"Reliability college {i}", ukprn, list(BOROUGHS)
                     )
+                    SIGNING_KEYS[ukprn] = self.provider_keys[ukprn]
             if "matching" in self.services:
                 keys = ApiKeyStore(client[self.database("matching")]["api_keys"])
                 await keys.ensure_indexes()

@@ -13,6 +13,7 @@ import contextlib
 import json
 import random
 import string
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,13 +26,14 @@ from services.enrolment.admin import ProviderAdmin
 from services.enrolment.app import create_app
 from services.enrolment.settings import EnrolmentSettings
 from shared.contracts.enrolment import EnrolmentSubmission
+from shared.record_signing import sign_record
 from shared.topics import (
     ENROLMENT_EVENTS,
     ENROLMENT_INBOUND,
     ENROLMENT_REJECTED,
     dead_letter_topic,
 )
-from tests.helpers import poll_until, running_app, unique
+from tests.helpers import poll_until, running_app, send_signed, unique
 from tests.infra import Infra
 from tests.security.sealed import open_sealed
 
@@ -161,6 +163,7 @@ class Stack:
     key: str
     other_ukprn: str
     other_key: str
+    admin: ProviderAdmin | None = None
 
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
@@ -188,7 +191,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
             other_key = await admin.register_provider(
                 "Black Country College", other_ukprn, ["E47000007"]
             )
-            yield Stack(client, collector, infra, ukprn, key, other_ukprn, other_key)
+            yield Stack(client, collector, infra, ukprn, key, other_ukprn, other_key, admin)
     finally:
         await collector.stop()
 
@@ -420,21 +423,19 @@ async def test_kafka_intake_valid_invalid_and_garbage(stack: Stack) -> None:
     await producer.start()
     try:
         ce = [("ce_type", EnrolmentSubmission.ce_type().encode()), ("ce_id", b"sub-1")]
-        await producer.send_and_wait(
-            ENROLMENT_INBOUND, json.dumps(valid).encode(), key=stack.ukprn.encode(), headers=ce
-        )
-        bad = await producer.send_and_wait(
-            ENROLMENT_INBOUND, json.dumps(invalid).encode(), key=stack.ukprn.encode()
-        )
-        await producer.send_and_wait(
-            ENROLMENT_INBOUND, json.dumps(unknown_provider).encode(), key=b"19999999"
+        await send_signed(producer, stack.key, stack.ukprn, json.dumps(valid).encode(), ce)
+        bad = await send_signed(producer, stack.key, stack.ukprn, json.dumps(invalid).encode())
+        # Signed by this provider but keyed with a UKPRN nobody registered.
+        stranger = await send_signed(
+            producer, stack.key, "19999999", json.dumps(unknown_provider).encode()
         )
         marker = unique("garbage").encode()
-        garbage = await producer.send_and_wait(
-            ENROLMENT_INBOUND,
+        garbage = await send_signed(
+            producer,
+            stack.key,
+            stack.ukprn,
             b"\xff\xfe not json " + marker,
-            key=stack.ukprn.encode(),
-            headers=[("x-marker", marker), ("x-binary", b"\xff\xfe")],
+            [("x-marker", marker), ("x-binary", b"\xff\xfe")],
         )
     finally:
         await producer.stop()
@@ -461,10 +462,15 @@ async def test_kafka_intake_valid_invalid_and_garbage(stack: Stack) -> None:
     }
     (unknown,) = await stack.collector.wait_for(
         ENROLMENT_REJECTED,
-        lambda e: e["body"]["submission_ref"] == unknown_provider["submission_ref"],
+        lambda e: (
+            e["body"]["source"]["offset"] == stranger.offset
+            and e["body"]["source"]["partition"] == stranger.partition
+        ),
         "SubmissionRejected",
     )
-    assert [r["code"] for r in unknown["body"]["reasons"]] == ["unknown_provider"]
+    assert [(r["code"], r["type"]) for r in unknown["body"]["reasons"]] == [
+        ("unauthenticated", "provider_mismatch")
+    ]
 
     (dead,) = await stack.collector.wait_for(
         DLQ, lambda e: e["headers"].get("x-marker") == marker.decode()
@@ -478,6 +484,89 @@ async def test_kafka_intake_valid_invalid_and_garbage(stack: Stack) -> None:
     assert "not JSON" in dead["headers"]["dlq_error"]
 
 
+async def test_kafka_intake_authenticates_who_produced_each_record(stack: Stack) -> None:
+    """Issue 17, item 1: the record key only claims a provider. Provider A (contracted
+    for West Midlands only) signing a record keyed with provider B's UKPRN, an unsigned
+    record keyed with B, a tampered one, a stale one and one signed with a revoked key
+    are all refused as unauthenticated, counted, and nothing of them is stored."""
+    admin = stack.admin
+    assert admin is not None
+    revoked_ukprn = new_ukprn()
+    revoked_key = await admin.register_provider("Revoked College", revoked_ukprn, ["E47000001"])
+    assert await admin.revoke_keys(revoked_ukprn, revoke_all=True) == 1
+    docs = {name: submission() for name in ("forged", "unsigned", "tampered", "stale", "revoked")}
+    ok = submission()
+    producer = AIOKafkaProducer(bootstrap_servers=stack.infra.kafka_bootstrap_servers)
+    await producer.start()
+    sent = {}
+    try:
+        # A signs with its own key but claims B's identity through the record key.
+        sent["forged"] = await send_signed(
+            producer, stack.other_key, stack.ukprn, json.dumps(docs["forged"]).encode()
+        )
+        sent["unsigned"] = await producer.send_and_wait(
+            ENROLMENT_INBOUND, json.dumps(docs["unsigned"]).encode(), key=stack.ukprn.encode()
+        )
+        # Signed for one body, sent with another.
+        signature = sign_record(
+            stack.key, ENROLMENT_INBOUND, stack.ukprn.encode(), json.dumps(ok).encode()
+        )
+        sent["tampered"] = await producer.send_and_wait(
+            ENROLMENT_INBOUND,
+            json.dumps(docs["tampered"]).encode(),
+            key=stack.ukprn.encode(),
+            headers=signature,
+        )
+        an_hour_ago = int((time.time() - 3600) * 1000)
+        sent["stale"] = await send_signed(
+            producer,
+            stack.key,
+            stack.ukprn,
+            json.dumps(docs["stale"]).encode(),
+            timestamp_ms=an_hour_ago,
+        )
+        sent["revoked"] = await send_signed(
+            producer, revoked_key, revoked_ukprn, json.dumps(docs["revoked"]).encode()
+        )
+        await send_signed(producer, stack.key, stack.ukprn, json.dumps(ok).encode())
+    finally:
+        await producer.stop()
+
+    expected = {
+        "forged": "provider_mismatch",
+        "unsigned": "unsigned",
+        "tampered": "bad_signature",
+        "stale": "stale_signature",
+        "revoked": "unknown_signing_key",
+    }
+    for name, meta in sent.items():
+
+        def at(e: dict[str, Any], meta: Any = meta) -> bool:
+            source = e["body"]["source"]
+            return bool(source["partition"] == meta.partition and source["offset"] == meta.offset)
+
+        (rejected,) = await stack.collector.wait_for(ENROLMENT_REJECTED, at, "SubmissionRejected")
+        assert [(r["code"], r["type"]) for r in rejected["body"]["reasons"]] == [
+            ("unauthenticated", expected[name])
+        ], name
+        # Identified by coordinates only: nothing from the unauthenticated body.
+        assert rejected["body"]["submission_ref"] is None
+        assert rejected["body"]["provider_ukprn"] is None
+    await stack.collector.wait_for(
+        ENROLMENT_EVENTS, body_has("learning_aim_ref", ok["learning_aim_ref"]), "EnrolmentAccepted"
+    )
+    refs = {doc["learning_aim_ref"] for doc in docs.values()}
+    assert not [
+        e
+        for e in stack.collector.events(ENROLMENT_EVENTS)
+        if e["body"].get("learning_aim_ref") in refs
+    ]
+    metrics = (await stack.client.get("/metrics")).text
+    for reason in expected.values():
+        assert f'commonground_inbound_unauthenticated_total{{reason="{reason}"}}' in metrics
+    assert 'reason="unauthenticated"' in metrics
+
+
 async def test_no_learner_identifier_reaches_any_topic(stack: Stack) -> None:
     # A submission with every personal field, by HTTP and by Kafka, then scan every
     # record the module saw on the events, rejected and dead-letter topics.
@@ -488,9 +577,7 @@ async def test_no_learner_identifier_reaches_any_topic(stack: Stack) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=stack.infra.kafka_bootstrap_servers)
     await producer.start()
     try:
-        await producer.send_and_wait(
-            ENROLMENT_INBOUND, json.dumps(kafka_doc).encode(), key=stack.ukprn.encode()
-        )
+        await send_signed(producer, stack.key, stack.ukprn, json.dumps(kafka_doc).encode())
     finally:
         await producer.stop()
     ids = []
