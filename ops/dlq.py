@@ -24,7 +24,14 @@ from typing import ClassVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic_settings import SettingsConfigDict
 
-from shared.dead_letters import DLQ_HEADERS, H_ERROR, H_ERROR_KIND, H_FAILED_AT, H_TOPIC
+from shared.dead_letters import (
+    DLQ_HEADERS,
+    H_ERROR,
+    H_ERROR_KIND,
+    H_FAILED_AT,
+    H_TOPIC,
+    H_TRUNCATED,
+)
 from shared.kafka import aiokafka_security_kwargs
 from shared.settings import ServiceSettings
 from shared.topics import dead_letter_topic
@@ -68,7 +75,14 @@ class DeadLetter:
             "ce_type": self.header("ce_type"),
             "ce_id": self.header("ce_id"),
             "error": self.header(H_ERROR),
+            "truncated": self.header(H_TRUNCATED),
         }
+
+    @property
+    def truncated(self) -> bool:
+        """A bounded dead letter (the record was too large): its bytes are not the
+        original's, so it cannot be replayed (digests in dlq_*_sha256)."""
+        return bool(self.header(H_TRUNCATED))
 
 
 async def read_dead_letters(settings: OpsSettings, topic: str) -> list[DeadLetter]:
@@ -136,8 +150,14 @@ def select(
 async def replay(
     settings: OpsSettings, topic: str, letters: Sequence[DeadLetter], *, dry_run: bool
 ) -> list[str]:
-    """Re-publish ``letters`` to their original topic; returns what was (or would be) sent."""
+    """Re-publish ``letters`` to their original topic; returns what was (or would be) sent.
+    Truncated (bounded) letters are skipped: their bytes are not the original's."""
+    skipped = [
+        f"{d.address} skipped: truncated ({d.header(H_TRUNCATED)})" for d in letters if d.truncated
+    ]
+    letters = [d for d in letters if not d.truncated]
     plan = [f"{d.address} -> {d.header(H_TOPIC) or topic} key={d.key!r}" for d in letters]
+    plan += skipped
     if dry_run or not letters:
         return plan
     producer = AIOKafkaProducer(

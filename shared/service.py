@@ -97,6 +97,7 @@ def create_service_app(
                 telemetry,
                 settings.group_id,
                 security=settings.kafka_security(),
+                max_request_bytes=settings.kafka_max_request_bytes,
             ),
         )
         app.state.runtime = runtime

@@ -85,6 +85,13 @@ class ServiceSettings(BaseSettings):
     )
     kafka: KafkaSecurity = Field(default_factory=KafkaSecurity)
     kafka_client_id: str | None = None
+    kafka_max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=64 * 1024,
+        description="Largest produce request this service sends (Kafka's max.request.size; "
+        "keep it at or below the broker's message.max.bytes). A record too large to "
+        "dead-letter whole is dead-lettered bounded, with digests (docs/delivery.md).",
+    )
     consumer_group: str | None = Field(
         default=None, description="Consumer group id; defaults to the service name."
     )

@@ -532,13 +532,40 @@ def install_validation_handler(app: FastAPI) -> None:
 # ---------------------------------------------------------------------------------- Kafka
 
 
-def decode_inbound(record: ConsumerRecord[Any, Any]) -> InboundItem:
+# A refusal (SubmissionRejected) echoes the record's key and ce_id, so a record whose
+# key or ce_id is longer than this is dead-lettered instead: a UKPRN is 8 digits, and a
+# refusal built from a 700 KB key would be too large to publish (docs/delivery.md).
+MAX_INBOUND_KEY_BYTES = 256
+MAX_INBOUND_CE_ID_BYTES = 256
+
+
+def decode_inbound(
+    record: ConsumerRecord[Any, Any], *, max_value_bytes: int | None = None
+) -> InboundItem:
     """One inbound record → an item to check, or PoisonMessage for bytes no check can use.
 
-    Body: the submission as JSON (the same document as the HTTP body). Key: the
-    provider's UKPRN. CloudEvent headers are optional; if ``ce_type`` is present it must
-    be the submission type.
+    Body: the submission as JSON (the same document as the HTTP body), at most
+    ``max_value_bytes`` (the HTTP limit for one submission). Key: the provider's UKPRN.
+    CloudEvent headers are optional; if ``ce_type`` is present it must be the submission
+    type. Oversized bodies, keys and ``ce_id`` headers are poison (dead-lettered, with
+    digests if too large to keep), never echoed in a refusal.
     """
+    value_size = len(record.value or b"")
+    if max_value_bytes is not None and value_size > max_value_bytes:
+        raise PoisonMessage(
+            f"record too large: {value_size} bytes (a submission is at most {max_value_bytes})"
+        )
+    if record.key is not None and len(record.key) > MAX_INBOUND_KEY_BYTES:
+        raise PoisonMessage(
+            f"record key too large: {len(record.key)} bytes "
+            f"(expected a provider UKPRN, at most {MAX_INBOUND_KEY_BYTES})"
+        )
+    for name, raw_value in record.headers or ():
+        if name == "ce_id" and raw_value is not None and len(raw_value) > MAX_INBOUND_CE_ID_BYTES:
+            raise PoisonMessage(
+                f"ce_id header too large: {len(raw_value)} bytes "
+                f"(at most {MAX_INBOUND_CE_ID_BYTES})"
+            )
     headers = {k: v.decode(errors="replace") for k, v in record.headers or ()}
     ce_type = headers.get("ce_type")
     if ce_type and ce_type != EnrolmentSubmission.ce_type():
@@ -663,7 +690,9 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
                 decoded.append((record, refused_inbound(record, outcome)))
                 continue
             try:
-                decoded.append((record, decode_inbound(record)))
+                decoded.append(
+                    (record, decode_inbound(record, max_value_bytes=settings.max_item_body_bytes))
+                )
             except PoisonMessage as exc:
                 poison.append((record, exc))
         if decoded:

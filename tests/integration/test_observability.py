@@ -205,7 +205,8 @@ def test_business_and_platform_metrics_are_exported(observed: Observed) -> None:
     assert 'http_requests_total{method="POST",route="/v1/enrolments",status="201"}' in enrolment
     assert "http_request_duration_seconds_bucket{" in enrolment
     assert (
-        'commonground_dead_letters_total{kind="poison",topic="enrolment.inbound.v1"}' in enrolment
+        'commonground_dead_letters_total{kind="poison",reason="whole",topic="enrolment.inbound.v1"}'
+        in enrolment
     )
     assert "commonground_outbox_backlog" in enrolment
     for service in ("enrolment", "matching", "reporting"):
