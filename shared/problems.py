@@ -6,6 +6,8 @@ provider can fix a submission without guessing.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -129,22 +131,37 @@ _TITLES = {
 class BodySizeLimitMiddleware:
     """Refuses bodies over ``max_bytes`` with 413 before they are read into memory."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        route_limits: Sequence[tuple[str, int]] = (),
+    ) -> None:
+        """``route_limits``: (path regex, bytes) pairs for routes with a lower limit than
+        ``max_bytes`` (the first full match wins), enforced while streaming too."""
         self.app = app
         self.max_bytes = max_bytes
+        self.route_limits = [(re.compile(p), n) for p, n in route_limits]
+
+    def limit_for(self, path: str) -> int:
+        for pattern, limit in self.route_limits:
+            if pattern.fullmatch(path):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(str(scope.get("path", "")))
         too_large = Problem(
             413,
             "Payload too large",
-            f"Request bodies are limited to {self.max_bytes} bytes.",
+            f"Request bodies are limited to {max_bytes} bytes.",
             slug="payload-too-large",
         )
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            if name == b"content-length" and value.isdigit() and int(value) > max_bytes:
                 await problem_response(too_large, scope.get("path"))(scope, receive, send)
                 return
         received = 0
@@ -156,7 +173,7 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     too_large_seen = True
                     raise _BodyTooLarge
             return message

@@ -28,6 +28,7 @@ from shared.kafka import make_broker
 from shared.lag import ConsumerLagMonitor, lag_monitoring
 from shared.mongo import make_mongo_client, mongo_ping
 from shared.problems import BodySizeLimitMiddleware, install_problem_handlers
+from shared.ratelimit import RateLimiter, RateLimitMiddleware
 from shared.settings import ServiceSettings
 from shared.telemetry import ReadinessCheck, Telemetry, build_telemetry, instrument_app, ops_router
 
@@ -76,6 +77,7 @@ def create_service_app(
     lifespan: ServiceLifespan = _no_extra_lifespan,
     telemetry: Telemetry | None = None,
     max_body_bytes: int = 1_048_576,
+    route_body_limits: Sequence[tuple[str, int]] = (),
     consumed_topics: Sequence[str] = (),
 ) -> FastAPI:
     """``consumed_topics`` adds topics read outside FastStream subscribers (e.g. by a
@@ -148,7 +150,12 @@ def create_service_app(
     )
     app.state.telemetry = telemetry  # tests attach span processors here
     install_problem_handlers(app)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=max_body_bytes, route_limits=route_body_limits
+    )
+    # Per-credential quotas (after the failed-auth check, before anything reads a body).
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    app.add_middleware(RateLimitMiddleware, limiter=app.state.rate_limiter)
     app.add_middleware(
         FailedAuthLimitMiddleware,
         limiter=FailedAuthLimiter(
@@ -190,13 +197,8 @@ def run(app_factory: Callable[[], FastAPI], settings: ServiceSettings) -> None:
     """Entry point body for ``python -m services.<name>``: logging, then uvicorn."""
     import uvicorn
 
+    from shared.http_server import uvicorn_config
     from shared.telemetry import configure_logging
 
     configure_logging(settings)
-    uvicorn.run(
-        app_factory(),
-        host=settings.http_host,
-        port=settings.http_port,
-        log_config=None,
-        timeout_graceful_shutdown=20,
-    )
+    uvicorn.Server(uvicorn_config(app_factory(), settings)).run()

@@ -127,6 +127,32 @@ class ServiceSettings(BaseSettings):
     )
     auth_failure_window_s: float = Field(default=60.0, gt=0)
 
+    rate_limit_per_s: float = Field(
+        default=50.0,
+        gt=0,
+        description="Sustained requests per second one API key may make (a batch counts "
+        "each item); over it the key is answered 429 with Retry-After.",
+    )
+    rate_limit_burst: int = Field(
+        default=2000,
+        ge=1,
+        description="Token-bucket depth per API key: requests (batch items) it may make "
+        "at once after being idle. Keep it at least the largest batch.",
+    )
+    trusted_proxies: str = Field(
+        default="",
+        description="Comma-separated addresses (or CIDR ranges) of reverse proxies whose "
+        "X-Forwarded-For / X-Forwarded-Proto are believed. Empty (the default): forwarded "
+        "headers are ignored and the failed-authentication limiter sees the connecting "
+        "address.",
+    )
+    http_header_timeout_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection that has not sent a complete request head within this "
+        "time is closed (slow-header clients).",
+    )
+
     readiness_timeout_s: float = 2.0
     consumer_lag_interval_s: float = Field(
         default=10.0, description="How often consumer lag is measured for /metrics."

@@ -180,6 +180,12 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         lifespan=lifespan,
         telemetry=telemetry,
         max_body_bytes=settings.max_body_bytes,
+        # Single submissions, progress and consent: the per-item limit, also for bodies
+        # streamed without Content-Length (only the batch may be large).
+        route_body_limits=[
+            (r"/v1/enrolments/?", settings.max_item_body_bytes),
+            (r"/v1/enrolments/[^/]+/(progress|consent)/?", settings.max_item_body_bytes),
+        ],
     )
     handlers.install_validation_handler(app)
     return app

@@ -68,6 +68,7 @@ from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, re
 from shared.health import DependencyWatch
 from shared.mongo import mongo_ping
 from shared.problems import Problem, field_errors, problem_response
+from shared.ratelimit import charge
 from shared.service import Runtime
 
 logger = logging.getLogger(__name__)
@@ -242,7 +243,7 @@ async def submit_enrolment(
     dependencies=[Depends(intake_open)],
 )
 async def submit_batch(
-    batch: BatchRequest, provider: CurrentProvider, ctx: Context
+    batch: BatchRequest, provider: CurrentProvider, ctx: Context, request: Request
 ) -> BatchResponse:
     limit = ctx.settings.max_batch_items
     if len(batch.items) > limit:
@@ -260,6 +261,8 @@ async def submit_batch(
                 }
             ],
         )
+    # The rate limit counts items: the request took one token, each further item one more.
+    charge(request, len(batch.items) - 1)
     results = await ctx.service.submit(provider, batch.items, Channel.HTTP_BATCH)
     return BatchResponse.of(results)
 

@@ -43,6 +43,7 @@ from shared.consuming import (
     tolerant_parser,
 )
 from shared.contracts.enrolment import (
+    NO_CONTROL_CHARACTERS,
     Background,
     ConsentChanged,
     LearnerErased,
@@ -385,7 +386,12 @@ class MatchList(BaseModel):
     offset: int
 
 
-Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+Reason = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=500, pattern=NO_CONTROL_CHARACTERS
+    ),
+]
 
 
 class DecisionIn(BaseModel):

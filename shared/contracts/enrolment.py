@@ -12,7 +12,7 @@ from datetime import date, datetime
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from shared.cloudevents import Event
 from shared.contracts.privacy import SealedBox, WrappedKey
@@ -271,7 +271,15 @@ Postcode = Annotated[
         pattern=r"(?i)^[A-Z]{1,2}[0-9][A-Z0-9]? ?[0-9][A-Z]{2}$",
     ),
 ]
-PersonName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+# No control characters (C0 incl. NUL, DEL, C1): they corrupt logs, CSVs and other
+# systems the names reach, and are never part of a name.
+NO_CONTROL_CHARACTERS = r"^[^\x00-\x1F\x7F-\x9F]*$"
+PersonName = Annotated[
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=100, pattern=NO_CONTROL_CHARACTERS
+    ),
+]
 CountryCode = Annotated[str, StringConstraints(to_upper=True, pattern=r"(?i)^[A-Z]{2}$")]
 LanguageCode = Annotated[str, StringConstraints(to_lower=True, pattern=r"(?i)^[a-z]{2,3}$")]
 AvailabilitySlot = Annotated[
@@ -285,6 +293,19 @@ Interest = Annotated[
     ),
 ]
 SubmissionRef = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+class _SubmittedConsent(Consent):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def _strict_consent(value: object) -> object:
+    """Consent as a provider sends it: unknown keys (a typo like ``matchng``, operators
+    like ``$set``) are refused, never silently dropped. Events keep the tolerant
+    :class:`Consent` so consumers accept later additions."""
+    if isinstance(value, dict):
+        return Consent.model_validate(_SubmittedConsent.model_validate(value).model_dump())
+    return value
 
 
 class EnrolmentSubmission(Event):
@@ -334,8 +355,9 @@ class EnrolmentSubmission(Event):
     planned_end_date: date = Field(description="ILR LearnPlanEndDate.")
     planned_hours: int = Field(ge=1, le=9999, description="ILR PlanLearnHours.")
     fund_model: FundModel = Field(description="ILR FundModel.")
-    consent: Consent = Field(
-        default_factory=Consent, description="Consent flags; both default to false."
+    consent: Annotated[Consent, BeforeValidator(_strict_consent)] = Field(
+        default_factory=Consent,
+        description="Consent flags; both default to false. Unknown keys are refused.",
     )
     wants_conversation_partner: bool = Field(
         default=False, description="Opt in to the befriending scheme (ParticipantOptedIn)."
