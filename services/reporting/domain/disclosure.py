@@ -279,9 +279,10 @@ class PTable:
 class CellKeyMethod:
     """Parameters of the cell-key method (deployment settings, docs/disclosure.md).
 
-    A published count is: ``0`` for a true zero; else ``p = n + ptable(n, cell key)``;
-    ``p = 0`` is shown as ``0``, ``0 < p < threshold`` as ``"<threshold"``, larger ``p``
-    rounded to the nearest ``rounding_base``. A rate is computed from the published
+    A published count is ``p = n + ptable(n, cell key)`` (``p = 0`` for a true zero);
+    ``p < threshold`` is shown as ``"<threshold"`` (so a true zero is not told apart
+    from a small count: "no activity" is itself a small count), larger ``p`` rounded to
+    the nearest ``rounding_base``. A rate is computed from the published
     numerator and denominator, to ``RATE_DIGITS`` decimals, capped at 1, and withheld
     when either is not a published number or the denominator is below the threshold.
     A median is shown only beside a published count of at least the threshold."""
@@ -322,9 +323,11 @@ class CellKeyMethod:
         return cell.count + self.ptable.noise(cell.count, self.cell_key(cell.key_sum))
 
     def publish(self, cell: Cell) -> Displayed:
-        p = self.perturbed(cell)
-        if p <= 0:
-            return 0
+        return self.publish_key(cell.count, self.cell_key(cell.key_sum))
+
+    def publish_key(self, count: int, cell_key: int) -> Displayed:
+        """What a cell of ``count`` records with cell key ``cell_key`` publishes."""
+        p = 0 if count <= 0 else count + self.ptable.noise(count, cell_key)
         if p < self.threshold:
             return self.small
         return round_count(p, self.rounding_base)

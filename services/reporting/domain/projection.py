@@ -102,6 +102,7 @@ EQUALITY_BASE_FIELDS: tuple[str, ...] = (
     "started",
     "withdrawn",
     "completed",
+    "on_break",
     "achieved",
     "esol_assessed",
     "esol_progressed",

@@ -381,9 +381,9 @@ def cell_key_note(method: CellKeyMethod) -> dict[str, Any]:
             "Every count has had a small, consistent amount of noise added (cell-key "
             f"perturbation, at most ±{method.max_noise}), then counts below "
             f"{method.threshold} are shown as '{method.small}' and the rest rounded to the "
-            f"nearest {method.rounding_base}; a true zero is shown as 0, and a small count "
-            "may be shown as 0. Parts need not add up to totals. Rates are computed from "
-            "the published counts. See docs/disclosure.md."
+            f"nearest {method.rounding_base} ('{method.small}' includes zero). Parts need "
+            "not add up to totals. Rates are computed from the published counts and "
+            "withheld beside a small count. See docs/disclosure.md."
         ),
         "threshold": method.threshold,
         "rounding_base": method.rounding_base,

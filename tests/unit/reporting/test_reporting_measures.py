@@ -104,7 +104,10 @@ def test_median_wait_is_withheld_below_five_matches() -> None:
     inputs = SummaryInputs(
         outcomes={}, esol={}, matching={}, participants={}, wait_days=[1.0, 2.0, 3.0]
     )
-    assert build_summary(inputs, ALL_GM, control=LegacyMethod())["matching"]["median_wait_days"] is None
+    assert (
+        build_summary(inputs, ALL_GM, control=LegacyMethod())["matching"]["median_wait_days"]
+        is None
+    )
     assert build_summary(inputs, ALL_GM, control=None)["matching"]["median_wait_days"] == 2.0
 
 
