@@ -80,7 +80,7 @@
   }
 
   // ---------- charts -----------------------------------------------------------------
-  /** Horizontal grouped bars. rows: [{label, values: [...]}]; values may be "<5" or "c". */
+  /** Horizontal grouped bars. rows: [{label, values: [...]}]; values may be a small-count marker such as "<10". */
   function hbars(container, rows, series, opts) {
     opts = opts || {};
     const fmt = opts.format || shown;
@@ -176,7 +176,7 @@
 
   function renderKpis(s) {
     const e = s.enrolments, m = s.matching, esol = s.esol.all;
-    const wait = m.median_wait_days === null ? "withheld (fewer than 5 matches)" : "days from opting in to a match";
+    const wait = m.median_wait_days === null ? "withheld (too few matches to publish)" : "days from opting in to a match";
     $("kpis").replaceChildren(
       kpi("Started", e.started, "enrolments"),
       kpi("Stayed", e.stayed, "retention " + pct(e.retention_rate)),
