@@ -246,6 +246,47 @@ def contract_errors(submission: EnrolmentSubmission, provider: Provider) -> list
     ]
 
 
+# Programme years run 1 August - 31 July (the ILR academic year). A submission may start
+# in the current programme year, the next one, or up to EARLIEST_START_YEARS_BACK years
+# back (continuing learners carried over), and plan to end at most MAX_PLANNED_YEARS
+# after it starts.
+EARLIEST_START_YEARS_BACK = 5
+MAX_PLANNED_YEARS = 5
+
+
+def programme_year_start(day: date) -> date:
+    return date(day.year if day.month >= 8 else day.year - 1, 8, 1)
+
+
+def date_range_errors(start: date, planned_end: date, today: date) -> list[FieldError]:
+    current = programme_year_start(today)
+    earliest = current.replace(year=current.year - EARLIEST_START_YEARS_BACK)
+    latest = date(current.year + 2, 7, 31)  # the end of the next programme year
+    errors = []
+    if not earliest <= start <= latest:
+        errors.append(
+            _rule(
+                RejectionCode.DATE_OUT_OF_RANGE,
+                "/start_date",
+                f"start_date must be between {earliest.isoformat()} and {latest.isoformat()} "
+                "(this programme year, the next, or a carried-over earlier one)",
+            )
+        )
+    try:
+        last_end = start.replace(year=start.year + MAX_PLANNED_YEARS)
+    except ValueError:  # 29 February
+        last_end = start.replace(year=start.year + MAX_PLANNED_YEARS, day=28)
+    if planned_end > last_end:
+        errors.append(
+            _rule(
+                RejectionCode.DATE_OUT_OF_RANGE,
+                "/planned_end_date",
+                f"planned_end_date must be within {MAX_PLANNED_YEARS} years of start_date",
+            )
+        )
+    return errors
+
+
 def rule_errors(submission: EnrolmentSubmission, today: date) -> list[FieldError]:
     """Cross-field rules of one submission (all of them, not only the first)."""
     s = submission
@@ -269,6 +310,7 @@ def rule_errors(submission: EnrolmentSubmission, today: date) -> list[FieldError
                 "planned_end_date must be on or after start_date",
             )
         )
+    errors.extend(date_range_errors(s.start_date, s.planned_end_date, today))
     if s.date_of_birth >= s.start_date or s.date_of_birth > today:
         errors.append(
             _rule(

@@ -382,6 +382,7 @@ class RejectionCode(StrEnum):
     YEAR_OF_ARRIVAL_INVALID = "year_of_arrival_invalid"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     UNAUTHENTICATED = "unauthenticated"
+    DATE_OUT_OF_RANGE = "date_out_of_range"
 
 
 class RejectionReason(BaseModel):

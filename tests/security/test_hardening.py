@@ -143,3 +143,21 @@ async def test_control_characters_in_names_and_reasons_are_refused(platform: Pla
         "/v1/enrolments", json=submission(family_name="Zoë O'Brien-Łukasz"), headers=auth
     )
     assert fine.status_code == 201, fine.text
+
+
+# ----------------------------------------------- item 5: dates within programme years
+
+
+async def test_dates_are_bounded_by_the_programme_years(platform: Platform) -> None:
+    auth = platform.auth(platform.keys.provider_gm)
+    for overrides, pointer in (
+        ({"start_date": "2140-09-01", "planned_end_date": "2141-07-01"}, "/start_date"),
+        ({"start_date": "1990-09-01", "planned_end_date": "1991-07-01"}, "/start_date"),
+        ({"planned_end_date": "9999-12-31"}, "/planned_end_date"),
+    ):
+        response = await platform.enrolment.post(
+            "/v1/enrolments", json=submission(**overrides), headers=auth
+        )
+        assert response.status_code == 422, (overrides, response.text)
+        errors = response.json()["errors"]
+        assert (pointer, "date_out_of_range") in {(e["pointer"], e["code"]) for e in errors}
