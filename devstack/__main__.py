@@ -1,8 +1,10 @@
 """``python -m devstack up``: the whole platform on this machine.
 
 Starts the embedded broker and database (unless external URLs are given), creates the
-contract topics, starts the three services, prints where everything is, and on Ctrl-C
-or SIGTERM stops every child it started.
+contract topics, starts the three services, prints where everything is, supervises
+them (a child that dies is logged and restarted with backoff; a restarted broker gets
+its contract topics back before anything else), and on Ctrl-C or SIGTERM stops every
+child it started.
 """
 
 from __future__ import annotations
@@ -15,16 +17,49 @@ import signal
 import sys
 import threading
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
+from aiokafka.errors import KafkaError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
 from devstack.embedded import EmbeddedKafka, EmbeddedMongo, kafka_answers, mongo_answers
-from devstack.processes import ChildProcess, StackError, require_free_port, wait_until
+from devstack.processes import (
+    ChildExited,
+    ChildProcess,
+    StackError,
+    require_free_port,
+    wait_until,
+)
 from devstack.settings import StackSettings
+from devstack.supervisor import Component, RestartPolicy, Supervisor
 from shared.kafka import ensure_topics
 from shared.topics import all_topics
 
 SERVICES = ("enrolment", "matching", "reporting")
+logger = logging.getLogger("devstack")
+
+
+def _log_retry(what: str) -> Callable[[RetryCallState], None]:
+    def before_sleep(state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome else None
+        logger.warning(
+            "%s failed (attempt %d: %s); retrying in %.1fs",
+            what,
+            state.attempt_number,
+            error if error else "not ready",
+            state.upcoming_sleep,
+        )
+
+    return before_sleep
 
 
 class Stack:
@@ -40,6 +75,10 @@ class Stack:
         self._simulator_reported = False
         self.bootstrap = settings.kafka_bootstrap_servers or ""
         self.mongodb_url = settings.mongodb_url.get_secret_value() if settings.mongodb_url else ""
+        self.restart_policy = RestartPolicy(
+            max_rapid_failures=settings.restart_max_rapid_failures,
+            max_delay_s=settings.restart_max_delay_s,
+        )
 
     def service_port(self, name: str) -> int:
         port: int = getattr(self.settings, f"{name}_port")
@@ -62,9 +101,9 @@ class Stack:
                 f"COMMONGROUND_{name.upper()}_PORT",
             )
         if not self.bootstrap:
-            self.kafka = EmbeddedKafka(s.kafka_port, self.log_dir, host=s.host)
-            self.kafka.start(timeout_s=s.ready_timeout_s)
-            self.bootstrap = self.kafka.bootstrap_servers
+            kafka = self.kafka = EmbeddedKafka(s.kafka_port, self.log_dir, host=s.host)
+            self._start_retrying("the Kafka broker", lambda _: kafka.start(s.ready_timeout_s))
+            self.bootstrap = kafka.bootstrap_servers
         else:
             wait_until(
                 lambda: kafka_answers(self.bootstrap),
@@ -82,15 +121,12 @@ class Stack:
                 "or unset it to use the embedded database.",
             )
         else:
-            self.mongo = EmbeddedMongo(
+            mongo = self.mongo = EmbeddedMongo(
                 s.mongodb_port, self.data_dir / "mongodb", self.log_dir, host=s.host
             )
-            self.mongo.start(timeout_s=s.ready_timeout_s)
-            self.mongodb_url = self.mongo.url
-        created = asyncio.run(
-            ensure_topics(self.bootstrap, all_topics(), partitions=s.topic_partitions)
-        )
-        logging.getLogger(__name__).info("created topics: %s", ", ".join(created) or "none")
+            self._start_retrying("the MongoDB server", lambda _: mongo.start(s.ready_timeout_s))
+            self.mongodb_url = mongo.url
+        self.create_topics()
         self.seed_demo_accounts()
         for name in SERVICES:
             child = ChildProcess(
@@ -108,15 +144,93 @@ class Stack:
             child.start()
             self.services.append(child)
         for child in self.services:
-            url = f"http://{s.host}:{self.service_port(child.name)}/readyz"
-            wait_until(
-                lambda url=url: _http_ok(url),  # type: ignore[misc]
-                timeout_s=s.ready_timeout_s,
-                what=f"the {child.name} service ({url})",
-                child=child,
+            self._start_retrying(
+                f"the {child.name} service",
+                lambda attempt, child=child: self._service_up(child, restart=attempt > 1),  # type: ignore[misc]
             )
         if s.demo:
             self.start_simulator()
+
+    def _start_retrying(self, what: str, start: Callable[[int], None]) -> None:
+        """Start a component; if it exits while starting (a busy machine, a crash), log
+        why and start it again with backoff, up to the supervisor's rapid-failure limit.
+        A timeout or a configuration error is not retried."""
+        policy = self.restart_policy
+        for attempt in Retrying(
+            retry=retry_if_exception_type(ChildExited),
+            stop=stop_after_attempt(policy.max_rapid_failures),
+            wait=wait_exponential(multiplier=policy.initial_delay_s, max=policy.max_delay_s),
+            before_sleep=_log_retry(f"starting {what}"),
+            reraise=True,
+        ):
+            with attempt:
+                start(attempt.retry_state.attempt_number)
+
+    def _service_up(self, child: ChildProcess, *, restart: bool) -> None:
+        if restart:
+            child.start()
+        wait_until(
+            lambda: self.service_ready(child.name),
+            timeout_s=self.settings.ready_timeout_s,
+            what=f"the {child.name} service ({self.readyz(child.name)})",
+            child=child,
+        )
+
+    def readyz(self, name: str) -> str:
+        return f"http://{self.settings.host}:{self.service_port(name)}/readyz"
+
+    def service_ready(self, name: str, timeout_s: float = 3.0) -> bool:
+        return _http_ok(self.readyz(name), timeout_s)
+
+    def create_topics(self) -> None:
+        """Create the contract topics, retrying while the broker is not answering yet,
+        up to COMMONGROUND_READY_TIMEOUT_S."""
+        s = self.settings
+        for attempt in Retrying(
+            retry=retry_if_exception_type((KafkaError, OSError, TimeoutError)),
+            stop=stop_after_delay(s.ready_timeout_s),
+            wait=wait_exponential(multiplier=0.5, max=5.0),
+            before_sleep=_log_retry("creating the contract topics"),
+            reraise=True,
+        ):
+            with attempt:
+                created = asyncio.run(
+                    ensure_topics(self.bootstrap, all_topics(), partitions=s.topic_partitions)
+                )
+        logger.info("created topics: %s", ", ".join(created) or "none")
+
+    def supervisor(self) -> Supervisor:
+        """Every child we started, supervised: the broker (re-creating the contract
+        topics once it answers again), the database and each service."""
+        s = self.settings
+        components: list[Component] = []
+        if (kafka := self.kafka) is not None:
+            components.append(
+                Component(
+                    "kafka",
+                    process=lambda: kafka.process,
+                    restart=lambda: kafka.start(s.ready_timeout_s),
+                    after_restart=self.create_topics,
+                )
+            )
+        if (mongo := self.mongo) is not None:
+            components.append(
+                Component(
+                    "mongodb",
+                    process=lambda: mongo.process,
+                    restart=lambda: mongo.start(s.ready_timeout_s),
+                )
+            )
+        for child in self.services:
+            components.append(
+                Component(
+                    child.name,
+                    process=lambda child=child: child,  # type: ignore[misc]
+                    restart=child.start,
+                    ready=lambda name=child.name: self.service_ready(name, 1.0),  # type: ignore[misc]
+                )
+            )
+        return Supervisor(components, self.restart_policy)
 
     def demo_service_env(self, name: str) -> dict[str, str]:
         """Demo mode: matching proposes sooner, so the dashboard shows matches early."""
@@ -209,12 +323,6 @@ class Stack:
         lines.append("Press Ctrl-C to stop everything.")
         print("\n".join(lines), flush=True)
 
-    def failed_child(self) -> ChildProcess | None:
-        for child in [*self.services, *(p.process for p in (self.kafka, self.mongo) if p)]:
-            if child is not None and child.popen is not None and not child.running:
-                return child
-        return None
-
     def stop(self) -> None:
         # The simulator first (it only talks to the services), then the services (they
         # flush producers and commit), then the servers they use.
@@ -228,9 +336,12 @@ class Stack:
             self.kafka.stop()
 
 
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as response:
-        return bool(response.status == 200)
+def _http_ok(url: str, timeout_s: float = 3.0) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:
+            return bool(response.status == 200)
+    except OSError:  # refused, timed out, or an HTTP error status (503: not ready)
+        return False
 
 
 def up(settings: StackSettings) -> int:
@@ -243,18 +354,13 @@ def up(settings: StackSettings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    supervisor: Supervisor | None = None
     try:
         stack.start()
         stack.print_summary()
+        supervisor = stack.supervisor()
         while not stop_requested.wait(1.0):
-            failed = stack.failed_child()
-            if failed is not None:
-                print(
-                    f"\n{failed.name} exited with code {failed.exit_code()}; stopping. "
-                    f"Its log ({failed.log_path}) ends with:\n{failed.log_tail()}",
-                    file=sys.stderr,
-                )
-                return 1
+            supervisor.check()
             news = stack.simulator_news()
             if news:
                 print(f"\n{news}", file=sys.stderr, flush=True)
@@ -269,6 +375,8 @@ def up(settings: StackSettings) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\nstopping Common Ground…", flush=True)
+        if supervisor is not None and any(supervisor.restarts().values()):
+            logger.warning("supervisor: restarts during this run: %s", supervisor.summary())
         stack.stop()
         print("stopped.", flush=True)
 

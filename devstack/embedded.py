@@ -79,10 +79,14 @@ class EmbeddedKafka:
         return f"{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 60.0) -> None:
+        """Start (or start again after an exit: same log, same port) and wait until it
+        answers. Its stdout and stderr go to ``kafka.log``."""
+        if self.process is not None and self.process.running:
+            raise StackError("the Kafka broker is already running")
         require_free_port(self.host, self.port, "the Kafka broker", "COMMONGROUND_KAFKA_PORT")
         url = f"tcp://{self.host}:{self.port}"
-        self.process = ChildProcess(
-            name="kafka (tansu)",
+        self.process = self.process or ChildProcess(
+            name="kafka",
             argv=[
                 tansu_binary(),
                 "broker",
@@ -121,12 +125,15 @@ class EmbeddedMongo:
         return f"mongodb://{self.host}:{self.port}/?directConnection=true"
 
     def start(self, timeout_s: float = 60.0) -> None:
+        """Start (or start again after an exit) and wait until it answers."""
         require_free_port(self.host, self.port, "the MongoDB server", "COMMONGROUND_MONGODB_PORT")
         storage = ":memory:" if self.storage_path is None else str(self.storage_path)
         if self.storage_path is not None:
             self.storage_path.mkdir(parents=True, exist_ok=True)
-        self.process = ChildProcess(
-            name="mongodb (secantusd)",
+        if self.process is not None and self.process.running:
+            raise StackError("the MongoDB server is already running")
+        self.process = self.process or ChildProcess(
+            name="mongodb",
             argv=[
                 secantusd_binary(),
                 "--host",

@@ -2,7 +2,11 @@
 
 Each child runs in its own process group (so a terminal's Ctrl-C reaches only us and we
 decide the shutdown order) and gets ``PR_SET_PDEATHSIG`` so that even a SIGKILLed parent
-leaves no orphan behind.
+leaves no orphan behind. (The death signal follows the *thread* that forked the child:
+children are started from the main thread, which lives as long as the stack.)
+
+Everything a child writes (stdout and stderr) goes to its log file, and the stack adds a
+line there at every start and every exit, so a child that vanishes leaves a trace.
 """
 
 from __future__ import annotations
@@ -12,17 +16,42 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO
+
+from tenacity import (
+    RetryError,
+    Retrying,
+    retry_if_exception,
+    retry_if_result,
+    stop_after_delay,
+    wait_exponential,
+)
 
 PR_SET_PDEATHSIG = 1
 
 
 class StackError(RuntimeError):
     """A problem the user can fix; the message names the fix."""
+
+
+class ChildExited(StackError):
+    """A child exited while we waited for it (a start worth retrying)."""
+
+
+def describe_exit(code: int | None) -> str:
+    """``exit code 3`` / ``killed by SIGKILL`` / ``still running``."""
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
 
 
 def _die_with_parent() -> None:  # runs in the child between fork and exec
@@ -68,11 +97,17 @@ class ChildProcess:
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: Path | None = None
     popen: subprocess.Popen[bytes] | None = None
+    starts: int = 0
     _log: IO[bytes] | None = None
 
     def start(self) -> None:
+        """Start (or start again: the previous run's process group is reaped first)."""
+        if self.popen is not None:
+            self.stop()
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
+        self.starts += 1
+        self.note(f"start #{self.starts}: {' '.join(self.argv)}")
         try:
             self.popen = subprocess.Popen(
                 list(self.argv),
@@ -95,6 +130,20 @@ class ChildProcess:
 
     def exit_code(self) -> int | None:
         return None if self.popen is None else self.popen.poll()
+
+    @property
+    def exited(self) -> bool:
+        """Started and no longer running."""
+        return self.popen is not None and self.popen.poll() is not None
+
+    def note(self, line: str) -> None:
+        """Append a stack line (``===== ...``) to the child's log."""
+        stamp = datetime.now(UTC).isoformat(timespec="seconds")
+        try:
+            with open(self.log_path, "a") as out:
+                out.write(f"===== {stamp} commonground: {self.name} {line}\n")
+        except OSError:
+            pass
 
     def log_tail(self, lines: int = 15) -> str:
         try:
@@ -138,24 +187,35 @@ def wait_until(
     interval_s: float = 0.25,
     fix: str = "",
 ) -> None:
-    """Poll ``check()`` until it returns true; fail clearly on timeout or child death."""
-    deadline = time.monotonic() + timeout_s
-    last_error: BaseException | None = None
-    while time.monotonic() < deadline:
-        if child is not None and child.popen is not None and child.popen.poll() is not None:
-            raise StackError(
-                f"{what} exited with code {child.popen.returncode} before becoming ready. "
+    """Poll ``check()`` until it returns true, retrying its errors (a server not
+    answering yet, a server-selection timeout) with backoff from ``interval_s`` up to
+    2 s, for ``timeout_s``; fail clearly on timeout, or at once (:class:`ChildExited`)
+    if ``child`` exits meanwhile."""
+
+    def attempt() -> bool:
+        if child is not None and child.exited:
+            code = child.exit_code()
+            raise ChildExited(
+                f"{what} exited ({describe_exit(code)}) before becoming ready. "
                 f"Its log ({child.log_path}) ends with:\n{child.log_tail()}"
             )
-        try:
-            if check():
-                return
-        except Exception as exc:  # not ready yet
-            last_error = exc
-        time.sleep(interval_s)
-    hint = f" Last error: {last_error!r}." if last_error else ""
-    log = f" See its log: {child.log_path}" if child else ""
-    raise StackError(
-        f"{what} did not become ready within {timeout_s:.0f}s.{hint}{log}"
-        + (f"\n{fix}" if fix else "")
+        return bool(check())
+
+    retrying = Retrying(
+        stop=stop_after_delay(timeout_s),
+        wait=wait_exponential(multiplier=interval_s, min=interval_s, max=max(interval_s, 2.0)),
+        retry=retry_if_result(lambda ok: not ok)
+        | retry_if_exception(
+            lambda exc: isinstance(exc, Exception) and not isinstance(exc, ChildExited)
+        ),
     )
+    try:
+        retrying(attempt)
+    except RetryError as exc:
+        last_error = exc.last_attempt.exception() if exc.last_attempt.failed else None
+        hint = f" Last error: {last_error!r}." if last_error else ""
+        log = f" See its log: {child.log_path}" if child else ""
+        raise StackError(
+            f"{what} did not become ready within {timeout_s:.0f}s.{hint}{log}"
+            + (f"\n{fix}" if fix else "")
+        ) from None

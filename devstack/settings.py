@@ -29,7 +29,21 @@ class StackSettings(BaseSettings):
     matching_port: int = 8002
     reporting_port: int = 8003
     topic_partitions: int = 4
-    ready_timeout_s: float = 90.0
+    ready_timeout_s: float = Field(
+        default=90.0,
+        gt=0,
+        description="How long to wait for each component to answer (retrying transient "
+        "errors such as server-selection timeouts meanwhile).",
+    )
+    restart_max_rapid_failures: int = Field(
+        default=5,
+        ge=1,
+        description="A child that fails this many times in a row (each run shorter than "
+        "60 s) is not restarted again: the stack stops and says why.",
+    )
+    restart_max_delay_s: float = Field(
+        default=30.0, gt=0, description="Longest backoff before restarting a child."
+    )
     demo_provider_key: SecretStr | None = None
     demo_coordinator_key: SecretStr | None = None
     demo_analyst_key: SecretStr | None = None

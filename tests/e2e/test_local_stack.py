@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -216,3 +216,128 @@ def test_external_kafka_that_never_answers_fails_clearly(
     assert "Kafka" in result.stderr and "COMMONGROUND_KAFKA_BOOTSTRAP_SERVERS" in result.stderr
     with socket.socket() as probe:  # the embedded database was stopped again
         probe.bind(("127.0.0.1", stack_ports["mongodb"]))
+
+
+def cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def child_running(stack_pid: int, *argv_part: str) -> int | None:
+    """The pid of the stack's live descendant whose command line has ``argv_part``."""
+    for pid in sorted(alive(descendants(stack_pid))):
+        line = cmdline(pid)
+        if all(part in line for part in argv_part):
+            return pid
+    return None
+
+
+def poll(probe: Callable[[], object], *, timeout_s: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if probe():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what} within {timeout_s:.0f}s; stack output:\n{log.read_text()}")
+
+
+def topics_on(bootstrap: str) -> set[str]:
+    import asyncio
+
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    async def listing() -> set[str]:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=3000)
+        try:
+            await admin.start()
+            return set(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    try:
+        return asyncio.run(listing())
+    except Exception:
+        return set()
+
+
+def test_stack_heals_when_a_service_or_the_broker_is_killed(
+    tmp_path: Path, stack_ports: dict[str, int]
+) -> None:
+    from shared.topics import all_topics
+
+    output = tmp_path / "stack.out"
+    with open(output, "w") as out:
+        stack = subprocess.Popen(
+            [sys.executable, "-m", "devstack", "up"],
+            cwd=REPO,
+            env=stack_env(tmp_path, stack_ports),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    ready = {
+        s: f"http://127.0.0.1:{stack_ports[s]}/readyz"
+        for s in ("enrolment", "matching", "reporting")
+    }
+
+    def all_ready() -> bool:
+        assert stack.poll() is None, output.read_text()
+        return all(http_status(url) == 200 for url in ready.values())
+
+    try:
+        poll(
+            lambda: all_ready() and "Common Ground is running" in output.read_text(),
+            timeout_s=180,
+            what="the stack was not ready",
+            log=output,
+        )
+
+        # kill -9 one service: the supervisor says so and starts it again.
+        victim = child_running(stack.pid, "services.enrolment")
+        assert victim is not None, output.read_text()
+        os.kill(victim, signal.SIGKILL)
+        poll(
+            lambda: "enrolment restarted (restart #1)" in output.read_text(),
+            timeout_s=60,
+            what="enrolment was not restarted",
+            log=output,
+        )
+        poll(all_ready, timeout_s=120, what="enrolment did not become ready again", log=output)
+        again = child_running(stack.pid, "services.enrolment")
+        assert again is not None and again != victim
+        text = output.read_text()
+        assert "enrolment exited unexpectedly (killed by SIGKILL)" in text, text
+
+        # kill -9 the broker (it forgets every topic): it comes back with the contract
+        # topics, and every service is ready again.
+        broker = child_running(stack.pid, "broker", "--listener-url")
+        assert broker is not None, output.read_text()
+        os.kill(broker, signal.SIGKILL)
+        poll(
+            lambda: "kafka restarted (restart #1)" in output.read_text(),
+            timeout_s=120,
+            what="the broker was not restarted",
+            log=output,
+        )
+        bootstrap = f"127.0.0.1:{stack_ports['kafka']}"
+        missing = set(all_topics()) - topics_on(bootstrap)
+        assert not missing, f"topics not re-created: {missing}\n{output.read_text()}"
+        poll(all_ready, timeout_s=180, what="services did not become ready again", log=output)
+        assert "kafka exited unexpectedly (killed by SIGKILL)" in output.read_text()
+        kafka_log = (tmp_path / "data" / "logs" / "kafka.log").read_text()
+        assert "kafka exited (killed by SIGKILL)" in kafka_log  # a trace in its own log
+
+        # Ctrl-C / SIGTERM still stops everything, restarted children included.
+        children = descendants(stack.pid)
+        stack.send_signal(signal.SIGTERM)
+        stack.wait(90)
+        text = output.read_text()
+        assert stack.returncode == 0, text
+        assert "restarts during this run: kafka 1, mongodb 0, enrolment 1" in text, text
+        assert alive(children) == set(), f"orphans left: {alive(children)}\n{text}"
+    finally:
+        if stack.poll() is None:
+            stack.kill()
+            stack.wait(10)
