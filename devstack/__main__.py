@@ -79,6 +79,10 @@ class Stack:
             max_rapid_failures=settings.restart_max_rapid_failures,
             max_delay_s=settings.restart_max_delay_s,
         )
+        # Supervision begins as soon as the embedded servers answer (a broker that dies
+        # while the services start is restarted, with its topics, not waited for in
+        # vain); each service joins once it is ready.
+        self.supervisor = Supervisor([], self.restart_policy)
 
     def service_port(self, name: str) -> int:
         port: int = getattr(self.settings, f"{name}_port")
@@ -127,6 +131,7 @@ class Stack:
             self._start_retrying("the MongoDB server", lambda _: mongo.start(s.ready_timeout_s))
             self.mongodb_url = mongo.url
         self.create_topics()
+        self._supervise_servers()
         self.seed_demo_accounts()
         for name in SERVICES:
             child = ChildProcess(
@@ -147,6 +152,14 @@ class Stack:
             self._start_retrying(
                 f"the {child.name} service",
                 lambda attempt, child=child: self._service_up(child, restart=attempt > 1),  # type: ignore[misc]
+            )
+            self.supervisor.add(
+                Component(
+                    child.name,
+                    process=lambda child=child: child,  # type: ignore[misc]
+                    restart=child.start,
+                    ready=lambda name=child.name: self.service_ready(name, 1.0),  # type: ignore[misc]
+                )
             )
         if s.demo:
             self.start_simulator()
@@ -169,8 +182,13 @@ class Stack:
     def _service_up(self, child: ChildProcess, *, restart: bool) -> None:
         if restart:
             child.start()
+
+        def ready() -> bool:
+            self.supervisor.check()  # the broker and database, while we wait
+            return self.service_ready(child.name)
+
         wait_until(
-            lambda: self.service_ready(child.name),
+            ready,
             timeout_s=self.settings.ready_timeout_s,
             what=f"the {child.name} service ({self.readyz(child.name)})",
             child=child,
@@ -199,13 +217,12 @@ class Stack:
                 )
         logger.info("created topics: %s", ", ".join(created) or "none")
 
-    def supervisor(self) -> Supervisor:
-        """Every child we started, supervised: the broker (re-creating the contract
-        topics once it answers again), the database and each service."""
+    def _supervise_servers(self) -> None:
+        """The embedded broker (its contract topics re-created once it answers again)
+        and database, supervised from now on."""
         s = self.settings
-        components: list[Component] = []
         if (kafka := self.kafka) is not None:
-            components.append(
+            self.supervisor.add(
                 Component(
                     "kafka",
                     process=lambda: kafka.process,
@@ -214,23 +231,13 @@ class Stack:
                 )
             )
         if (mongo := self.mongo) is not None:
-            components.append(
+            self.supervisor.add(
                 Component(
                     "mongodb",
                     process=lambda: mongo.process,
                     restart=lambda: mongo.start(s.ready_timeout_s),
                 )
             )
-        for child in self.services:
-            components.append(
-                Component(
-                    child.name,
-                    process=lambda child=child: child,  # type: ignore[misc]
-                    restart=child.start,
-                    ready=lambda name=child.name: self.service_ready(name, 1.0),  # type: ignore[misc]
-                )
-            )
-        return Supervisor(components, self.restart_policy)
 
     def demo_service_env(self, name: str) -> dict[str, str]:
         """Demo mode: matching proposes sooner, so the dashboard shows matches early."""
@@ -354,11 +361,10 @@ def up(settings: StackSettings) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    supervisor: Supervisor | None = None
+    supervisor = stack.supervisor
     try:
         stack.start()
         stack.print_summary()
-        supervisor = stack.supervisor()
         while not stop_requested.wait(1.0):
             supervisor.check()
             news = stack.simulator_news()
@@ -375,7 +381,7 @@ def up(settings: StackSettings) -> int:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         print("\nstopping Common Ground…", flush=True)
-        if supervisor is not None and any(supervisor.restarts().values()):
+        if any(supervisor.restarts().values()):
             logger.warning("supervisor: restarts during this run: %s", supervisor.summary())
         stack.stop()
         print("stopped.", flush=True)

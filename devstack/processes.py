@@ -206,7 +206,8 @@ def wait_until(
         wait=wait_exponential(multiplier=interval_s, min=interval_s, max=max(interval_s, 2.0)),
         retry=retry_if_result(lambda ok: not ok)
         | retry_if_exception(
-            lambda exc: isinstance(exc, Exception) and not isinstance(exc, ChildExited)
+            # StackError: a child exited, or the supervisor gave up; never worth a retry.
+            lambda exc: isinstance(exc, Exception) and not isinstance(exc, StackError)
         ),
     )
     try:

@@ -79,6 +79,10 @@ class Supervisor:
         for component in self.components:
             component.started_at = now
 
+    def add(self, component: Component) -> None:
+        component.started_at = self._clock()
+        self.components.append(component)
+
     def restarts(self) -> dict[str, int]:
         return {c.name: c.restarts for c in self.components}
 
