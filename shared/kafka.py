@@ -8,6 +8,7 @@ from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.structs import RecordMetadata
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity
 from opentelemetry import context as otel_context
@@ -43,7 +44,7 @@ def make_broker(settings: ServiceSettings, telemetry: Telemetry, **overrides: An
 
 async def publish_event(
     broker: KafkaBroker, topic: str, event: CloudEvent[Event], *, key: str
-) -> None:
+) -> RecordMetadata:
     """Publish one CloudEvent in Kafka binary mode and wait for the broker's ack.
 
     The publish runs in the trace context the event was created in, so FastStream's
@@ -55,7 +56,9 @@ async def publish_event(
             TraceContextTextMapPropagator().extract({"traceparent": event.traceparent})
         )
     try:
-        await broker.publish(event.body(), topic=topic, key=key.encode(), headers=event.headers())
+        return await broker.publish(
+            event.body(), topic=topic, key=key.encode(), headers=event.headers()
+        )
     finally:
         if token is not None:
             otel_context.detach(token)

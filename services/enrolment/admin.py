@@ -201,12 +201,18 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
     from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
     from services.enrolment.privacy import LearnerVault
     from services.enrolment.repository import MongoEnrolmentRepository
+    from shared.outbox import MongoOutbox
     from shared.telemetry import build_telemetry
 
     db = client[settings.database_name]
     master, platform = key_rings_for(settings)
-    vault = LearnerVault(client, db, master=master, platform=platform)
-    repository = MongoEnrolmentRepository(client, db)
+    outbox = MongoOutbox(
+        db,
+        retention_s=settings.outbox_retention_s,
+        max_messages_per_row=settings.outbox_row_max_messages,
+    )
+    vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
+    repository = MongoEnrolmentRepository(client, db, outbox)
     service = EnrolmentService(
         repository,
         MongoProviderDirectory(db),

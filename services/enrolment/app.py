@@ -12,19 +12,8 @@ from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
 from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
-from services.enrolment.outbox import (
-    OutboxRelay,
-    RelayConfig,
-    RelayMetrics,
-    UnpublishableMessage,
-)
 from services.enrolment.privacy import LearnerVault
-from services.enrolment.repository import (
-    MongoEnrolmentRepository,
-    MongoOutboxStore,
-    MongoProviderDirectory,
-    OutboxMessage,
-)
+from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
 from services.enrolment.settings import (
     DEV_DATA_KEY_ENCRYPTION_KEYS,
     DEV_PSEUDONYM_KEY,
@@ -32,11 +21,10 @@ from services.enrolment.settings import (
 )
 from shared import topics
 from shared.auth import ApiKeyStore
-from shared.cloudevents import EnvelopeError
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
 from shared.health import DependencyWatch
-from shared.kafka import publish_event
+from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher, log_probe_for
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
 
@@ -94,41 +82,30 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         db = runtime.db
-        repository = MongoEnrolmentRepository(
-            runtime.mongo, db, max_messages_per_row=settings.outbox_row_max_messages
+        outbox = MongoOutbox(
+            db,
+            retention_s=settings.outbox_retention_s,
+            max_messages_per_row=settings.outbox_row_max_messages,
         )
-        outbox = MongoOutboxStore(db, retention_s=settings.outbox_retention_s)
+        repository = MongoEnrolmentRepository(runtime.mongo, db, outbox)
         providers = MongoProviderDirectory(db)
         keys = ApiKeyStore(db["api_keys"])
-        vault = LearnerVault(runtime.mongo, db, master=master_ring, platform=platform_ring)
+        vault = LearnerVault(
+            runtime.mongo, db, outbox=outbox, master=master_ring, platform=platform_ring
+        )
         for component in (repository, outbox, providers, keys, vault):
             await component.ensure_indexes()
 
-        async def publish(message: OutboxMessage) -> None:
-            # Re-validated against the contract on the way out; ce_id = the message id
-            # fixed when it was written.
-            try:
-                event = OUTBOX_EVENTS.decode(message.body.encode(), message.headers)
-            except EnvelopeError:
-                # Not the decoder's text: pydantic quotes input values, and a body may
-                # hold special category data.
-                ce_type = message.headers.get("ce_type", "unknown type")
-                raise UnpublishableMessage(f"{ce_type} does not decode as its contract") from None
-            await publish_event(runtime.broker, message.topic, event, key=message.key)
-
         relay = OutboxRelay(
             outbox,
-            publish,
-            RelayConfig(
-                batch_size=settings.outbox_batch_size,
-                poll_interval_s=settings.outbox_poll_interval_s,
-                lease_ttl_s=settings.outbox_lease_ttl_s,
-                linger_s=settings.outbox_linger_s,
-            ),
+            contract_publisher(runtime.broker, OUTBOX_EVENTS),
+            settings,
             RelayMetrics(runtime.telemetry),
+            log_check=log_probe_for(settings),
             # Publish only between broker start and shutdown (readiness is set after
             # the broker starts and cleared first on shutdown).
             can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+            component="enrolment",
         )
         service = EnrolmentService(
             repository,

@@ -52,7 +52,6 @@ from services.enrolment.intake import (
     NotFound,
     PrivacyService,
 )
-from services.enrolment.outbox import OutboxRelay
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
@@ -67,6 +66,7 @@ from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoor
 from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
 from shared.health import DependencyWatch
 from shared.mongo import mongo_ping
+from shared.outbox import OutboxRelay
 from shared.problems import Problem, field_errors, problem_response
 from shared.ratelimit import charge
 from shared.service import Runtime

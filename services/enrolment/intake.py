@@ -36,13 +36,11 @@ from services.enrolment.privacy import (
     LearnerVault,
     consent_changed_box,
     needs_sealing,
-    outbox_row_for,
     seal_event,
 )
 from services.enrolment.repository import (
     AlreadyExists,
     EnrolmentRepository,
-    OutboxMessage,
     ProviderDirectory,
     VersionConflict,
 )
@@ -60,6 +58,7 @@ from shared.contracts.enrolment import (
     SubmissionRejected,
 )
 from shared.contracts.reference import CombinedAuthority
+from shared.outbox import OutboxMessage
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -551,21 +550,8 @@ class PrivacyService:
             data=LearnerErased(learner=learner, erased_at=now, enrolment_ids=ids), source=SOURCE
         )
         message = OutboxMessage.of(event, topic=topics.ENROLMENT_EVENTS, key=learner)
-        row = outbox_row_for(
-            [
-                {
-                    "id": message.id,
-                    "topic": message.topic,
-                    "key": message.key,
-                    "headers": message.headers,
-                    "body": message.body,
-                }
-            ],
-            int(now.timestamp() * 1_000_000),
-            now,
-        )
         done = await self._vault.erase(
-            learner, enrolments, principal.principal_id, row, LearnerKeyIssued.ce_type()
+            learner, enrolments, principal.principal_id, message, LearnerKeyIssued.ce_type()
         )
         if not done:
             again = await self._vault.erased(learner)

@@ -18,7 +18,6 @@ See docs/privacy.md for the whole design and what it guarantees.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +37,7 @@ from shared.contracts.enrolment import (
 )
 from shared.contracts.privacy import WrappedKey
 from shared.crypto import KeyRing, new_data_key, new_key_id, seal_personal
+from shared.outbox import MongoOutbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ class LearnerVault:
         client: AsyncMongoClient[Any],
         db: AsyncDatabase[Any],
         *,
+        outbox: MongoOutbox,
         master: KeyRing,
         platform: KeyRing,
     ) -> None:
@@ -94,7 +95,7 @@ class LearnerVault:
         self._keys = db["learner_keys"]
         self._erased = db["erased_learners"]
         self._enrolments = db["enrolments"]
-        self._outbox = db["outbox"]
+        self._outbox = outbox
         self._master = master
         self._platform = platform
 
@@ -160,7 +161,7 @@ class LearnerVault:
         learner: str,
         enrolments: Sequence[tuple[str, str]],
         erased_by: str,
-        outbox_row: Doc,
+        announcement: OutboxMessage,
         key_event_type: str,
     ) -> bool:
         """One transaction: delete the learner's enrolments, data key and undelivered or
@@ -173,11 +174,7 @@ class LearnerVault:
                 return False
             await self._enrolments.delete_many({"learner": learner}, session=session)
             await self._keys.delete_one({"_id": learner}, session=session)
-            await self._outbox.update_many(
-                {"messages.key": learner},
-                {"$pull": {"messages": {"key": learner, "headers.ce_type": key_event_type}}},
-                session=session,
-            )
+            await self._outbox.withdraw(learner, key_event_type, session=session)
             await self._erased.insert_one(
                 {
                     "_id": learner,
@@ -188,22 +185,9 @@ class LearnerVault:
                 },
                 session=session,
             )
-            await self._outbox.insert_one(outbox_row, session=session)
+            await self._outbox.add([announcement], session=session, now=now)
             return True
 
         async with self._client.start_session() as session:
             result: bool = await session.with_transaction(work)
         return result
-
-
-def outbox_row_for(messages: Sequence[Doc], seq: int, now: datetime) -> Doc:
-    """An outbox row in the enrolment outbox's format (see repository.py)."""
-    return {
-        "_id": str(uuid.uuid4()),
-        "seq": seq,
-        "messages": list(messages),
-        "count": len(messages),
-        "pending": True,
-        "created_at": now,
-        "sent_at": None,
-    }

@@ -1,8 +1,8 @@
 """MongoDB adapters of the enrolment service (its own database, ``cg_enrolment``).
 
 Collections: ``enrolments`` (state, one document per enrolment, ``_id`` = enrolment id),
-``outbox`` (events waiting for / done with publication), ``outbox_lease`` (which replica
-relays), ``providers`` (who may submit), ``api_keys`` (hashed, via ``shared.auth``).
+the outbox (``shared.outbox``), ``providers`` (who may submit), ``api_keys`` (hashed, via
+``shared.auth``).
 
 A state change and the events announcing it are written in ONE transaction, so an
 event is published if and only if its change committed (transactional outbox). Writes
@@ -14,10 +14,8 @@ marks a whole batch sent with a handful of writes (SecantusDB writes ~1000 docs/
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from pymongo import ASCENDING, AsyncMongoClient
@@ -26,7 +24,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.enrolment.domain import Enrolment, HistoryEntry, Lifecycle, Provider, Status
-from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import EnrolmentSubmission
 from shared.contracts.reference import (
     AgeBand,
@@ -35,6 +32,7 @@ from shared.contracts.reference import (
     Outcome,
     WithdrawalReason,
 )
+from shared.outbox import MongoOutbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -47,37 +45,6 @@ class AlreadyExists(Exception):
 
 class VersionConflict(Exception):
     """The enrolment changed since it was read (a concurrent progress update won)."""
-
-
-@dataclass(frozen=True)
-class OutboxMessage:
-    """One event waiting to be published. ``id`` is fixed when the event is written and is
-    the CloudEvent ``ce_id``, so a re-publish after a crash is deduplicated downstream."""
-
-    id: str
-    topic: str
-    key: str
-    headers: dict[str, str]
-    body: str
-
-    @classmethod
-    def of(cls, event: CloudEvent[Event], *, topic: str, key: str) -> OutboxMessage:
-        return cls(
-            id=event.id,
-            topic=topic,
-            key=key,
-            headers=event.headers(),
-            body=event.body().decode(),
-        )
-
-
-@dataclass(frozen=True)
-class OutboxRow:
-    """The events of one transaction (or part of one), in the order they must be sent."""
-
-    id: str
-    seq: int
-    messages: tuple[OutboxMessage, ...]
 
 
 # ------------------------------------------------------------------------------ protocols
@@ -104,26 +71,6 @@ class EnrolmentRepository(Protocol):
         """The enrolment's new state and its event in one transaction (raises
         VersionConflict when someone else changed it first)."""
         ...
-
-
-class OutboxStore(Protocol):
-    async def pending(self, max_messages: int) -> list[OutboxRow]:
-        """Unsent rows in commit order, until about ``max_messages`` messages."""
-        ...
-
-    async def mark_sent(self, row_ids: Sequence[str]) -> None: ...
-
-    async def mark_parked(self, row_ids: Sequence[str]) -> None:
-        """Take rows that can never be published out of the queue (kept for inspection)."""
-        ...
-
-    async def backlog(self) -> int:
-        """Messages committed but not yet published."""
-        ...
-
-    async def acquire_lease(self, owner: str, ttl_s: float) -> bool: ...
-
-    async def release_lease(self, owner: str) -> None: ...
 
 
 class ProviderDirectory(Protocol):
@@ -209,44 +156,6 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
     )
 
 
-def _message_document(m: OutboxMessage) -> dict[str, Any]:
-    return {"id": m.id, "topic": m.topic, "key": m.key, "headers": m.headers, "body": m.body}
-
-
-def _chunks(messages: Sequence[OutboxMessage], size: int) -> list[Sequence[OutboxMessage]]:
-    return [messages[i : i + size] for i in range(0, len(messages), size)]
-
-
-def outbox_row_from_document(doc: dict[str, Any]) -> OutboxRow:
-    return OutboxRow(
-        id=doc["_id"],
-        seq=doc["seq"],
-        messages=tuple(
-            OutboxMessage(
-                id=m["id"],
-                topic=m["topic"],
-                key=m["key"],
-                headers=dict(m["headers"]),
-                body=m["body"],
-            )
-            for m in doc["messages"]
-        ),
-    )
-
-
-class _Sequencer:
-    """Outbox order: microseconds since the epoch, strictly increasing in this process
-    (rows of one transaction keep their order; per-key order is what Kafka needs)."""
-
-    def __init__(self) -> None:
-        self._last = 0
-
-    def take(self, n: int, now: datetime) -> range:
-        start = max(int(now.timestamp() * 1_000_000), self._last + 1)
-        self._last = start + n - 1
-        return range(start, start + n)
-
-
 # -------------------------------------------------------------------------- Mongo adapters
 
 
@@ -255,14 +164,11 @@ class MongoEnrolmentRepository:
         self,
         client: AsyncMongoClient[Any],
         db: AsyncDatabase[Any],
-        *,
-        max_messages_per_row: int = 200,
+        outbox: MongoOutbox,
     ) -> None:
         self._client = client
         self._enrolments = db["enrolments"]
-        self._outbox = db["outbox"]
-        self._per_row = max_messages_per_row
-        self._seq = _Sequencer()
+        self._outbox = outbox
 
     async def ensure_indexes(self) -> None:
         await self._enrolments.create_index([("provider_id", ASCENDING)])
@@ -280,24 +186,6 @@ class MongoEnrolmentRepository:
         )
         return {doc["_id"]: doc["fingerprint"] async for doc in cursor}
 
-    def _outbox_docs(
-        self, messages: Sequence[OutboxMessage], now: datetime
-    ) -> list[dict[str, Any]]:
-        chunks = _chunks(messages, self._per_row)
-        seqs = self._seq.take(len(chunks), now)
-        return [
-            {
-                "_id": str(uuid.uuid4()),
-                "seq": seq,
-                "messages": [_message_document(m) for m in chunk],
-                "count": len(chunk),
-                "pending": True,
-                "created_at": now,
-                "sent_at": None,
-            }
-            for seq, chunk in zip(seqs, chunks, strict=True)
-        ]
-
     async def insert(
         self, enrolments: Sequence[Enrolment], outbox: Sequence[OutboxMessage]
     ) -> None:
@@ -305,13 +193,11 @@ class MongoEnrolmentRepository:
             return
         now = datetime.now(UTC)
         docs = [enrolment_document(e, now) for e in enrolments]
-        rows = self._outbox_docs(outbox, now)
 
         async def write(session: AsyncClientSession) -> None:
             if docs:
                 await self._enrolments.insert_many(docs, ordered=True, session=session)
-            if rows:
-                await self._outbox.insert_many(rows, ordered=True, session=session)
+            await self._outbox.add(outbox, session=session, now=now)
 
         try:
             async with self._client.start_session() as session:
@@ -329,7 +215,6 @@ class MongoEnrolmentRepository:
         doc["version"] = expected_version + 1
         doc.pop("_id")
         doc.pop("accepted_at")
-        rows = self._outbox_docs(outbox, now)
 
         async def write(session: AsyncClientSession) -> None:
             result = await self._enrolments.update_one(
@@ -339,8 +224,7 @@ class MongoEnrolmentRepository:
             )
             if result.matched_count != 1:
                 raise VersionConflict(enrolment.enrolment_id)
-            if rows:
-                await self._outbox.insert_many(rows, ordered=True, session=session)
+            await self._outbox.add(outbox, session=session, now=now)
 
         async with self._client.start_session() as session:
             await session.with_transaction(write)
@@ -352,78 +236,6 @@ def _is_duplicate_key(exc: Exception) -> bool:
     if isinstance(exc, BulkWriteError):
         return any(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", []))
     return False
-
-
-class MongoOutboxStore:
-    LEASE_ID = "outbox-relay"
-
-    def __init__(self, db: AsyncDatabase[Any], *, retention_s: int) -> None:
-        self._outbox = db["outbox"]
-        self._lease = db["outbox_lease"]
-        self._retention_s = retention_s
-
-    async def ensure_indexes(self) -> None:
-        await self._outbox.create_index([("pending", ASCENDING), ("seq", ASCENDING)])
-        await self._outbox.create_index("sent_at", expireAfterSeconds=self._retention_s)
-
-    async def pending(self, max_messages: int) -> list[OutboxRow]:
-        # First the sizes only (small documents), then just the rows this round takes.
-        chosen: list[str] = []
-        total = 0
-        sizes = (
-            self._outbox.find({"pending": True}, {"count": 1})
-            .sort([("seq", ASCENDING)])
-            .limit(max_messages)
-        )
-        async for doc in sizes:
-            chosen.append(doc["_id"])
-            total += int(doc.get("count", 1))
-            if total >= max_messages:
-                break
-        await sizes.close()
-        if not chosen:
-            return []
-        docs = self._outbox.find({"_id": {"$in": chosen}, "pending": True})
-        rows = [outbox_row_from_document(doc) async for doc in docs]
-        return sorted(rows, key=lambda row: row.seq)
-
-    async def mark_sent(self, row_ids: Sequence[str]) -> None:
-        if row_ids:
-            await self._outbox.update_many(
-                {"_id": {"$in": list(row_ids)}},
-                {"$set": {"pending": False, "sent_at": datetime.now(UTC)}},
-            )
-
-    async def mark_parked(self, row_ids: Sequence[str]) -> None:
-        if row_ids:
-            await self._outbox.update_many(
-                {"_id": {"$in": list(row_ids)}},
-                {"$set": {"pending": False, "parked_at": datetime.now(UTC)}},
-            )
-
-    async def backlog(self) -> int:
-        cursor = await self._outbox.aggregate(
-            [{"$match": {"pending": True}}, {"$group": {"_id": None, "n": {"$sum": "$count"}}}]
-        )
-        docs = await cursor.to_list()
-        return int(docs[0]["n"]) if docs else 0
-
-    async def acquire_lease(self, owner: str, ttl_s: float) -> bool:
-        """Leadership among replicas: one relay publishes at a time, another takes over
-        when the lease expires (a crashed replica)."""
-        now = datetime.now(UTC)
-        try:
-            await self._lease.find_one_and_update(
-                {"_id": self.LEASE_ID, "$or": [{"owner": owner}, {"expires_at": {"$lt": now}}]},
-                {"$set": {"owner": owner, "expires_at": now + timedelta(seconds=ttl_s)}},
-                upsert=True,
-            )
-        except DuplicateKeyError:
-            return False
-        return True
-
-    async def release_lease(self, owner: str) -> None:
-        await self._lease.delete_one({"_id": self.LEASE_ID, "owner": owner})
 
 
 class MongoProviderDirectory:

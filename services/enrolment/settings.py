@@ -9,6 +9,7 @@ from typing import ClassVar
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.outbox import OutboxSettings
 from shared.settings import ServiceSettings
 
 # LOCAL USE ONLY. A key anyone can derive from the source code gives no protection: every
@@ -20,7 +21,7 @@ DEV_DATA_KEY_ENCRYPTION_KEYS = (
 )
 
 
-class EnrolmentSettings(ServiceSettings):
+class EnrolmentSettings(ServiceSettings, OutboxSettings):
     model_config = SettingsConfigDict(env_prefix="ENROLMENT_")
 
     service_name: ClassVar[str] = "enrolment"
@@ -59,35 +60,12 @@ class EnrolmentSettings(ServiceSettings):
         default=64 * 1024, description="Largest body for a single submission or progress."
     )
 
-    outbox_batch_size: int = Field(
-        default=1000, ge=1, description="Messages per relay round (whole rows)."
-    )
-    outbox_row_max_messages: int = Field(
-        default=200,
-        ge=1,
-        le=2000,
-        description="Events stored per outbox row (a transaction's events share rows).",
-    )
-    outbox_poll_interval_s: float = Field(
-        default=0.5, gt=0, description="Idle relay wake-up (commits also wake it at once)."
-    )
     outbox_backlog_limit: int = Field(
         default=50_000,
         ge=1,
         description="Unpublished events above which HTTP intake answers 503.",
     )
-    outbox_linger_s: float = Field(
-        default=0.05, ge=0, description="Wait after a commit so nearby commits share a round."
-    )
     outbox_retry_after_s: int = Field(default=30, description="Retry-After sent with the 503.")
-    outbox_lease_ttl_s: float = Field(
-        default=15.0, description="Relay leadership lease; another replica takes over after."
-    )
-    outbox_retention_s: int = Field(
-        default=7 * 24 * 3600, description="Published outbox rows are kept this long."
-    )
-    outbox_relay_enabled: bool = True
-
     inbound_max_records: int = Field(
         default=500, ge=1, description="Records per Kafka intake batch (one transaction)."
     )

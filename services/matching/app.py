@@ -14,10 +14,11 @@ from services.matching.metrics import MatchingMetrics
 from services.matching.repository import MongoMatchingRepository
 from services.matching.settings import MatchingSettings
 from services.matching.use_cases import MatchingService
-from services.matching.workers import Leases, OutboxRelay, Workers, instance_id
+from services.matching.workers import Leases, Workers, instance_id
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
 from shared.learner_keys import MongoLearnerKeys
+from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher, log_probe_for
 from shared.service import Runtime, create_service_app
 from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
@@ -28,19 +29,26 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         weights = weights_from_toml(settings.weights_file.read_text())
-        repo = MongoMatchingRepository(runtime.mongo, runtime.db)
+        outbox = MongoOutbox(
+            runtime.db,
+            retention_s=settings.outbox_retention_s,
+            max_messages_per_row=settings.outbox_row_max_messages,
+        )
+        await outbox.ensure_indexes()
+        repo = MongoMatchingRepository(runtime.mongo, runtime.db, outbox)
         await repo.ensure_indexes()
         keys = ApiKeyStore(runtime.db["api_keys"])
         await keys.ensure_indexes()
         metrics = MatchingMetrics(runtime.telemetry)
         leases = Leases(repo, instance_id(), timedelta(seconds=settings.lease_ttl_s))
         relay = OutboxRelay(
-            repo,
-            runtime.broker,
-            registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES),
-            metrics,
-            acquire=leases.acquire,
-            batch_size=settings.outbox_batch_size,
+            outbox,
+            contract_publisher(runtime.broker, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
+            settings,
+            RelayMetrics(runtime.telemetry),
+            log_check=log_probe_for(settings),
+            can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+            component="matching",
         )
         service = MatchingService(
             repo=repo,
@@ -50,7 +58,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
                 window=timedelta(seconds=settings.batch_window_s),
             ),
             metrics=metrics,
-            on_commit=relay.notify,
+            on_commit=relay.wake,
         )
         learner_keys = MongoLearnerKeys(runtime.db)
         runtime.state["matching"] = handlers.MatchingContext(
@@ -62,7 +70,6 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             leases,
             scheduler_tick_s=settings.scheduler_tick_s,
             dbs_check_interval_s=settings.dbs_check_interval_s,
-            outbox_poll_interval_s=settings.outbox_poll_interval_s,
         )
         workers.start()
         try:

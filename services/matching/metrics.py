@@ -54,11 +54,3 @@ class MatchingMetrics:
         self.dbs_expired = telemetry.counter(
             "matching_volunteer_dbs_expired_total", "Volunteers paused by a lapsed DBS check."
         )
-        self.outbox_published = telemetry.counter(
-            "matching_outbox_published_total", "Outbox rows published to Kafka."
-        )
-        self.outbox_backlog = Gauge(
-            "matching_outbox_backlog",
-            "Outbox rows not yet published (as last seen by the relay).",
-            registry=registry,
-        )

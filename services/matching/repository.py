@@ -1,19 +1,18 @@
 """Matching state in the service's own MongoDB database, behind a Protocol.
 
-Every state change that must be announced is written together with its outbox rows in
-one transaction; the relay (``workers.OutboxRelay``) publishes those rows afterwards
-with CloudEvent id = outbox row id. So what is stored and what is published cannot
+Every state change that must be announced is written together with its events in the
+outbox (``shared.outbox``) in one transaction; the relay publishes them afterwards with
+the CloudEvent id fixed in the row. So what is stored and what is published cannot
 diverge: a crash before commit leaves neither, a crash after commit leaves a row the
 relay (re)publishes, and consumers deduplicate on ``ce_id``.
 
 Collections: ``volunteers``, ``participants`` (``_id`` = learner pseudonym), ``matches``,
-``outbox``, ``inbox`` (processed ``ce_id`` s), ``runs`` (optimiser runs),
+the outbox's collections, ``inbox`` (processed ``ce_id`` s), ``runs`` (optimiser runs),
 ``schedule`` (last run per combined authority), ``leases``, ``api_keys``.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +36,11 @@ from services.matching.domain import (
     Volunteer,
     merge_opt_in,
 )
-from shared.cloudevents import Event
+from shared.cloudevents import CloudEvent, Event
 from shared.contracts.reference import AgeBand, CombinedAuthority, Ethnicity, Religion, Sex
+from shared.outbox import MongoOutbox, OutboxMessage
+
+EVENT_SOURCE = "/commonground/matching"
 
 Doc = dict[str, Any]
 
@@ -54,16 +56,6 @@ class Outgoing:
     topic: str
     key: str
     event: Event
-
-
-@dataclass(frozen=True)
-class OutboxRecord:
-    id: str
-    topic: str
-    key: str
-    ce_type: str
-    payload: Doc
-    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -165,12 +157,6 @@ class MatchingRepository(Protocol):
         proposals are declined (and, with ``erase``, confirmed matches ended and every
         personal field scrubbed). Returns the matches changed, None if unknown."""
         ...
-
-    async def pending_outbox(self, limit: int) -> list[OutboxRecord]: ...
-
-    async def mark_published(self, ids: Sequence[str], at: datetime) -> None: ...
-
-    async def outbox_backlog(self) -> int: ...
 
     async def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> bool: ...
 
@@ -369,34 +355,19 @@ def match_from_doc(doc: Doc) -> Match:
     )
 
 
-def outbox_docs(events: Sequence[Outgoing], now: datetime) -> list[Doc]:
-    """Outbox rows; ``seq`` orders rows of one transaction (same ``created_at``)."""
-    return [
-        {
-            "_id": str(uuid.uuid4()),
-            "topic": e.topic,
-            "key": e.key,
-            "ce_type": e.event.ce_type(),
-            "payload": e.event.model_dump(mode="json"),
-            "created_at": now,
-            "seq": seq,
-            "published_at": None,
-        }
-        for seq, e in enumerate(events)
-    ]
-
-
 # ----------------------------------------------------------------------- MongoDB
 
 
 class MongoMatchingRepository:
-    def __init__(self, client: AsyncMongoClient[Any], db: AsyncDatabase[Any]) -> None:
+    def __init__(
+        self, client: AsyncMongoClient[Any], db: AsyncDatabase[Any], outbox: MongoOutbox
+    ) -> None:
         self._client = client
         self._db = db
+        self._outbox = outbox
         self.volunteers = db["volunteers"]
         self.participants = db["participants"]
         self.matches = db["matches"]
-        self.outbox = db["outbox"]
         self.inbox = db["inbox"]
         self.runs = db["runs"]
         self.schedule = db["schedule"]
@@ -419,11 +390,25 @@ class MongoMatchingRepository:
         )
         await self.matches.create_index([("volunteer_id", ASCENDING), ("status", ASCENDING)])
         await self.matches.create_index([("participant", ASCENDING)])
-        await self.outbox.create_index(
-            [("published_at", ASCENDING), ("created_at", ASCENDING), ("seq", ASCENDING)]
-        )
         await self.runs.create_index(
             [("combined_authority", ASCENDING), ("started_at", DESCENDING)]
+        )
+
+    async def _queue(
+        self, events: Sequence[Outgoing], now: datetime, session: AsyncClientSession
+    ) -> None:
+        """Queue ``events`` in the outbox, in the transaction of ``session``."""
+        await self._outbox.add(
+            [
+                OutboxMessage.of(
+                    CloudEvent(data=e.event, source=EVENT_SOURCE, time=now),
+                    topic=e.topic,
+                    key=e.key,
+                )
+                for e in events
+            ],
+            session=session,
+            now=now,
         )
 
     async def _transaction(self, body: Callable[[AsyncClientSession], Any]) -> Any:
@@ -523,7 +508,7 @@ class MongoMatchingRepository:
                     session=s,
                 )
             if events:
-                await self.outbox.insert_many(outbox_docs(events, volunteer.updated_at), session=s)
+                await self._queue(events, volunteer.updated_at, s)
 
         await self._transaction(body)
 
@@ -606,7 +591,7 @@ class MongoMatchingRepository:
                     raise Conflict("a volunteer's capacity or DBS changed during the optimiser run")
                 await self.matches.insert_many([match_doc(m) for m in matches], session=s)
                 if events:
-                    await self.outbox.insert_many(outbox_docs(events, run.finished_at), session=s)
+                    await self._queue(events, run.finished_at, s)
             await self.runs.insert_one(
                 {
                     "_id": run.run_id,
@@ -688,7 +673,7 @@ class MongoMatchingRepository:
                     session=s,
                 )
             if events:
-                await self.outbox.insert_many(outbox_docs(events, transition.at), session=s)
+                await self._queue(events, transition.at, s)
 
         await self._transaction(body)
 
@@ -732,7 +717,7 @@ class MongoMatchingRepository:
                     {"_id": {"$in": ids}}, {"$addToSet": {"flags": FLAG_DBS_EXPIRED}}, session=s
                 )
             outgoing = make_event(ids)
-            await self.outbox.insert_many(outbox_docs([outgoing], datetime.now(UTC)), session=s)
+            await self._queue([outgoing], datetime.now(UTC), s)
             return ids
 
         result: list[str] | None = await self._transaction(body)
@@ -809,40 +794,11 @@ class MongoMatchingRepository:
             await self.participants.update_one({"_id": participant}, {"$set": update}, session=s)
             events = make_events(changed)
             if events:
-                await self.outbox.insert_many(outbox_docs(events, now), session=s)
+                await self._queue(events, now, s)
             return changed
 
         result: list[Match] | None = await self._transaction(body)
         return result
-
-    # -- outbox
-
-    async def pending_outbox(self, limit: int) -> list[OutboxRecord]:
-        cursor = (
-            self.outbox.find({"published_at": None})
-            .sort([("created_at", ASCENDING), ("seq", ASCENDING)])
-            .limit(limit)
-        )
-        return [
-            OutboxRecord(
-                id=d["_id"],
-                topic=d["topic"],
-                key=d["key"],
-                ce_type=d["ce_type"],
-                payload=d["payload"],
-                created_at=_must_utc(d["created_at"]),
-            )
-            async for d in cursor
-        ]
-
-    async def mark_published(self, ids: Sequence[str], at: datetime) -> None:
-        if ids:
-            await self.outbox.update_many(
-                {"_id": {"$in": list(ids)}, "published_at": None}, {"$set": {"published_at": at}}
-            )
-
-    async def outbox_backlog(self) -> int:
-        return await self.outbox.count_documents({"published_at": None})
 
     # -- leases
 

@@ -9,12 +9,13 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from shared.outbox import OutboxSettings
 from shared.settings import ServiceSettings
 
 DEFAULT_WEIGHTS_FILE = Path(__file__).resolve().parent / "weights.toml"
 
 
-class MatchingSettings(ServiceSettings):
+class MatchingSettings(ServiceSettings, OutboxSettings):
     model_config = SettingsConfigDict(env_prefix="MATCHING_", populate_by_name=True)
 
     service_name: ClassVar[str] = "matching"
@@ -60,15 +61,11 @@ class MatchingSettings(ServiceSettings):
     dbs_check_interval_s: float = Field(
         default=3600.0, gt=0, description="How often lapsed DBS checks are looked for."
     )
-    outbox_poll_interval_s: float = Field(
-        default=1.0, gt=0, description="Outbox relay poll interval (it is also woken on commit)."
-    )
-    outbox_batch_size: int = Field(default=200, ge=1)
     lease_ttl_s: float = Field(
         default=30.0,
         gt=0,
         description="Leases keep one replica at a time running a given authority's optimiser, "
-        "the DBS check and the outbox relay.",
+        "and the DBS check.",
     )
 
     demo_coordinator_key: SecretStr | None = Field(

@@ -30,7 +30,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-        await ensure_control(runtime.db)
+        await ensure_control(runtime.db, settings.dedup_retention_s)
         keys = ApiKeyStore(runtime.db["api_keys"])
         await keys.ensure_indexes()
         store = MongoProjectionStore(runtime.db, metrics=metrics)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from shared.positions import log_resets_counter
 from shared.telemetry import Telemetry
 
 BATCH_BUCKETS = (1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0)
@@ -23,10 +24,11 @@ class ReportingMetrics:
         )
         self._skipped = telemetry.counter(
             "reporting_events_skipped_total",
-            "Records that changed nothing: duplicate_offset (redelivered), "
-            "duplicate_event_id (same ce_id seen before), ignored_type.",
+            "Records that changed nothing: duplicate_offset (redelivered in the same log), "
+            "duplicate_event_id (same ce_id seen before, e.g. re-published), ignored_type.",
             ("reason",),
         )
+        self._log_resets = log_resets_counter(telemetry)
         self._write_ops = telemetry.counter(
             "reporting_db_write_operations_total",
             "Write operations sent to MongoDB, by collection (inside bulk writes).",
@@ -48,6 +50,9 @@ class ReportingMetrics:
     def skipped(self, reason: str, count: int) -> None:
         if count:
             self._skipped.labels(reason).inc(count)
+
+    def log_reset(self, topic: str, partition: int) -> None:
+        self._log_resets.labels("reporting", topic, str(partition)).inc()
 
     def written(self, collection: str, operations: int) -> None:
         self._write_requests.labels(collection).inc()

@@ -2,21 +2,22 @@
 
 For each batch of Kafka records (both topics, any partitions):
 
-1. records at or below the stored position of their partition are skipped (fencing:
-   a redelivery after a crash or a rebalance changes nothing);
-2. the rest are decoded; poison (not a CloudEvent, unknown type, schema-invalid, or an
-   event reporting cannot use) is dead-lettered at once and the others go on;
-3. in one MongoDB transaction: re-check positions, drop events whose ``ce_id`` was
-   already applied (a re-published or replayed event changes nothing), load the states
-   the batch touches, pre-aggregate the batch in memory (:func:`project_batch`), write
-   states, one bulk ``$inc`` per aggregate collection, the new event ids and positions;
-4. only then may the caller commit the Kafka offsets.
+1. records are decoded; poison (not a CloudEvent, unknown type, schema-invalid, or an
+   event reporting cannot use) is dead-lettered at once (once: poison at or below the
+   stored position of its partition's log was dead-lettered before) and the others go on;
+2. in one MongoDB transaction: drop events whose ``ce_id`` was already applied (a
+   redelivery, a re-published or replayed event changes nothing: de-duplication is by
+   event id, never by offset, see ``shared.positions``), detect a partition whose log
+   was replaced (logged, counted, alerted on), load the states the batch touches,
+   pre-aggregate the batch in memory (:func:`project_batch`), write states, one bulk
+   ``$inc`` per aggregate collection, the new event ids and positions;
+3. only then may the caller commit the Kafka offsets.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +34,7 @@ from shared.contracts.enrolment import LearnerKeyIssued
 from shared.crypto import KeyRing
 from shared.dead_letters import RecordLike, RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
+from shared.positions import Position, Seen, advanced_positions, replaced_logs
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class ProjectionMetrics(Protocol):
     def batch(self, size: int) -> None: ...
     def applied(self, topic: str, count: int) -> None: ...
     def skipped(self, reason: str, count: int) -> None: ...
+    def log_reset(self, topic: str, partition: int) -> None: ...
 
 
 class _NoMetrics:
@@ -55,6 +58,9 @@ class _NoMetrics:
         return None
 
     def skipped(self, reason: str, count: int) -> None:
+        return None
+
+    def log_reset(self, topic: str, partition: int) -> None:
         return None
 
 
@@ -75,7 +81,17 @@ class BatchReport:
     duplicate_event_ids: int = 0
     ignored: int = 0
     poison: int = 0
+    replaced_logs: int = 0
     applied_by_topic: dict[str, int] = field(default_factory=dict)
+
+
+def _seen(decoded: Sequence[_Decoded]) -> list[Seen]:
+    return [Seen(d.record.topic, d.record.partition, d.record.offset, d.ce_id) for d in decoded]
+
+
+def _offset(positions: Mapping[TopicPartition, Position], record: RecordLike) -> int:
+    position = positions.get((record.topic, record.partition))
+    return position.offset if position else -1
 
 
 class Projector:
@@ -115,65 +131,104 @@ class Projector:
         await retrying(lambda: keys.save(store), self._retry)
         return opened
 
+    async def _dead_letter_new_poison(
+        self,
+        poison: list[tuple[RecordLike, Exception]],
+        decoded: list[_Decoded],
+        partitions: set[TopicPartition],
+        report: BatchReport,
+    ) -> None:
+        """Dead-letter poison once: a poison record at or below its partition's stored
+        position was dead-lettered when first seen, unless that position belongs to a
+        log that has since been replaced (read outside the transaction: a hint)."""
+        stored = await retrying(lambda: self._store.read_positions(partitions), self._retry)
+        replaced: set[TopicPartition] = set()
+        if any(r.offset <= _offset(stored, r) for r, _ in poison):
+            ids = [d.ce_id for d in decoded]
+            known = await retrying(lambda: self._store.read_known_event_ids(ids), self._retry)
+            replaced = replaced_logs(_seen(decoded), stored, known)
+            if any(
+                r.offset == stored[(r.topic, r.partition)].offset
+                and stored[(r.topic, r.partition)].ce_id is not None
+                for r, _ in poison
+                if (r.topic, r.partition) in stored
+            ):
+                # An event's place now holds poison: another log.
+                replaced |= {
+                    (r.topic, r.partition)
+                    for r, _ in poison
+                    if (r.topic, r.partition) in stored
+                    and r.offset == stored[(r.topic, r.partition)].offset
+                    and stored[(r.topic, r.partition)].ce_id is not None
+                }
+        for record, exc in poison:
+            tp = (record.topic, record.partition)
+            if record.offset <= _offset(stored, record) and tp not in replaced:
+                report.duplicate_offsets += 1
+                continue
+            report.poison += 1
+            await self._dead_letters.send(record, exc, kind="poison")
+
     async def handle(self, records: Sequence[RecordLike]) -> BatchReport:
         report = BatchReport(records=len(records))
         if not records:
             return report
         self._metrics.batch(len(records))
-        highest: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = (r.topic, r.partition)
-            highest[tp] = max(highest.get(tp, -1), r.offset)
-
-        # A hint read outside the transaction, so a redelivered poison record is not
-        # dead-lettered twice; the transaction re-checks before anything is written.
-        stored = await retrying(lambda: self._store.read_positions(highest), self._retry)
-        fresh = [r for r in records if r.offset > stored.get((r.topic, r.partition), -1)]
-        report.duplicate_offsets = len(records) - len(fresh)
+        partitions = {(r.topic, r.partition) for r in records}
 
         decoded: list[_Decoded] = []
-        for record in fresh:
+        poison: list[tuple[RecordLike, Exception]] = []
+        # (partition, offset, ce_id) of every record, for the positions written after.
+        coordinates: list[tuple[TopicPartition, int, str | None]] = []
+        for record in records:
             try:
                 cloud_event = self._registry.decode(record.value or b"", dict(record.headers or ()))
                 validate_event(cloud_event.data)
             except (EnvelopeError, InvalidEvent) as exc:
-                report.poison += 1
-                await self._dead_letters.send(record, exc, kind="poison")
+                poison.append((record, exc))
+                coordinates.append(((record.topic, record.partition), record.offset, None))
                 continue
+            coordinates.append(((record.topic, record.partition), record.offset, cloud_event.id))
             if not is_consumed(cloud_event.data) and not isinstance(
                 cloud_event.data, LearnerKeyIssued
             ):
                 report.ignored += 1
                 continue
             decoded.append(_Decoded(record, cloud_event.id, cloud_event.data))
+        if poison:
+            await self._dead_letter_new_poison(poison, decoded, partitions, report)
 
         decoded = await self._open_sealed(decoded)
         keys_only = [d for d in decoded if isinstance(d.event, LearnerKeyIssued)]
         report.ignored += len(keys_only)
         decoded = [d for d in decoded if not isinstance(d.event, LearnerKeyIssued)]
         failed: list[tuple[_Decoded, Exception]] = []
+        replaced: set[TopicPartition] = set()
 
         async def work(tx: ProjectionTx) -> BatchReport:
             failed.clear()
+            replaced.clear()
             result = BatchReport(
                 records=report.records,
-                duplicate_offsets=report.duplicate_offsets,
                 ignored=report.ignored,
                 poison=report.poison,
+                duplicate_offsets=report.duplicate_offsets,
             )
-            positions = await tx.positions(highest)
-            live = [
-                d
-                for d in decoded
-                if d.record.offset > positions.get((d.record.topic, d.record.partition), -1)
-            ]
-            result.duplicate_offsets += len(decoded) - len(live)
+            positions = await tx.positions(partitions)
+            # De-duplication is by event id only: offsets restart in a new log.
             unique: dict[str, _Decoded] = {}
-            for d in live:
+            for d in decoded:
                 unique.setdefault(d.ce_id, d)
             known = await tx.known_event_ids(list(unique))
+            replaced.update(replaced_logs(_seen(decoded), positions, known))
             to_apply = [d for ce_id, d in unique.items() if ce_id not in known]
-            result.duplicate_event_ids = len(live) - len(to_apply)
+            redelivered = sum(
+                1
+                for d in decoded
+                if d.ce_id in known and d.record.offset <= _offset(positions, d.record)
+            )
+            result.duplicate_offsets += redelivered
+            result.duplicate_event_ids = len(decoded) - len(to_apply) - redelivered
 
             events = [d.event for d in to_apply]
             loaded = await tx.load(keys_needed(events))
@@ -185,7 +240,7 @@ class Projector:
                     result.applied += 1
                     topic = d.record.topic
                     result.applied_by_topic[topic] = result.applied_by_topic.get(topic, 0) + 1
-            advanced = {tp: o for tp, o in highest.items() if o > positions.get(tp, -1)}
+            advanced = advanced_positions(coordinates, positions, replaced)
             await tx.write(outcome, advanced, [d.ce_id for d in to_apply])
             return result
 
@@ -196,6 +251,16 @@ class Projector:
             final.poison += 1
             logger.error("event %s could not be applied: %s", d.ce_id, type(error).__name__)
             await self._dead_letters.send(d.record, error, kind="poison")
+        for topic, partition in sorted(replaced):
+            final.replaced_logs += 1
+            self._metrics.log_reset(topic, partition)
+            logger.error(
+                "reporting: %s[%d] holds another log than the one its position was recorded "
+                "in (the broker lost its log, or the topic was re-created); its events are "
+                "applied by event id and the position starts again in the new log",
+                topic,
+                partition,
+            )
         for topic, count in final.applied_by_topic.items():
             self._metrics.applied(topic, count)
         self._metrics.skipped("duplicate_offset", final.duplicate_offsets)

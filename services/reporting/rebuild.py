@@ -123,8 +123,8 @@ async def rebuild(
     )
     try:
         db = mongo[settings.database_name]
-        generations = Generations(db)
-        await ensure_control(db)
+        generations = Generations(db, settings.dedup_retention_s)
+        await ensure_control(db, settings.dedup_retention_s)
         old = await generations.active()
         new = await generations.fresh()
         logger.info("rebuilding generation %d into %d", old, new.number)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
@@ -51,6 +52,7 @@ from services.reporting.domain.projection import (
     state_to_doc,
 )
 from services.reporting.domain.reports import Filters
+from shared.positions import Position
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +61,10 @@ TopicPartition = tuple[str, int]
 Doc = dict[str, Any]
 
 CONTROL = "projection_control"
+# Applied event ids are kept this long: longer than the producers' outbox retention (the
+# window in which events lost with a broker's log are re-published) and than any topic's
+# retention, so every redelivery or re-publication still finds its id.
+DEDUP_RETENTION_S = 8 * 24 * 3600
 STATE_COLLECTIONS = ("enrolments", "participants", "matches")
 AGGREGATE_COLLECTIONS: dict[AggregateName, str] = {
     "outcomes": "agg_outcomes",
@@ -91,8 +97,11 @@ class _NoMetrics:
 class ProjectionTx(Protocol):
     """One batch's view of the read models, inside one transaction."""
 
-    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
-        """Highest applied offset per partition (absent = nothing applied)."""
+    async def positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, Position]:
+        """Highest applied offset per partition and the event found there (absent =
+        nothing applied)."""
         ...
 
     async def known_event_ids(self, ids: Sequence[str]) -> set[str]: ...
@@ -102,7 +111,7 @@ class ProjectionTx(Protocol):
     async def write(
         self,
         outcome: BatchOutcome,
-        positions: Mapping[TopicPartition, int],
+        positions: Mapping[TopicPartition, Position],
         event_ids: Sequence[str],
     ) -> None: ...
 
@@ -114,8 +123,12 @@ class ProjectionStore(Protocol):
 
     async def read_positions(
         self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, int]:
+    ) -> dict[TopicPartition, Position]:
         """Positions outside any transaction (a hint; the transaction re-checks)."""
+        ...
+
+    async def read_known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        """Applied event ids among ``ids``, outside any transaction (a hint)."""
         ...
 
 
@@ -136,9 +149,10 @@ class Generation:
     def aggregate(self, name: AggregateName) -> AsyncCollection[Doc]:
         return self[AGGREGATE_COLLECTIONS[name]]
 
-    async def ensure(self) -> None:
+    async def ensure(self, dedup_retention_s: int = DEDUP_RETENTION_S) -> None:
         """Create the collections and indexes (idempotent; collections must exist before
-        a transaction writes to them on some servers)."""
+        a transaction writes to them on some servers). Applied event ids expire after
+        ``dedup_retention_s`` (see docs/delivery.md, "Bounded growth")."""
         existing = set(await self.db.list_collection_names())
         for name in ALL_COLLECTIONS:
             if self.name(name) not in existing:
@@ -146,6 +160,7 @@ class Generation:
                     await self.db.create_collection(self.name(name))
                 except CollectionInvalid:
                     logger.debug("collection %s created concurrently", self.name(name))
+        await self["applied_events"].create_index("at", expireAfterSeconds=dedup_retention_s)
         await self["enrolments"].create_index("learner")
         await self["matches"].create_index(
             [("combined_authority", 1), ("local_authority", 1), ("confirmed_month", 1)]
@@ -162,6 +177,21 @@ def position_id(tp: TopicPartition) -> str:
     return f"{tp[0]}:{tp[1]}"
 
 
+def position_from_doc(doc: Doc) -> Position:
+    return Position(int(doc["offset"]), doc.get("ce_id"))
+
+
+async def known_event_ids(
+    generation: Generation, ids: Sequence[str], session: AsyncClientSession | None
+) -> set[str]:
+    if not ids:
+        return set()
+    cursor = generation["applied_events"].find(
+        {"_id": {"$in": list(ids)}}, {"_id": 1}, session=session
+    )
+    return {doc["_id"] async for doc in cursor}
+
+
 async def active_generation(
     db: AsyncDatabase[Doc], session: AsyncClientSession | None = None
 ) -> int:
@@ -169,13 +199,15 @@ async def active_generation(
     return int(doc["generation"]) if doc else 1
 
 
-async def ensure_control(db: AsyncDatabase[Doc]) -> Generation:
+async def ensure_control(
+    db: AsyncDatabase[Doc], dedup_retention_s: int = DEDUP_RETENTION_S
+) -> Generation:
     """The active generation, created (generation 1) on first start."""
     await db[CONTROL].update_one(
         {"_id": "active"}, {"$setOnInsert": {"generation": 1}}, upsert=True
     )
     generation = Generation(db, await active_generation(db))
-    await generation.ensure()
+    await generation.ensure(dedup_retention_s)
     return generation
 
 
@@ -187,22 +219,19 @@ class _MongoTx:
         self._s = session
         self._metrics = metrics
 
-    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    async def positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, Position]:
         ids = [position_id(tp) for tp in partitions]
-        out: dict[TopicPartition, int] = {}
+        out: dict[TopicPartition, Position] = {}
         async for doc in self._g["positions"].find({"_id": {"$in": ids}}, session=self._s):
             if doc.get("sealed"):
                 raise GenerationRetired(f"generation {self._g.number} was swapped out")
-            out[(doc["topic"], int(doc["partition"]))] = int(doc["offset"])
+            out[(doc["topic"], int(doc["partition"]))] = position_from_doc(doc)
         return out
 
     async def known_event_ids(self, ids: Sequence[str]) -> set[str]:
-        if not ids:
-            return set()
-        cursor = self._g["applied_events"].find(
-            {"_id": {"$in": list(ids)}}, {"_id": 1}, session=self._s
-        )
-        return {doc["_id"] async for doc in cursor}
+        return await known_event_ids(self._g, ids, self._s)
 
     async def load(self, keys: StateKeys) -> LoadedStates:
         loaded = LoadedStates()
@@ -229,7 +258,7 @@ class _MongoTx:
     async def write(
         self,
         outcome: BatchOutcome,
-        positions: Mapping[TopicPartition, int],
+        positions: Mapping[TopicPartition, Position],
         event_ids: Sequence[str],
     ) -> None:
         states: list[tuple[str, Iterable[EnrolmentState | ParticipantState | MatchState]]] = [
@@ -268,19 +297,21 @@ class _MongoTx:
             )
         for name, ops in sorted(by_collection.items()):
             await self._bulk(AGGREGATE_COLLECTIONS[name], ops)
-        await self._bulk("applied_events", [InsertOne({"_id": i}) for i in event_ids])
+        now = datetime.now(UTC)
+        await self._bulk("applied_events", [InsertOne({"_id": i, "at": now}) for i in event_ids])
         await self._bulk(
             "positions",
             [
                 UpdateOne(
                     {"_id": position_id(tp)},
                     {
-                        "$max": {"offset": offset},
+                        # Set, not $max: a position may start again in a replaced log.
+                        "$set": {"offset": position.offset, "ce_id": position.ce_id},
                         "$setOnInsert": {"topic": tp[0], "partition": tp[1], "sealed": False},
                     },
                     upsert=True,
                 )
-                for tp, offset in sorted(positions.items())
+                for tp, position in sorted(positions.items())
             ],
         )
 
@@ -332,13 +363,16 @@ class MongoProjectionStore:
 
     async def read_positions(
         self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, int]:
+    ) -> dict[TopicPartition, Position]:
         generation = await self._generation()
         ids = [position_id(tp) for tp in partitions]
         return {
-            (d["topic"], int(d["partition"])): int(d["offset"])
+            (d["topic"], int(d["partition"])): position_from_doc(d)
             async for d in generation["positions"].find({"_id": {"$in": ids}})
         }
+
+    async def read_known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        return await known_event_ids(await self._generation(), ids, None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -346,8 +380,9 @@ class MongoProjectionStore:
 
 
 class Generations:
-    def __init__(self, db: AsyncDatabase[Doc]) -> None:
+    def __init__(self, db: AsyncDatabase[Doc], dedup_retention_s: int = DEDUP_RETENTION_S) -> None:
         self._db = db
+        self._dedup_retention_s = dedup_retention_s
 
     async def active(self) -> int:
         return await active_generation(self._db)
@@ -362,11 +397,11 @@ class Generations:
 
     async def fresh(self) -> Generation:
         """A new, empty generation numbered above every existing one."""
-        await ensure_control(self._db)
+        await ensure_control(self._db, self._dedup_retention_s)
         number = max({await self.active(), *await self.existing()}) + 1
         generation = Generation(self._db, number)
         await generation.drop()
-        await generation.ensure()
+        await generation.ensure(self._dedup_retention_s)
         return generation
 
     async def positions(self, number: int) -> dict[TopicPartition, int]:

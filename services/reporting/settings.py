@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.reporting.domain.disclosure import CellKeyMethod, DisclosureMethod, LegacyMethod
+from services.reporting.repository import DEDUP_RETENTION_S
 from shared.settings import ServiceSettings
 
 
@@ -18,6 +19,15 @@ class ReportingSettings(ServiceSettings):
     service_name: ClassVar[str] = "reporting"
 
     http_port: int = 8003
+
+    dedup_retention_s: int = Field(
+        default=DEDUP_RETENTION_S,
+        ge=3600,
+        description="How long applied event ids are kept for de-duplication. Must exceed "
+        "the producers' outbox retention (events lost with a broker's log are re-published "
+        "within it) and every consumed topic's retention.ms (a consumer-group reset "
+        "re-reads that far back). Costs about 60 bytes per event in the window.",
+    )
 
     projection_max_records: int = Field(
         default=500,

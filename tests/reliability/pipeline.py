@@ -439,5 +439,5 @@ class Pipeline:
 
 _PENDING: dict[str, dict[str, Any]] = {
     "enrolment": {"pending": True},
-    "matching": {"published_at": None},
+    "matching": {"pending": True},
 }

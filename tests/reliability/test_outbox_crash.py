@@ -91,7 +91,7 @@ async def crash_while_publishing(p: Pipeline, name: str, rng: random.Random) -> 
     await svc.wait_ready()
 
 
-LEASES = {"enrolment": "outbox_lease", "matching": "leases"}
+LEASES = {"enrolment": "outbox_lease", "matching": "outbox_lease"}
 
 
 async def test_enrolment_state_and_events_do_not_diverge(
@@ -137,7 +137,7 @@ async def test_matching_state_and_events_do_not_diverge(
     rng = random.Random(SEED + 31)
     p = Pipeline(broker, database.url, logs, services=("matching",))
     await p.prepare()
-    await hold_lease(p, "matching", "leases")
+    await hold_lease(p, "matching", "outbox_lease")
     await p.start()
     try:
         await p.register_volunteers(per_borough=3, capacity=5)

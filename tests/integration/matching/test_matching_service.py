@@ -298,7 +298,7 @@ class Harness:
 
     async def outbox_drained(self) -> None:
         async def drained() -> bool:
-            pending: int = await self.db.outbox.count_documents({"published_at": None})
+            pending: int = await self.db.outbox.count_documents({"pending": True})
             return pending == 0
 
         await poll_until(drained, timeout_s=20, what="the outbox to drain")
@@ -378,11 +378,13 @@ async def test_opt_in_is_proposed_confirmed_and_ended_with_events(harness: Harne
     assert proposed.shared_slots == ("mon-am",) and proposed.shared_interests == ("cooking",)
     assert proposed.score > 0 and "Same borough (Oldham)" in proposed.explanation
 
-    # Stored state and published event agree: the event id is the outbox row id.
+    # Stored state and published event agree: the event id is fixed in the outbox row.
     received = h.events.of(MatchProposed, lambda e: e.participant == learner)
     assert len(received) == 1 and received[0].key == OLDHAM
-    row = await h.db.outbox.find_one({"_id": received[0].ce_id})
-    assert row is not None and row["payload"]["match_id"] == proposed.match_id
+    row = await h.db.outbox.find_one({"messages.id": received[0].ce_id})
+    assert row is not None
+    (message,) = [m for m in row["messages"] if m["id"] == received[0].ce_id]
+    assert json.loads(message["body"])["match_id"] == proposed.match_id
     assert await h.db.matches.count_documents({"_id": proposed.match_id}) == 1
     assert await h.db.participants.count_documents({"_id": learner}) == 1
     assert await h.db.inbox.count_documents({"_id": first.id}) == 1

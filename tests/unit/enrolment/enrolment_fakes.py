@@ -8,13 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from services.enrolment.domain import Enrolment, Provider, Pseudonymiser
-from services.enrolment.repository import (
-    AlreadyExists,
-    OutboxMessage,
-    OutboxRow,
-    VersionConflict,
-)
+from services.enrolment.repository import AlreadyExists, VersionConflict
 from shared.contracts.reference import CombinedAuthority
+from shared.outbox import OutboxMessage
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -108,44 +104,6 @@ class FakeProviders:
 
     async def by_ukprns(self, ukprns: Sequence[str]) -> dict[str, Provider]:
         return {u: self.by_ukprn[u] for u in ukprns if u in self.by_ukprn}
-
-
-class FakeOutboxStore:
-    def __init__(self, rows: Sequence[OutboxRow] = ()) -> None:
-        self.rows = list(rows)
-        self.sent: list[str] = []
-        self.parked: list[str] = []
-        self.lease_owner: str | None = None
-
-    async def pending(self, max_messages: int) -> list[OutboxRow]:
-        out: list[OutboxRow] = []
-        for row in self.rows:
-            if row.id in self.sent or row.id in self.parked:
-                continue
-            out.append(row)
-            if sum(len(r.messages) for r in out) >= max_messages:
-                break
-        return out
-
-    async def mark_sent(self, row_ids: Sequence[str]) -> None:
-        self.sent.extend(row_ids)
-
-    async def mark_parked(self, row_ids: Sequence[str]) -> None:
-        self.parked.extend(row_ids)
-
-    async def backlog(self) -> int:
-        done = set(self.sent) | set(self.parked)
-        return sum(len(r.messages) for r in self.rows if r.id not in done)
-
-    async def acquire_lease(self, owner: str, ttl_s: float) -> bool:
-        if self.lease_owner in (None, owner):
-            self.lease_owner = owner
-            return True
-        return False
-
-    async def release_lease(self, owner: str) -> None:
-        if self.lease_owner == owner:
-            self.lease_owner = None
 
 
 def day(text: str) -> date:

@@ -12,9 +12,9 @@ from fastapi import FastAPI
 
 from services.enrolment import handlers
 from services.enrolment.intake import EnrolmentService, IntakeMetrics
-from services.enrolment.outbox import OutboxRelay, RelayConfig, RelayMetrics
 from services.enrolment.settings import EnrolmentSettings
 from shared.auth import Principal, Role
+from shared.outbox import Delivered, OutboxRelay, RelayMetrics
 from shared.problems import install_problem_handlers
 from shared.telemetry import Telemetry
 from tests.unit.enrolment.enrolment_fakes import (
@@ -22,10 +22,10 @@ from tests.unit.enrolment.enrolment_fakes import (
     PROVIDER,
     PSEUDONYMS,
     FakeEnrolments,
-    FakeOutboxStore,
     FakeProviders,
     submission,
 )
+from tests.unit.outbox_fakes import FakeOutboxStore
 
 KEY = "cg_unit-test-key"
 
@@ -49,7 +49,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     )
     telemetry = Telemetry(service_name="enrolment-http-unit")
     repo = FakeEnrolments()
-    relay = OutboxRelay(FakeOutboxStore(), _never, RelayConfig(), RelayMetrics(telemetry))
+    relay = OutboxRelay(FakeOutboxStore(), _never, settings, RelayMetrics(telemetry))
     service = EnrolmentService(
         repo, FakeProviders(PROVIDER), PSEUDONYMS, IntakeMetrics(telemetry), clock=lambda: NOW
     )
@@ -64,7 +64,7 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
         yield client, SimpleNamespace(repo=repo, relay=relay)
 
 
-async def _never(_message: Any) -> None:
+async def _never(_message: Any) -> Delivered:
     raise AssertionError("nothing is published in these tests")
 
 

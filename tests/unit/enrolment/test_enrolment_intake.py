@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from types import SimpleNamespace
 from typing import Any
@@ -20,13 +19,6 @@ from services.enrolment.intake import (
     IntakeMetrics,
     ItemStatus,
 )
-from services.enrolment.outbox import (
-    OutboxRelay,
-    RelayConfig,
-    RelayMetrics,
-    UnpublishableMessage,
-)
-from services.enrolment.repository import OutboxMessage, OutboxRow
 from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
@@ -38,7 +30,6 @@ from tests.unit.enrolment.enrolment_fakes import (
     PROVIDER,
     PSEUDONYMS,
     FakeEnrolments,
-    FakeOutboxStore,
     FakeProviders,
     submission,
 )
@@ -206,90 +197,6 @@ async def test_progress_is_applied_once_and_illegal_moves_change_nothing() -> No
     assert await service.record_progress(OTHER_PROVIDER, created.enrolment_id, withdraw) is None
     assert await service.get(OTHER_PROVIDER, created.enrolment_id) is None
     assert len(wakes) == 2
-
-
-def _message(i: int, key: str) -> OutboxMessage:
-    return OutboxMessage(id=f"m-{i}", topic=topics.ENROLMENT_EVENTS, key=key, headers={}, body="{}")
-
-
-def _relay(store: FakeOutboxStore, publish: Any, batch_size: int = 100) -> OutboxRelay:
-    return OutboxRelay(
-        store,
-        publish,
-        RelayConfig(batch_size=batch_size, poll_interval_s=0.01),
-        RelayMetrics(Telemetry(service_name="relay-unit")),
-    )
-
-
-async def test_relay_keeps_per_key_order_and_marks_only_fully_sent_rows() -> None:
-    rows = [
-        OutboxRow("r1", 1, (_message(1, "a"), _message(2, "b"))),
-        OutboxRow("r2", 2, (_message(3, "a"),)),
-        OutboxRow("r3", 3, (_message(4, "c"),)),
-        OutboxRow("r4", 4, (_message(5, "a"), _message(6, "d"))),
-    ]
-    store = FakeOutboxStore(rows)
-    published: list[str] = []
-
-    async def publish(message: OutboxMessage) -> None:
-        await asyncio.sleep(0.01 if message.key == "a" else 0)
-        if message.id == "m-3":
-            raise ConnectionError("broker gone")
-        published.append(message.id)
-
-    relay = _relay(store, publish)
-    with pytest.raises(ConnectionError):
-        await relay.run_once()
-    # m-3 failed: m-5 (same key, later) waits; other keys went out. Rows r2 and r4 stay
-    # pending and go again whole (same ce_ids) in a later round.
-    assert sorted(published) == ["m-1", "m-2", "m-4", "m-6"]
-    assert sorted(store.sent) == ["r1", "r3"]
-    assert await relay.refresh_backlog() == 3
-
-
-async def test_an_unpublishable_event_is_parked_and_does_not_stall_the_relay() -> None:
-    rows = [
-        OutboxRow("r1", 1, (_message(1, "a"), _message(2, "a"))),
-        OutboxRow("r2", 2, (_message(3, "a"),)),
-    ]
-    store = FakeOutboxStore(rows)
-    published: list[str] = []
-
-    async def publish(message: OutboxMessage) -> None:
-        if message.id == "m-1":
-            raise UnpublishableMessage("does not match its schema")
-        published.append(message.id)
-
-    relay = _relay(store, publish)
-    assert await relay.run_once() == 2
-    assert published == ["m-2", "m-3"]
-    assert store.parked == ["r1"] and store.sent == ["r2"]
-    assert await relay.run_once() == 0
-
-
-async def test_relay_publishes_in_rounds_and_drains() -> None:
-    rows = [
-        OutboxRow(f"r{i}", i, tuple(_message(i * 10 + j, f"k{j}") for j in range(5)))
-        for i in range(12)
-    ]
-    store = FakeOutboxStore(rows)
-    calls: list[str] = []
-
-    async def publish(message: OutboxMessage) -> None:
-        calls.append(message.id)
-
-    relay = _relay(store, publish, batch_size=20)
-    assert await relay.run_once() == 20  # four rows of five
-    relay.start()
-    try:
-        for _ in range(200):
-            if len(store.sent) == 12:
-                break
-            await asyncio.sleep(0.01)
-    finally:
-        await relay.stop()
-    assert len(store.sent) == 12 and len(calls) == 60
-    assert store.lease_owner is None  # released on stop
 
 
 def test_dev_pseudonym_key_is_a_secret_and_refused_when_dev_secrets_are_off() -> None:

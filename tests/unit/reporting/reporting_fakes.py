@@ -23,6 +23,7 @@ from services.reporting.domain.projection import (
 )
 from services.reporting.repository import ProjectionTx, TopicPartition
 from shared.dead_letters import RecordLike
+from shared.positions import Position
 
 T = TypeVar("T")
 
@@ -34,7 +35,7 @@ class InMemoryStore:
     matches: dict[str, MatchState] = field(default_factory=dict)
     aggregates: dict[AggregateKey, Counts] = field(default_factory=dict)
     applied_ids: set[str] = field(default_factory=set)
-    stored_positions: dict[TopicPartition, int] = field(default_factory=dict)
+    positions: dict[TopicPartition, Position] = field(default_factory=dict)
     transactions: int = 0
     fail_next_commits: int = 0
 
@@ -48,10 +49,17 @@ class InMemoryStore:
         self.transactions += 1
         return result
 
+    @property
+    def stored_positions(self) -> dict[TopicPartition, int]:
+        return {tp: p.offset for tp, p in self.positions.items()}
+
     async def read_positions(
         self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, int]:
-        return {tp: self.stored_positions[tp] for tp in partitions if tp in self.stored_positions}
+    ) -> dict[TopicPartition, Position]:
+        return {tp: self.positions[tp] for tp in partitions if tp in self.positions}
+
+    async def read_known_event_ids(self, ids: Sequence[str]) -> set[str]:
+        return {i for i in ids if i in self.applied_ids}
 
 
 class _Tx:
@@ -59,7 +67,9 @@ class _Tx:
         self._store = store
         self._pending: list[Callable[[], None]] = []
 
-    async def positions(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
+    async def positions(
+        self, partitions: Iterable[TopicPartition]
+    ) -> dict[TopicPartition, Position]:
         return await self._store.read_positions(partitions)
 
     async def known_event_ids(self, ids: Sequence[str]) -> set[str]:
@@ -76,7 +86,7 @@ class _Tx:
     async def write(
         self,
         outcome: BatchOutcome,
-        positions: Mapping[TopicPartition, int],
+        positions: Mapping[TopicPartition, Position],
         event_ids: Sequence[str],
     ) -> None:
         def apply() -> None:
@@ -92,8 +102,7 @@ class _Tx:
                 if key in s.aggregates and not any(s.aggregates[key].values()):
                     del s.aggregates[key]
             s.applied_ids.update(event_ids)
-            for tp, offset in positions.items():
-                s.stored_positions[tp] = max(offset, s.stored_positions.get(tp, -1))
+            s.positions.update(positions)
 
         self._pending.append(apply)
 

@@ -162,3 +162,75 @@ async def test_a_failure_outlasting_the_retries_propagates_so_the_batch_is_redel
     store.fail_next_commits = 0
     await projector.handle(batch)  # the broker redelivers after the nack
     assert store.aggregates[KEY]["started"] == 2
+
+
+class CountingMetrics:
+    def __init__(self) -> None:
+        self.resets: list[tuple[str, int]] = []
+
+    def batch(self, size: int) -> None:
+        return None
+
+    def applied(self, topic: str, count: int) -> None:
+        return None
+
+    def skipped(self, reason: str, count: int) -> None:
+        return None
+
+    def log_reset(self, topic: str, partition: int) -> None:
+        self.resets.append((topic, partition))
+
+
+async def test_a_new_log_is_applied_whatever_its_offsets_and_the_reset_is_reported() -> None:
+    # The broker lost its log (or the topic was re-created): offsets start at 0 again
+    # below the stored position. Positions never hide new events.
+    store, dlq, metrics = InMemoryStore(), RecordingDeadLetters(), CountingMetrics()
+    projector = Projector(store, CONSUMED, dlq, retry_policy=FAST, metrics=metrics)
+    await projector.handle(records([cloud(accepted()) for _ in range(10)]))
+    assert store.stored_positions[(ENROLMENT_EVENTS, 0)] == 9
+
+    report = await projector.handle(records([cloud(accepted()) for _ in range(3)]))
+    assert report.applied == 3 and report.replaced_logs == 1
+    assert store.aggregates[KEY]["started"] == 13
+    assert metrics.resets == [(ENROLMENT_EVENTS, 0)]
+    # The position starts again in the new log; later batches go on normally.
+    assert store.stored_positions[(ENROLMENT_EVENTS, 0)] == 2
+    report = await projector.handle(records([cloud(accepted()) for _ in range(2)], 3))
+    assert report.applied == 2 and report.replaced_logs == 0
+    assert store.aggregates[KEY]["started"] == 15
+
+
+async def test_republished_events_in_a_new_log_count_once_and_new_ones_count() -> None:
+    # After a log loss the producers re-publish from their outbox: the events the
+    # reports already hold come again beside ones they never saw.
+    projector, store, _ = make()
+    seen = [cloud(accepted()) for _ in range(5)]
+    await projector.handle(records(seen))
+    unseen = [cloud(accepted()) for _ in range(2)]
+    report = await projector.handle(records([*unseen, *seen]))
+    assert report.applied == 2 and report.replaced_logs == 1
+    assert store.aggregates[KEY]["started"] == 7
+    # Had the new log happened to repeat the old one up to the position, nothing would
+    # tell the logs apart, and nothing would need to: the counts are right either way.
+    again = [cloud(accepted())]
+    report = await projector.handle(records([*seen, *unseen, *again]))
+    assert report.applied == 1 and store.aggregates[KEY]["started"] == 8
+
+
+async def test_another_event_at_the_stored_offset_reveals_a_replaced_log() -> None:
+    projector, _, _ = make()
+    first = [cloud(accepted()) for _ in range(3)]
+    await projector.handle(records(first))
+    # The new log holds the first two again, then something else at offset 2.
+    other = cloud(completed(first[0].data))  # type: ignore[arg-type]
+    report = await projector.handle(records([first[0], first[1], other]))
+    assert report.replaced_logs == 1 and report.applied == 1
+
+
+async def test_poison_below_the_position_of_a_replaced_log_is_dead_lettered() -> None:
+    projector, _, dlq = make()
+    await projector.handle(records([cloud(accepted()) for _ in range(5)]))
+    poison = FakeRecord(ENROLMENT_EVENTS, 0, 1, b"k", b"\x00 not json", ())
+    fresh = record_of(cloud(accepted()), ENROLMENT_EVENTS, 0)
+    report = await projector.handle([fresh, poison])
+    assert report.poison == 1 and len(dlq.sent) == 1 and report.applied == 1
