@@ -12,6 +12,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -200,3 +201,98 @@ class BodySizeLimitMiddleware:
 
 class _BodyTooLarge(Exception):
     pass
+
+
+# ----------------------------------------------------------------------------- OpenAPI
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "RFC 9457 problem details.",
+    "required": ["type", "title", "status"],
+    "properties": {
+        "type": {"type": "string", "format": "uri"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "pointer": {"type": "string"},
+                    "field": {"type": "string"},
+                    "message": {"type": "string"},
+                    "type": {"type": "string"},
+                    "code": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+_PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+_API_KEY_SCHEME = "ApiKey"
+_STANDARD = {
+    401: "No, unknown or revoked API key",
+    403: "The key's role or scope does not allow this",
+    404: "Unknown, or outside the caller's scope (existence not revealed)",
+    409: "Conflicts with the current state",
+    413: "Body too large",
+    422: "Invalid request: every error has a field pointer",
+    429: "Over the key's rate limit, or too many failed authentications: see Retry-After",
+}
+
+
+def document_problems(app: FastAPI, api_prefix: str = "/v1/") -> None:
+    """Make the OpenAPI document say what the API does: every ``/v1`` operation needs a
+    bearer key (a security scheme is added where a route reads the header itself) and
+    declares its problem+json answers (401, 403, 429; 422 when it takes input; 404 with
+    path parameters; 409 for state changes; 413 with a body), each with the Problem
+    schema; FastAPI's default 422 body is replaced by it."""
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+        components = schema.setdefault("components", {})
+        components.setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+        schemes = components.setdefault("securitySchemes", {})
+        for name in ("HTTPValidationError", "ValidationError"):
+            components["schemas"].pop(name, None)
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith(api_prefix):
+                continue
+            for method, op in operations.items():
+                if not isinstance(op, dict) or "responses" not in op:
+                    continue
+                if not op.get("security"):
+                    schemes.setdefault(
+                        _API_KEY_SCHEME,
+                        {"type": "http", "scheme": "bearer", "description": "API key"},
+                    )
+                    op["security"] = [{_API_KEY_SCHEME: []}]
+                params = op.get("parameters", [])
+                wanted = {401, 403, 429}
+                if params or "requestBody" in op:
+                    wanted.add(422)
+                if any(p.get("in") == "path" for p in params):
+                    wanted.add(404)
+                    if method == "post":
+                        wanted.add(409)
+                if "requestBody" in op:
+                    wanted.add(413)
+                responses = op["responses"]
+                for status in sorted(wanted):
+                    responses.setdefault(str(status), {"description": _STANDARD[status]})
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        response["content"] = dict(_PROBLEM_CONTENT)
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -27,7 +27,11 @@ from shared.dead_letters import DeadLetterPublisher
 from shared.kafka import make_broker
 from shared.lag import ConsumerLagMonitor, lag_monitoring
 from shared.mongo import make_mongo_client, mongo_ping
-from shared.problems import BodySizeLimitMiddleware, install_problem_handlers
+from shared.problems import (
+    BodySizeLimitMiddleware,
+    document_problems,
+    install_problem_handlers,
+)
 from shared.ratelimit import RateLimiter, RateLimitMiddleware
 from shared.settings import ServiceSettings
 from shared.telemetry import ReadinessCheck, Telemetry, build_telemetry, instrument_app, ops_router
@@ -182,6 +186,7 @@ def create_service_app(
 
     for router in http_routers:
         app.include_router(router)
+    document_problems(app)
     return app
 
 

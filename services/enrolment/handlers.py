@@ -267,6 +267,18 @@ async def submit_batch(
     return BatchResponse.of(results)
 
 
+@router.api_route("/batch", methods=["GET", "PUT", "PATCH", "DELETE"], include_in_schema=False)
+async def batch_method_not_allowed() -> None:
+    """Without this, GET /batch would match GET /{enrolment_id} and answer 422."""
+    raise Problem(
+        405,
+        "Method not allowed",
+        "Send batches with POST.",
+        slug="method-not-allowed",
+        headers={"Allow": "POST"},
+    )
+
+
 EnrolmentId = Annotated[str, Path(pattern=r"^enr_[0-9a-f]{32}$", description="Enrolment id")]
 
 

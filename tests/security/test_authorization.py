@@ -331,9 +331,22 @@ async def check_dashboard(p: Platform) -> None:
     assert p.keys.analyst not in shell.text
 
 
+async def check_batch_wrong_method(p: Platform) -> None:
+    """Only answers 405 (Allow: POST), to anyone: no data, no work."""
+    for method in ("GET", "PUT", "PATCH", "DELETE"):
+        for headers in ({}, p.auth(p.keys.provider_gm), p.auth(p.keys.dpo)):
+            response = await p.enrolment.request(method, "/v1/enrolments/batch", headers=headers)
+            assert response.status_code == 405, (method, response.text)
+            assert response.headers["allow"] == "POST"
+
+
 CHECKS: dict[tuple[str, str, str], Check] = {
     ("enrolment", "POST", "/v1/enrolments"): check_submit,
     ("enrolment", "POST", "/v1/enrolments/batch"): check_batch,
+    ("enrolment", "GET", "/v1/enrolments/batch"): check_batch_wrong_method,
+    ("enrolment", "PUT", "/v1/enrolments/batch"): check_batch_wrong_method,
+    ("enrolment", "PATCH", "/v1/enrolments/batch"): check_batch_wrong_method,
+    ("enrolment", "DELETE", "/v1/enrolments/batch"): check_batch_wrong_method,
     ("enrolment", "GET", "/v1/enrolments/{enrolment_id}"): check_get,
     ("enrolment", "POST", "/v1/enrolments/{enrolment_id}/progress"): check_progress,
     ("enrolment", "POST", "/v1/enrolments/{enrolment_id}/consent"): check_consent,

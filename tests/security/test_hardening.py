@@ -161,3 +161,50 @@ async def test_dates_are_bounded_by_the_programme_years(platform: Platform) -> N
         assert response.status_code == 422, (overrides, response.text)
         errors = response.json()["errors"]
         assert (pointer, "date_out_of_range") in {(e["pointer"], e["code"]) for e in errors}
+
+
+# ------------------------------------------------------ item 11: OpenAPI says it all
+
+
+async def test_openapi_documents_security_and_problem_responses(platform: Platform) -> None:
+    for service, client in (
+        ("enrolment", platform.enrolment),
+        ("matching", platform.matching),
+        ("reporting", platform.reporting),
+    ):
+        doc = (await client.get("/openapi.json")).json()
+        schemes = doc["components"]["securitySchemes"]
+        assert "Problem" in doc["components"]["schemas"], service
+        checked = 0
+        for path, operations in doc["paths"].items():
+            if not path.startswith("/v1/"):
+                continue
+            for method, op in operations.items():
+                where = f"{service} {method.upper()} {path}"
+                assert op.get("security"), where
+                for requirement in op["security"]:
+                    assert set(requirement) <= set(schemes), where
+                responses = op["responses"]
+                wanted = {"401", "403", "429"}
+                params = op.get("parameters", [])
+                if params or "requestBody" in op:
+                    wanted.add("422")
+                if any(p["in"] == "path" for p in params):
+                    wanted.add("404")
+                assert wanted <= set(responses), (where, sorted(responses))
+                for status, response in responses.items():
+                    if status[0] in "45":
+                        assert "application/problem+json" in response.get("content", {}), (
+                            where,
+                            status,
+                        )
+                checked += 1
+        assert checked, service
+
+
+async def test_wrong_method_on_batch_is_405_not_422(platform: Platform) -> None:
+    auth = platform.auth(platform.keys.provider_gm)
+    response = await platform.enrolment.get("/v1/enrolments/batch", headers=auth)
+    assert response.status_code == 405, response.text
+    assert response.headers["allow"] == "POST"
+    assert response.headers["content-type"] == PROBLEM_JSON
