@@ -308,12 +308,15 @@ async def reissue_under_new_ring(p: Platform, learners: list[str]) -> None:
     )
     from pymongo import AsyncMongoClient
 
+    from shared.outbox import MongoOutbox
+
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(p.infra.mongodb_url, tz_aware=True)
     try:
         db = client[settings.database_name]
         master, platform_ring = key_rings_for(settings)
-        vault = LearnerVault(client, db, master=master, platform=platform_ring)
-        repository = MongoEnrolmentRepository(client, db)
+        outbox = MongoOutbox(db, retention_s=settings.outbox_retention_s)
+        vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform_ring)
+        repository = MongoEnrolmentRepository(client, db, outbox)
         service = EnrolmentService(
             repository,
             MongoProviderDirectory(db),
