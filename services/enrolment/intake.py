@@ -7,6 +7,8 @@ per collection for a whole batch), counts outcomes and wakes the outbox relay.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 import uuid
@@ -373,9 +375,19 @@ class EnrolmentService:
             rejected_at=now,
         )
         # Deterministic ce_id: a redelivered record is refused again under the same id,
-        # which consumers deduplicate.
+        # which consumers deduplicate. Its content is part of the name: after a broker
+        # lost its log, another record can arrive at the same coordinates.
+        content = json.dumps(
+            [entry.inbound.provider_ref, coords.ce_id, entry.inbound.payload],
+            sort_keys=True,
+            default=str,
+        )
+        digest = hashlib.sha256(content.encode()).hexdigest()
         ce_id = str(
-            uuid.uuid5(_REJECTION_NAMESPACE, f"{coords.topic}/{coords.partition}/{coords.offset}")
+            uuid.uuid5(
+                _REJECTION_NAMESPACE,
+                f"{coords.topic}/{coords.partition}/{coords.offset}/{digest}",
+            )
         )
         return OutboxMessage.of(
             CloudEvent(data=event, source=SOURCE, id=ce_id),
