@@ -51,7 +51,9 @@ async def pipeline(broker: Broker, database: Database, logs: Path) -> AsyncItera
     p = Pipeline(broker, database.url, logs)
     await p.prepare()
     await p.start()
-    await p.register_volunteers(per_borough=10, capacity=10)
+    # Places for most of the opt-ins (~30 % of submissions): the pool stays bounded, as
+    # it is in production (the optimiser weighs the whole waiting pool on every run).
+    await p.register_volunteers(per_borough=max(10, EVENTS // 150), capacity=10)
     log("pipeline up (seed %d): %s", SEED, ", ".join(f"{n}:{s.url}" for n, s in p.services.items()))
     try:
         yield p
