@@ -23,163 +23,32 @@ import asyncio
 import contextlib
 import os
 import random
-import signal
 import time
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
-from devstack.processes import ChildProcess
 from shared.kafka import ensure_topics
-from shared.topics import ENROLMENT_EVENTS, all_topics
+from shared.topics import ENROLMENT_EVENTS
 from tests.reliability.database import Database
-from tests.reliability.harness import (
-    FIGURES_FILE,
-    SEED,
-    Broker,
-    log,
-    reporting_counts,
-    wait_until,
+from tests.reliability.faults import (
+    kill_9,
+    record,
+    resend,
+    restart_broker,
+    settle,
+    stored_count,
+    stream_until_killed,
 )
-from tests.reliability.pipeline import Pipeline, Submission
+from tests.reliability.harness import SEED, Broker, log, wait_until
+from tests.reliability.pipeline import Pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
 LOSS_TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_LOSS_TRIALS", "10")))
 CHUNK = max(10, int(os.environ.get("COMMONGROUND_RELIABILITY_LOSS_CHUNK", "60")))
-SETTLE_TIMEOUT_S = 240.0
-
-
-@dataclass(frozen=True)
-class Figures:
-    submitted: int
-    stored: int
-    reported: int
-    reported_enrolments: int
-    opt_ins: int
-    in_pool: int
-    matches: int
-    reported_proposed: int
-
-    @property
-    def lost(self) -> int:
-        return (
-            max(0, self.submitted - self.stored)
-            + max(0, self.submitted - self.reported)
-            + max(0, self.opt_ins - self.in_pool)
-            + max(0, self.matches - self.reported_proposed)
-        )
-
-    @property
-    def duplicated(self) -> int:
-        return (
-            max(0, self.stored - self.submitted)
-            + max(0, self.reported - self.submitted)
-            + max(0, self.reported_enrolments - self.submitted)
-            + max(0, self.in_pool - self.opt_ins)
-            + max(0, self.reported_proposed - self.matches)
-        )
-
-    @property
-    def exact(self) -> bool:
-        return (
-            self.lost == 0 and self.duplicated == 0 and self.reported_enrolments == self.submitted
-        )
-
-
-async def figures(p: Pipeline) -> Figures:
-    async with p.mongo() as client:
-        enrolment = client[p.database("enrolment")]
-        matching = client[p.database("matching")]
-        counts = await reporting_counts(client[p.database("reporting")])
-        return Figures(
-            submitted=len(p.submissions),
-            stored=await enrolment["enrolments"].count_documents({}),
-            reported=counts.get("outcomes.started", 0),
-            reported_enrolments=counts["enrolments"],
-            opt_ins=sum(1 for s in p.submissions if s.opts_in),
-            in_pool=await matching["participants"].count_documents({}),
-            matches=await matching["matches"].count_documents({}),
-            reported_proposed=counts.get("matching.proposed", 0),
-        )
-
-
-async def settle(p: Pipeline, what: str) -> Figures:
-    """Wait until every figure is exact, then, once the pipeline has drained, check
-    that it stayed exact (a double count arriving late would show)."""
-    started = time.monotonic()
-    last: list[Figures] = []
-
-    async def exact() -> bool:
-        last[:] = [await figures(p)]
-        return last[0].exact
-
-    try:
-        await wait_until(
-            exact,
-            timeout_s=SETTLE_TIMEOUT_S,
-            what=f"exact figures ({what})",
-            interval_s=1.0,
-            alive=[s for s in p.services.values()],
-        )
-    except AssertionError as exc:
-        raise AssertionError(f"{what}: {last[0] if last else None}\n{exc}") from None
-    await p.wait_drained(SETTLE_TIMEOUT_S)
-    final = await figures(p)
-    log("%s: %s (settled in %.1fs)", what, final, time.monotonic() - started)
-    assert final.exact, f"{what}: not exactly once after draining: {final}"
-    return final
-
-
-def kill_9(child: ChildProcess | None) -> None:
-    if child is None or child.popen is None:
-        return
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(child.popen.pid, signal.SIGKILL)
-    child.popen.wait(10)
-
-
-async def restart_broker(broker: Broker) -> None:
-    """The same broker, port and log file, started again: an empty log (memory storage),
-    so the contract topics are created again, as the local stack does."""
-    await asyncio.to_thread(broker.kafka.start)
-    await ensure_topics(broker.bootstrap, all_topics(), partitions=4)
-
-
-async def resend(p: Pipeline, submissions: Sequence[Submission]) -> None:
-    """What a provider does when the broker lost records it had acknowledged: send them
-    again (intake de-duplicates what it already stored)."""
-    async with p.publisher() as publisher:
-        await publisher.send([s.record() for s in submissions])
-
-
-async def stream_until_killed(p: Pipeline, submissions: Sequence[Submission]) -> None:
-    """Send ``submissions`` in small chunks; ends quietly when the broker goes away."""
-    with contextlib.suppress(Exception):
-        async with p.publisher() as publisher:
-            for start in range(0, len(submissions), 10):
-                await publisher.send([s.record() for s in submissions[start : start + 10]])
-
-
-async def stored_count(p: Pipeline) -> int:
-    async with p.mongo() as client:
-        return await client[p.database("enrolment")]["enrolments"].estimated_document_count()
-
-
-def record(test: str, **figures: Any) -> None:
-    import json
-    from datetime import UTC, datetime
-
-    entry = {"test": test, "at": datetime.now(UTC).isoformat(timespec="seconds"), "seed": SEED}
-    entry.update(figures)
-    log("FIGURES %s", json.dumps(entry, default=str))
-    FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
-    with FIGURES_FILE.open("a") as out:
-        out.write(json.dumps(entry, default=str) + "\n")
 
 
 @pytest.fixture(scope="module")
