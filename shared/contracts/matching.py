@@ -2,12 +2,14 @@
 
 ``matching.volunteers.v1`` (key: volunteer id) carries no background fields of
 volunteers: those stay in the matching service's own database.
-``matching.matches.v1`` (key: local authority).
+``matching.matches.v1`` (key: local authority): proposals, decisions, endings and the
+meetings (check-ins) of confirmed pairs.
 """
 
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -108,6 +110,26 @@ class MatchEnded(Event, MatchRef):
     ended_at: datetime
 
 
+class MatchCheckInRecorded(Event, MatchRef):
+    """A meeting of a confirmed pair took place (a check-in recorded by their coordinator
+    or by the volunteer). One per match and day: ``check_in_id`` is derived from both, so
+    recording the same day again changes nothing. Carries no free text: what the pair did
+    is not the platform's business."""
+
+    event_name = "MatchCheckInRecorded"
+
+    check_in_id: str = Field(description="Stable id of this meeting (match and day).")
+    met_on: date = Field(description="The day the pair met (never before the match began).")
+    match_started_at: datetime = Field(
+        description="When the match was confirmed (its MatchConfirmed.confirmed_at), so that "
+        "the event says on its own how far into the match the meeting was."
+    )
+    recorded_by: Literal["coordinator", "volunteer"] = Field(
+        description="Who recorded it: the pair's coordinator or the volunteer themself."
+    )
+    recorded_at: datetime
+
+
 VOLUNTEER_EVENTS: tuple[type[Event], ...] = (
     VolunteerRegistered,
     VolunteerUpdated,
@@ -118,4 +140,5 @@ MATCH_EVENTS: tuple[type[Event], ...] = (
     MatchConfirmed,
     MatchDeclined,
     MatchEnded,
+    MatchCheckInRecorded,
 )
