@@ -35,10 +35,12 @@ from shared.contracts.enrolment import (
     RejectionReason,
 )
 from shared.contracts.reference import (
+    ADULT_SKILLS_FUND_FROM,
     ESOL_LEVELS,
     AgeBand,
     CombinedAuthority,
     CompletionStatus,
+    FundModel,
     Level,
     Outcome,
     Programme,
@@ -332,6 +334,15 @@ def rule_errors(submission: EnrolmentSubmission, today: date) -> list[FieldError
     level = level_error(s.programme, s.level, "/level")
     if level:
         errors.append(level)
+    if s.fund_model is FundModel.ADULT_SKILLS_FUND and s.start_date < ADULT_SKILLS_FUND_FROM:
+        errors.append(
+            _rule(
+                RejectionCode.FUND_MODEL_INVALID,
+                "/fund_model",
+                "fund_model 38 (Adult Skills Fund) is for aims starting on or after "
+                f"{ADULT_SKILLS_FUND_FROM.isoformat()}; use 35 for earlier starts",
+            )
+        )
     if s.year_of_arrival is not None and not (
         s.date_of_birth.year <= s.year_of_arrival <= today.year
     ):

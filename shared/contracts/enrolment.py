@@ -383,6 +383,7 @@ class RejectionCode(StrEnum):
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     UNAUTHENTICATED = "unauthenticated"
     DATE_OUT_OF_RANGE = "date_out_of_range"
+    FUND_MODEL_INVALID = "fund_model_invalid"
 
 
 class RejectionReason(BaseModel):

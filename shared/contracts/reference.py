@@ -7,6 +7,7 @@ authority") live in the services' domain modules.
 
 from __future__ import annotations
 
+from datetime import date
 from enum import IntEnum, StrEnum
 
 
@@ -101,12 +102,23 @@ class Religion(StrEnum):
 
 
 class FundModel(IntEnum):
-    """ILR FundModel codes relevant to adult skills."""
+    """ILR FundModel codes of the adult learning this platform takes (a subset of the ILR
+    code list: :data:`shared.contracts.ilr.FUND_MODEL` has the whole list per year).
+
+    Source: ILR specification 2025 to 2026 and 2026 to 2027, field FundModel. 38 (Adult
+    Skills Fund) is for aims starting on or after 1 August 2024; 35 is the earlier adult
+    skills model, kept for continuing learners; 11 is tailored learning."""
 
     ADULT_SKILLS = 35
     COMMUNITY_LEARNING = 10
     OTHER_ADULT = 81
     NON_FUNDED = 99
+    ADULT_SKILLS_FUND = 38
+    TAILORED_LEARNING = 11
+
+
+# FundModel 38 applies to aims starting on or after this day (ILR 2024/25 onwards).
+ADULT_SKILLS_FUND_FROM = date(2024, 8, 1)
 
 
 class CompletionStatus(IntEnum):
@@ -128,22 +140,43 @@ class Outcome(IntEnum):
 
 
 class WithdrawalReason(IntEnum):
-    """ILR WithdrawReason codes."""
+    """ILR WithdrawReason codes.
 
+    Source: ILR specification 2025 to 2026 (Appendix: WithdrawReason), the same list
+    carried into 2026 to 2027; cross-checked against the national validation service's
+    ``ReasonForWithdrawal`` constants. The member names before issue 15 did not match the
+    national meanings of several codes; they remain as aliases (same values) so that
+    existing code keeps working, but the canonical names below are the national ones.
+    """
+
+    TRANSFERRED_TO_ANOTHER_PROVIDER = 2
+    INJURY_OR_ILLNESS = 3
+    TRANSFERRED_BY_INTERVENTION_OR_CONSENT = 7
+    OLASS_OUTSIDE_PROVIDER_CONTROL = 28
+    LEARNER_MADE_REDUNDANT = 29
+    TRANSFERRED_NEW_LEARNING_AIM = 40
+    TRANSFERRED_GOVERNMENT_STRATEGY = 41
+    ACADEMIC_FAILURE = 42
+    FINANCIAL_REASONS = 43
+    OTHER_PERSONAL_REASONS = 44
+    WRITTEN_OFF_HE = 45
+    EXCLUSION = 46
+    TRANSFERRED_DUE_TO_MERGER = 47
+    INDUSTRIAL_PLACEMENT_WITHDREW = 48
+    OTHER = 97
+    NOT_KNOWN = 98
+    # Former names, kept as aliases with their former values (their wording was not the
+    # ILR's: e.g. FINANCIAL is code 7, a transfer; the ILR's financial reasons are 43).
     TRANSFERRED_SAME_PROVIDER = 2
     HEALTH = 3
     FINANCIAL = 7
     OTHER_PERSONAL = 28
     WRITTEN_OFF_AFTER_LEARNER_LEFT = 29
-    TRANSFERRED_NEW_LEARNING_AIM = 40
     INDUSTRIAL_PLACEMENT_LEFT = 41
-    ACADEMIC_FAILURE = 42
     FINANCIAL_CRISIS_CARE = 43
     EXCLUDED = 44
     TRANSFERRED_NEW_PROVIDER = 45
     MADE_REDUNDANT = 46
-    OTHER = 97
-    NOT_KNOWN = 98
 
 
 class Weekday(StrEnum):

@@ -92,18 +92,27 @@ ETHNIC_GROUP_LABELS: dict[str, str] = {
     NOT_STATED: "Not stated",
 }
 WITHDRAWAL_LABELS: dict[WithdrawalReason, str] = {
-    WithdrawalReason.TRANSFERRED_SAME_PROVIDER: "Transferred (same provider)",
-    WithdrawalReason.HEALTH: "Health problems",
-    WithdrawalReason.FINANCIAL: "Financial reasons",
-    WithdrawalReason.OTHER_PERSONAL: "Other personal reasons",
-    WithdrawalReason.WRITTEN_OFF_AFTER_LEARNER_LEFT: "Written off after learner left",
+    # Wording of the ILR WithdrawReason code list (2025/26, 2026/27).
+    WithdrawalReason.TRANSFERRED_TO_ANOTHER_PROVIDER: "Transferred to another provider",
+    WithdrawalReason.INJURY_OR_ILLNESS: "Injury or illness",
+    WithdrawalReason.TRANSFERRED_BY_INTERVENTION_OR_CONSENT: (
+        "Transferred to another provider by intervention or with consent"
+    ),
+    WithdrawalReason.OLASS_OUTSIDE_PROVIDER_CONTROL: (
+        "OLASS learner withdrawn, outside the provider's control"
+    ),
+    WithdrawalReason.LEARNER_MADE_REDUNDANT: "Made redundant",
     WithdrawalReason.TRANSFERRED_NEW_LEARNING_AIM: "Transferred to a new learning aim",
-    WithdrawalReason.INDUSTRIAL_PLACEMENT_LEFT: "Left industrial placement",
-    WithdrawalReason.ACADEMIC_FAILURE: "Academic failure",
-    WithdrawalReason.FINANCIAL_CRISIS_CARE: "Financial crisis / care",
-    WithdrawalReason.EXCLUDED: "Excluded",
-    WithdrawalReason.TRANSFERRED_NEW_PROVIDER: "Transferred to a new provider",
-    WithdrawalReason.MADE_REDUNDANT: "Made redundant",
+    WithdrawalReason.TRANSFERRED_GOVERNMENT_STRATEGY: (
+        "Transferred to another provider for learning meeting a government strategy"
+    ),
+    WithdrawalReason.ACADEMIC_FAILURE: "Academic failure (HE only)",
+    WithdrawalReason.FINANCIAL_REASONS: "Financial reasons",
+    WithdrawalReason.OTHER_PERSONAL_REASONS: "Other personal reasons",
+    WithdrawalReason.WRITTEN_OFF_HE: "Written off after a lapse of time (HE only)",
+    WithdrawalReason.EXCLUSION: "Exclusion",
+    WithdrawalReason.TRANSFERRED_DUE_TO_MERGER: "Transferred due to a merger",
+    WithdrawalReason.INDUSTRIAL_PLACEMENT_WITHDREW: "Industrial placement learner withdrew",
     WithdrawalReason.OTHER: "Other",
     WithdrawalReason.NOT_KNOWN: "Not known",
 }
