@@ -41,6 +41,8 @@ class Role(StrEnum):
     COORDINATOR = "coordinator"
     ANALYST = "analyst"
     DATA_PROTECTION = "data_protection"
+    VOLUNTEER = "volunteer"
+    """A befriending volunteer (matching only): records meetings on their own matches."""
 
 
 class Principal(BaseModel):

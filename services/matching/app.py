@@ -59,6 +59,8 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             ),
             metrics=metrics,
             on_commit=relay.wake,
+            health_policy=settings.health_policy(),
+            keys=keys,
         )
         learner_keys = MongoLearnerKeys(runtime.db)
         runtime.state["matching"] = handlers.MatchingContext(

@@ -6,6 +6,8 @@ authorities of their key. No response or log line carries anyone's background fi
 
 from __future__ import annotations
 
+import csv
+import io
 import logging
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -18,6 +20,13 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from services.matching.checkins import (
+    CheckIn,
+    MeetingAfterEnd,
+    MeetingBeforeMatch,
+    MeetingInFuture,
+    NotYourMatch,
+)
 from services.matching.domain import (
     SLOT_PATTERN,
     BackgroundFields,
@@ -30,9 +39,17 @@ from services.matching.domain import (
     VolunteerDetails,
     VolunteerIneligible,
 )
+from services.matching.health import HealthReport, MatchHealth
 from services.matching.repository import Conflict
 from services.matching.settings import MatchingSettings
-from services.matching.use_cases import MatchingService, NotFound, OutOfScope
+from services.matching.use_cases import (
+    MatchingService,
+    NotFound,
+    OutOfScope,
+    VolunteerNotFound,
+    WaitingView,
+)
+from services.matching.waiting import REASON_LABELS, WaitingReason
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event
@@ -204,17 +221,37 @@ async def coordinator(
     return await authenticate(keys, header, [Role.COORDINATOR])
 
 
+async def coordinator_or_volunteer(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    keys = context_of(runtime_of(request)).keys
+    header = f"Bearer {credentials.credentials}" if credentials else None
+    return await authenticate(keys, header, [Role.COORDINATOR, Role.VOLUNTEER])
+
+
 def service_of(request: Request) -> MatchingService:
     return context_of(runtime_of(request)).service
 
 
 Coordinator = Annotated[Principal, Depends(coordinator)]
+CoordinatorOrVolunteer = Annotated[Principal, Depends(coordinator_or_volunteer)]
 Service = Annotated[MatchingService, Depends(service_of)]
 
 
 def problem_for(exc: Exception) -> Problem:
+    if isinstance(exc, VolunteerNotFound):
+        return Problem(404, "Not found", str(exc), slug="volunteer-not-found")
     if isinstance(exc, NotFound):
         return Problem(404, "Not found", str(exc), slug="match-not-found")
+    if isinstance(exc, NotYourMatch):
+        return Problem(403, "Forbidden", str(exc), slug="not-your-match")
+    if isinstance(exc, MeetingBeforeMatch):
+        return Problem(422, "Unprocessable", str(exc), slug="meeting-before-match")
+    if isinstance(exc, MeetingInFuture):
+        return Problem(422, "Unprocessable", str(exc), slug="meeting-in-future")
+    if isinstance(exc, MeetingAfterEnd):
+        return Problem(422, "Unprocessable", str(exc), slug="meeting-after-match-ended")
     if isinstance(exc, OutOfScope):
         return Problem(403, "Forbidden", str(exc), slug="out-of-scope")
     if isinstance(exc, InvalidTransition):
@@ -326,6 +363,29 @@ class VolunteerOut(BaseModel):
         )
 
 
+class HealthOut(BaseModel):
+    state: MatchHealth = Field(
+        description="on_track: a meeting (or the confirmation, while none is recorded) "
+        "within MATCHING_HEALTH_CHECK_IN_AFTER_DAYS days (default 14); needs_check_in: "
+        "longer ago, up to MATCHING_HEALTH_LAPSED_AFTER_DAYS (default 28); lapsed: longer "
+        "ago than that."
+    )
+    days_since_contact: int = Field(
+        description="Days from the last meeting (or the confirmation) to today."
+    )
+    last_met_on: date | None
+    check_ins: int = Field(description="Meetings recorded on this match.")
+
+    @classmethod
+    def of(cls, h: HealthReport) -> HealthOut:
+        return cls(
+            state=h.state,
+            days_since_contact=h.days_since_contact,
+            last_met_on=h.last_met_on,
+            check_ins=h.check_ins,
+        )
+
+
 class MatchOut(BaseModel):
     match_id: str
     status: MatchStatus
@@ -351,10 +411,16 @@ class MatchOut(BaseModel):
     flags: list[str] = Field(
         description="E.g. 'volunteer_dbs_expired': the volunteer's DBS check has lapsed."
     )
+    health: HealthOut | None = Field(
+        default=None,
+        description="Confirmed matches only: whether the pair is still meeting, from the "
+        "meetings recorded (POST /v1/matches/{id}/check-ins).",
+    )
 
     @classmethod
-    def of(cls, m: Match) -> MatchOut:
+    def of(cls, m: Match, health: HealthReport | None = None) -> MatchOut:
         return cls(
+            health=HealthOut.of(health) if health is not None else None,
             match_id=m.match_id,
             status=m.status,
             volunteer_id=m.volunteer_id,
@@ -424,6 +490,81 @@ class WaitingOut(BaseModel):
     local_authority: str
     waiting_since: datetime
     declined_count: int
+    reason: WaitingReason | None = Field(
+        default=None,
+        description="The hard constraint that keeps them waiting (GET /v1/pool/waiting "
+        "explains it).",
+    )
+
+
+class CheckInIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    met_on: date = Field(
+        description="The day the pair met: not before the match was confirmed, not in the "
+        "future (nor after the match ended)."
+    )
+
+
+class CheckInOut(BaseModel):
+    check_in_id: str
+    match_id: str
+    met_on: date
+    recorded_by: Literal["coordinator", "volunteer"]
+    recorded_at: datetime
+
+    @classmethod
+    def of(cls, c: CheckIn) -> CheckInOut:
+        return cls(
+            check_in_id=c.check_in_id,
+            match_id=c.match_id,
+            met_on=c.met_on,
+            recorded_by=c.recorded_by,
+            recorded_at=c.recorded_at,
+        )
+
+
+class CheckInRecorded(BaseModel):
+    check_in: CheckInOut
+    created: bool = Field(description="False when this match and day were recorded before.")
+    health: HealthOut | None = Field(
+        description="The match's health now (null once the match has ended)."
+    )
+
+
+class VolunteerKeyOut(BaseModel):
+    volunteer_id: str
+    api_key: str = Field(
+        description="Shown once; give it to the volunteer. It may only record and list "
+        "meetings of their own matches. Earlier keys of this volunteer stop working."
+    )
+
+
+class FunnelStepOut(BaseModel):
+    reason: WaitingReason
+    remaining: int = Field(description="Volunteers still possible after this constraint.")
+
+
+class WaitingReasonOut(BaseModel):
+    participant: str = Field(description="Learner pseudonym.")
+    local_authority: str
+    waiting_since: datetime
+    days_waiting: int
+    reason: WaitingReason = Field(
+        description="The first hard constraint, in the order no_volunteers, no_shared_slot, "
+        "gender_preference, only_declined_pairs, no_valid_dbs, no_capacity, that leaves no "
+        "volunteer for them; awaiting_next_run when a feasible volunteer exists."
+    )
+    reason_label: str
+    explanation: str
+    funnel: list[FunnelStepOut]
+
+
+class WaitingAuthorityOut(BaseModel):
+    combined_authority: CombinedAuthority
+    volunteers_registered: int
+    reasons: dict[WaitingReason, int] = Field(description="Participants waiting per reason.")
+    waiting: list[WaitingReasonOut]
 
 
 class PoolOut(BaseModel):
@@ -467,7 +608,10 @@ async def list_matches(
         )
     except DomainError as exc:
         raise problem_for(exc) from None
-    return MatchList(items=[MatchOut.of(m) for m in matches], limit=limit, offset=offset)
+    health = await service.health(matches)
+    return MatchList(
+        items=[MatchOut.of(m, health.get(m.match_id)) for m in matches], limit=limit, offset=offset
+    )
 
 
 MatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")]
@@ -476,9 +620,10 @@ MatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")]
 @router.get("/matches/{match_id}", response_model=MatchOut, summary="One proposal or match")
 async def get_match(match_id: MatchId, principal: Coordinator, service: Service) -> MatchOut:
     try:
-        return MatchOut.of(await service.get_match(principal, match_id))
+        match = await service.get_match(principal, match_id)
     except DomainError as exc:
         raise problem_for(exc) from None
+    return MatchOut.of(match, (await service.health([match])).get(match_id))
 
 
 @router.post(
@@ -495,7 +640,7 @@ async def decide(
         )
     except (DomainError, Conflict) as exc:
         raise problem_for(exc) from None
-    return MatchOut.of(match)
+    return MatchOut.of(match, (await service.health([match])).get(match_id))
 
 
 @router.post(
@@ -543,9 +688,182 @@ async def pool(
                     local_authority=p.local_authority,
                     waiting_since=p.waiting_since,
                     declined_count=len(p.declined_volunteers),
+                    reason=v.reasons.get(p.participant),
                 )
                 for p in v.waiting
             ],
         )
         for v in views
     ]
+
+
+@router.post(
+    "/matches/{match_id}/check-ins",
+    response_model=CheckInRecorded,
+    status_code=201,
+    summary="Record a meeting of a confirmed pair (→ MatchCheckInRecorded)",
+    description="By a coordinator of the match's combined authority, or by the match's own "
+    "volunteer with a volunteer key. One per match and day: the same day again answers 200 "
+    "with the stored check-in and publishes nothing. Problems: 404 unknown match (or "
+    "outside the coordinator's combined authorities), 403 not-your-match (a volunteer on "
+    "someone else's match), 409 invalid-transition (not confirmed), 422 "
+    "meeting-before-match, meeting-in-future, meeting-after-match-ended.",
+    responses={200: {"model": CheckInRecorded, "description": "Already recorded"}},
+)
+async def record_check_in(
+    match_id: MatchId,
+    body: CheckInIn,
+    principal: CoordinatorOrVolunteer,
+    service: Service,
+    response: Response,
+) -> CheckInRecorded:
+    try:
+        result = await service.record_check_in(principal, match_id, body.met_on)
+    except (DomainError, Conflict) as exc:
+        raise problem_for(exc) from None
+    response.status_code = 201 if result.created else 200
+    return CheckInRecorded(
+        check_in=CheckInOut.of(result.check_in),
+        created=result.created,
+        health=HealthOut.of(result.health) if result.health is not None else None,
+    )
+
+
+@router.get(
+    "/matches/{match_id}/check-ins",
+    response_model=list[CheckInOut],
+    summary="Meetings recorded on a match, oldest first",
+)
+async def list_check_ins(
+    match_id: MatchId, principal: CoordinatorOrVolunteer, service: Service
+) -> list[CheckInOut]:
+    try:
+        return [CheckInOut.of(c) for c in await service.check_ins(principal, match_id)]
+    except DomainError as exc:
+        raise problem_for(exc) from None
+
+
+VolunteerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+
+
+@router.post(
+    "/volunteers/{volunteer_id}/key",
+    response_model=VolunteerKeyOut,
+    status_code=201,
+    summary="Issue a volunteer key (shown once) for recording their own meetings",
+)
+async def issue_volunteer_key(
+    volunteer_id: VolunteerId, principal: Coordinator, service: Service, response: Response
+) -> VolunteerKeyOut:
+    try:
+        key = await service.issue_volunteer_key(principal, volunteer_id)
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    response.headers["Cache-Control"] = "no-store"
+    return VolunteerKeyOut(volunteer_id=volunteer_id, api_key=key)
+
+
+def _waiting_out(views: list[WaitingView], today: date) -> list[WaitingAuthorityOut]:
+    out = []
+    for v in views:
+        counts = {reason: 0 for reason in WaitingReason}
+        for d in v.diagnoses:
+            counts[d.reason] += 1
+        out.append(
+            WaitingAuthorityOut(
+                combined_authority=v.combined_authority,
+                volunteers_registered=v.volunteers,
+                reasons=counts,
+                waiting=[
+                    WaitingReasonOut(
+                        participant=d.participant,
+                        local_authority=d.local_authority,
+                        waiting_since=d.waiting_since,
+                        days_waiting=d.days_waiting(today),
+                        reason=d.reason,
+                        reason_label=REASON_LABELS[d.reason],
+                        explanation=d.explanation,
+                        funnel=[
+                            FunnelStepOut(reason=f.reason, remaining=f.remaining) for f in d.funnel
+                        ],
+                    )
+                    for d in v.diagnoses
+                ],
+            )
+        )
+    return out
+
+
+@router.get(
+    "/pool/waiting",
+    response_model=list[WaitingAuthorityOut],
+    summary="Why each waiting participant is still waiting (the hard constraint in the way)",
+)
+async def waiting_reasons(
+    principal: Coordinator,
+    service: Service,
+    combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
+    local_authority: Annotated[LocalAuthority | None, Query()] = None,
+) -> list[WaitingAuthorityOut]:
+    try:
+        views = await service.waiting(principal, combined_authority, local_authority)
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    return _waiting_out(views, service.clock().date())
+
+
+@router.get(
+    "/pool/waiting.csv",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+    summary="The waiting list with reasons, as CSV (one row per waiting participant)",
+)
+async def waiting_reasons_csv(
+    principal: Coordinator,
+    service: Service,
+    combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
+    local_authority: Annotated[LocalAuthority | None, Query()] = None,
+) -> Response:
+    try:
+        views = await service.waiting(principal, combined_authority, local_authority)
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    today = service.clock().date()
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    steps = [r for r in WaitingReason if r is not WaitingReason.AWAITING_NEXT_RUN]
+    writer.writerow(
+        [
+            "combined_authority",
+            "local_authority",
+            "participant",
+            "waiting_since",
+            "days_waiting",
+            "reason",
+            "reason_label",
+            *(f"volunteers_after_{r.value}" for r in steps),
+        ]
+    )
+    for v in views:
+        for d in v.diagnoses:
+            remaining = {f.reason: f.remaining for f in d.funnel}
+            writer.writerow(
+                [
+                    v.combined_authority.value,
+                    d.local_authority,
+                    d.participant,
+                    d.waiting_since.isoformat(),
+                    d.days_waiting(today),
+                    d.reason.value,
+                    REASON_LABELS[d.reason],
+                    *(remaining.get(r, "") for r in steps),
+                ]
+            )
+    return Response(
+        buffer.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="commonground-waiting-reasons.csv"',
+            "Cache-Control": "no-store",
+        },
+    )

@@ -54,3 +54,9 @@ class MatchingMetrics:
         self.dbs_expired = telemetry.counter(
             "matching_volunteer_dbs_expired_total", "Volunteers paused by a lapsed DBS check."
         )
+        self.check_ins = telemetry.counter(
+            "matching_check_ins_total",
+            "Meetings of confirmed pairs recorded (new ones only), by who recorded them "
+            "(coordinator / volunteer).",
+            ("recorded_by",),
+        )

@@ -8,7 +8,8 @@ relay (re)publishes, and consumers deduplicate on ``ce_id``.
 
 Collections: ``volunteers``, ``participants`` (``_id`` = learner pseudonym), ``matches``,
 the outbox's collections, ``inbox`` (processed ``ce_id`` s), ``runs`` (optimiser runs),
-``schedule`` (last run per combined authority), ``leases``, ``api_keys``.
+``schedule`` (last run per combined authority), ``leases``, ``api_keys``, ``check_ins``
+(meetings of confirmed pairs, ``_id`` = match and day).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
+from services.matching.checkins import CheckIn
 from services.matching.domain import (
     ACTIVE_MATCH_STATUSES,
     FLAG_DBS_EXPIRED,
@@ -36,6 +38,7 @@ from services.matching.domain import (
     Volunteer,
     merge_opt_in,
 )
+from services.matching.health import MeetingRecord
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.reference import AgeBand, CombinedAuthority, Ethnicity, Religion, Sex
 from shared.outbox import MongoOutbox, OutboxMessage
@@ -157,6 +160,20 @@ class MatchingRepository(Protocol):
         proposals are declined (and, with ``erase``, confirmed matches ended and every
         personal field scrubbed). Returns the matches changed, None if unknown."""
         ...
+
+    async def record_check_in(
+        self, check_in: CheckIn, events: Sequence[Outgoing]
+    ) -> CheckIn | None:
+        """Store a meeting with its event, atomically, while the match is still confirmed
+        or ended. Returns the check-in already stored for that match and day instead
+        (nothing written, no event), or ``None`` when it is new."""
+        ...
+
+    async def meetings(self, match_ids: Sequence[str]) -> dict[str, MeetingRecord]:
+        """Per match: how many meetings are recorded and the latest day."""
+        ...
+
+    async def check_ins(self, match_id: str) -> list[CheckIn]: ...
 
     async def acquire_lease(self, name: str, owner: str, ttl: timedelta, now: datetime) -> bool: ...
 
@@ -355,6 +372,28 @@ def match_from_doc(doc: Doc) -> Match:
     )
 
 
+def check_in_doc(c: CheckIn) -> Doc:
+    return {
+        "_id": c.check_in_id,
+        "match_id": c.match_id,
+        "met_on": _day(c.met_on),
+        "recorded_by": c.recorded_by,
+        "recorder": c.recorder,
+        "recorded_at": c.recorded_at,
+    }
+
+
+def check_in_from_doc(doc: Doc) -> CheckIn:
+    return CheckIn(
+        check_in_id=doc["_id"],
+        match_id=doc["match_id"],
+        met_on=date.fromisoformat(doc["met_on"]),
+        recorded_by=doc["recorded_by"],
+        recorder=doc["recorder"],
+        recorded_at=_must_utc(doc["recorded_at"]),
+    )
+
+
 # ----------------------------------------------------------------------- MongoDB
 
 
@@ -372,6 +411,7 @@ class MongoMatchingRepository:
         self.runs = db["runs"]
         self.schedule = db["schedule"]
         self.leases = db["leases"]
+        self.check_in_docs = db["check_ins"]
 
     async def ensure_indexes(self) -> None:
         await self.participants.create_index(
@@ -393,6 +433,7 @@ class MongoMatchingRepository:
         await self.runs.create_index(
             [("combined_authority", ASCENDING), ("started_at", DESCENDING)]
         )
+        await self.check_in_docs.create_index([("match_id", ASCENDING), ("met_on", ASCENDING)])
 
     async def _queue(
         self, events: Sequence[Outgoing], now: datetime, session: AsyncClientSession
@@ -799,6 +840,52 @@ class MongoMatchingRepository:
 
         result: list[Match] | None = await self._transaction(body)
         return result
+
+    # -- check-ins
+
+    async def record_check_in(
+        self, check_in: CheckIn, events: Sequence[Outgoing]
+    ) -> CheckIn | None:
+        async def body(s: AsyncClientSession) -> CheckIn | None:
+            # Look before inserting: a duplicate-key error would abort the transaction.
+            existing = await self.check_in_docs.find_one({"_id": check_in.check_in_id}, session=s)
+            if existing is not None:
+                return check_in_from_doc(existing)
+            match = await self.matches.find_one(
+                {
+                    "_id": check_in.match_id,
+                    "status": {"$in": [MatchStatus.CONFIRMED.value, MatchStatus.ENDED.value]},
+                },
+                {"_id": 1},
+                session=s,
+            )
+            if match is None:
+                raise Conflict(f"match {check_in.match_id} changed concurrently")
+            await self.check_in_docs.insert_one(check_in_doc(check_in), session=s)
+            if events:
+                await self._queue(events, check_in.recorded_at, s)
+            return None
+
+        result: CheckIn | None = await self._transaction(body)
+        return result
+
+    async def meetings(self, match_ids: Sequence[str]) -> dict[str, MeetingRecord]:
+        if not match_ids:
+            return {}
+        cursor = await self.check_in_docs.aggregate(
+            [
+                {"$match": {"match_id": {"$in": list(match_ids)}}},
+                {"$group": {"_id": "$match_id", "n": {"$sum": 1}, "last": {"$max": "$met_on"}}},
+            ]
+        )
+        return {
+            d["_id"]: MeetingRecord(check_ins=int(d["n"]), last_met_on=_from_day(d["last"]))
+            async for d in cursor
+        }
+
+    async def check_ins(self, match_id: str) -> list[CheckIn]:
+        cursor = self.check_in_docs.find({"match_id": match_id}).sort("met_on", ASCENDING)
+        return [check_in_from_doc(d) async for d in cursor]
 
     # -- leases
 

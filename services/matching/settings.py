@@ -6,9 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.matching.health import HealthPolicy
 from shared.outbox import OutboxSettings
 from shared.settings import ServiceSettings
 
@@ -67,6 +68,36 @@ class MatchingSettings(ServiceSettings, OutboxSettings):
         description="Leases keep one replica at a time running a given authority's optimiser, "
         "and the DBS check.",
     )
+
+    health_check_in_after_days: int = Field(
+        default=14,
+        ge=1,
+        le=365,
+        description="A confirmed match with no recorded meeting for more than this many days "
+        "(counted from its confirmation while none is recorded) needs a check-in.",
+    )
+    health_lapsed_after_days: int = Field(
+        default=28,
+        ge=2,
+        le=730,
+        description="...and has lapsed after more than this many days without a meeting "
+        "(must be greater than health_check_in_after_days).",
+    )
+
+    @model_validator(mode="after")
+    def _health_thresholds_ordered(self) -> MatchingSettings:
+        if self.health_lapsed_after_days <= self.health_check_in_after_days:
+            raise ValueError(
+                "MATCHING_HEALTH_LAPSED_AFTER_DAYS must be greater than "
+                "MATCHING_HEALTH_CHECK_IN_AFTER_DAYS"
+            )
+        return self
+
+    def health_policy(self) -> HealthPolicy:
+        return HealthPolicy(
+            check_in_after_days=self.health_check_in_after_days,
+            lapsed_after_days=self.health_lapsed_after_days,
+        )
 
     demo_coordinator_key: SecretStr | None = Field(
         default=None,

@@ -12,11 +12,19 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
+from services.matching.checkins import (
+    CheckIn,
+    NotYourMatch,
+    check_in_recorded,
+    record_check_in,
+    volunteer_of,
+    volunteer_principal_id,
+)
 from services.matching.domain import (
     BatchPolicy,
     DomainError,
@@ -42,6 +50,7 @@ from services.matching.domain import (
     volunteer_dbs_expired,
     volunteer_event,
 )
+from services.matching.health import HealthPolicy, HealthReport, MeetingRecord, match_health
 from services.matching.metrics import MatchingMetrics
 from services.matching.repository import (
     Conflict,
@@ -50,7 +59,8 @@ from services.matching.repository import (
     Outgoing,
     RunRecord,
 )
-from shared.auth import Principal
+from services.matching.waiting import WaitingDiagnosis, WaitingReason, diagnose_pool
+from shared.auth import ApiKeyStore, Principal, Role, new_api_key
 from shared.contracts.enrolment import ParticipantOptedIn
 from shared.contracts.matching import MatchConfirmed, MatchDeclined
 from shared.contracts.reference import CombinedAuthority, combined_authority_of
@@ -64,6 +74,10 @@ class NotFound(DomainError):
 
 
 class OutOfScope(DomainError):
+    pass
+
+
+class VolunteerNotFound(NotFound):
     pass
 
 
@@ -92,6 +106,23 @@ class PoolView:
     combined_authority: CombinedAuthority
     waiting: tuple[Participant, ...]
     volunteers_available: int
+    reasons: Mapping[str, WaitingReason] = field(default_factory=dict)
+    """Why each waiting participant (by pseudonym) is still waiting."""
+
+
+@dataclass(frozen=True)
+class CheckInResult:
+    check_in: CheckIn
+    created: bool
+    health: HealthReport | None
+
+
+@dataclass(frozen=True)
+class WaitingView:
+    combined_authority: CombinedAuthority
+    diagnoses: tuple[WaitingDiagnosis, ...]
+    volunteers: int
+    """Volunteers registered in the combined authority (whatever their state)."""
 
 
 @dataclass
@@ -103,6 +134,9 @@ class MatchingService:
     clock: Callable[[], datetime] = utc_now
     on_commit: Callable[[], None] = field(default=lambda: None)
     """Called after a transaction that queued events (wakes the outbox relay)."""
+    health_policy: HealthPolicy = field(default_factory=HealthPolicy)
+    keys: ApiKeyStore | None = None
+    """Where volunteer keys are stored (the service's ``api_keys``)."""
 
     # ------------------------------------------------------------------ participants
 
@@ -395,6 +429,120 @@ class MatchingService:
         self.on_commit()
         return transition.match
 
+    # ------------------------------------------------------------------ meetings
+
+    async def record_check_in(
+        self, principal: Principal, match_id: str, met_on: date
+    ) -> CheckInResult:
+        """Record that a confirmed pair met on ``met_on`` (a coordinator of the match's
+        authority, or the match's own volunteer). The same match and day again returns
+        the stored check-in (``created`` false) and announces nothing."""
+        match = await self._match_for(principal, match_id)
+        check_in = record_check_in(match, met_on, principal=principal, now=self.clock())
+        existing = await self.repo.record_check_in(
+            check_in,
+            [Outgoing(MATCHING_MATCHES, match.local_authority, check_in_recorded(match, check_in))],
+        )
+        created = existing is None
+        if created:
+            self.metrics.check_ins.labels(check_in.recorded_by).inc()
+            self.on_commit()
+            logger.info("meeting recorded on match %s by a %s", match_id, check_in.recorded_by)
+        health = (await self.health([match]))[match_id]
+        return CheckInResult(existing or check_in, created, health)
+
+    async def check_ins(self, principal: Principal, match_id: str) -> list[CheckIn]:
+        await self._match_for(principal, match_id)
+        return await self.repo.check_ins(match_id)
+
+    async def _match_for(self, principal: Principal, match_id: str) -> Match:
+        """The match, if the caller may act on it: a coordinator within their combined
+        authorities (404 otherwise, as for every match), a volunteer on their own."""
+        if principal.role is Role.VOLUNTEER:
+            match = await self.repo.get_match(match_id)
+            if match is None:
+                raise NotFound(f"no match {match_id}")
+            if match.volunteer_id != volunteer_of(principal):
+                raise NotYourMatch(f"match {match_id} is not one of your matches")
+            return match
+        return await self.get_match(principal, match_id)
+
+    async def health(self, matches: Sequence[Match]) -> dict[str, HealthReport | None]:
+        """The health of each match (``None`` unless confirmed)."""
+        confirmed = [m.match_id for m in matches if m.status is MatchStatus.CONFIRMED]
+        records = await self.repo.meetings(confirmed)
+        today = self.clock().date()
+        return {
+            m.match_id: match_health(
+                m,
+                records.get(m.match_id, MeetingRecord()),
+                today=today,
+                policy=self.health_policy,
+            )
+            for m in matches
+        }
+
+    async def issue_volunteer_key(self, principal: Principal, volunteer_id: str) -> str:
+        """A new key for a volunteer (shown once). Their earlier keys stop working: one
+        live key per volunteer. The key may only record and list meetings of their own
+        matches."""
+        if self.keys is None:
+            raise DomainError("volunteer keys are not available on this instance")
+        volunteer = await self.repo.get_volunteer(volunteer_id)
+        if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
+            raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        principal_id = volunteer_principal_id(volunteer_id)
+        await self.keys.revoke_principal(principal_id)
+        key = new_api_key()
+        await self.keys.add_key(
+            Principal(
+                principal_id=principal_id,
+                name=f"Volunteer {volunteer_id}",
+                role=Role.VOLUNTEER,
+                combined_authorities=(volunteer.combined_authority,),
+            ),
+            key,
+        )
+        logger.info("volunteer key issued for %s", volunteer_id)
+        return key
+
+    # ------------------------------------------------------------------ waiting lists
+
+    async def waiting(
+        self,
+        principal: Principal,
+        authority: CombinedAuthority | None,
+        local_authority: str | None = None,
+    ) -> list[WaitingView]:
+        """Every waiting participant in scope with the hard constraint that keeps them
+        waiting (``services.matching.waiting``)."""
+        if local_authority is not None:
+            owner = combined_authority_of(local_authority)
+            if owner is None:
+                raise DomainError(f"unknown local authority {local_authority!r}")
+            if authority is not None and owner != authority:
+                raise DomainError(
+                    f"local authority {local_authority} is not in combined authority "
+                    f"{authority.value}"
+                )
+            authority = owner
+        if authority is not None:
+            _require_scope(principal, authority)
+        authorities = (authority,) if authority else principal.combined_authorities
+        today = self.clock().date()
+        out = []
+        for ca in sorted(authorities):
+            volunteers = [v.view() for v in await self.repo.volunteers_in(ca)]
+            waiting = [
+                p.view()
+                for p in await self.repo.waiting_participants(ca)
+                if local_authority is None or p.local_authority == local_authority
+            ]
+            out.append(
+                WaitingView(ca, tuple(diagnose_pool(waiting, volunteers, today)), len(volunteers))
+            )
+        return out
+
     async def pool(
         self, principal: Principal, authority: CombinedAuthority | None
     ) -> list[PoolView]:
@@ -406,7 +554,12 @@ class MatchingService:
         for ca in sorted(authorities):
             waiting = await self.repo.waiting_participants(ca)
             stats = await self.repo.pool_stats(ca, since=None, today=today)
-            out.append(PoolView(ca, tuple(waiting), stats.volunteers_available))
+            volunteers = [v.view() for v in await self.repo.volunteers_in(ca)]
+            reasons = {
+                d.participant: d.reason
+                for d in diagnose_pool([p.view() for p in waiting], volunteers, today)
+            }
+            out.append(PoolView(ca, tuple(waiting), stats.volunteers_available, reasons))
         return out
 
 

@@ -287,6 +287,79 @@ async def check_pool(p: Platform) -> None:
     assert [v["combined_authority"] for v in mine.json()] == [GM.value]
 
 
+async def volunteer_key_for(p: Platform, la: str) -> tuple[str, str]:
+    """A volunteer registered by the GM coordinator, and a key of theirs."""
+    gm = p.auth(p.keys.coordinator_gm)
+    created = await p.matching.post("/v1/volunteers", json=volunteer(la), headers=gm)
+    status(created, 201)
+    volunteer_id = created.json()["volunteer_id"]
+    issued = await p.matching.post(f"/v1/volunteers/{volunteer_id}/key", headers=gm)
+    status(issued, 201)
+    return volunteer_id, issued.json()["api_key"]
+
+
+async def check_record_check_in(p: Platform) -> None:
+    gm_id = await seeded_match(p, GM, "E08000004", MatchStatus.PROPOSED)
+    wm_id = await seeded_match(p, WM, "E08000025", MatchStatus.CONFIRMED)
+    body = {"met_on": date.today().isoformat()}
+    await unauthenticated(p.matching, "POST", f"/v1/matches/{gm_id}/check-ins", json=body)
+    m = p.matching
+    analyst = p.auth(p.keys.matching_analyst)
+    gm = p.auth(p.keys.coordinator_gm)
+    status(await m.post(f"/v1/matches/{gm_id}/check-ins", json=body, headers=analyst), 403)
+    status(await m.post(f"/v1/matches/{wm_id}/check-ins", json=body, headers=gm), 404)
+    # In scope, the request reaches the rules (a proposal has no meetings: 409).
+    status(await m.post(f"/v1/matches/{gm_id}/check-ins", json=body, headers=gm), 409)
+    # A volunteer key works only on the volunteer's own matches.
+    _, key = await volunteer_key_for(p, "E08000004")
+    refused = await m.post(f"/v1/matches/{gm_id}/check-ins", json=body, headers=p.auth(key))
+    status(refused, 403)
+    assert refused.json()["type"].endswith("not-your-match")
+
+
+async def check_list_check_ins(p: Platform) -> None:
+    gm_id = await seeded_match(p, GM, "E08000004", MatchStatus.CONFIRMED)
+    wm_id = await seeded_match(p, WM, "E08000025", MatchStatus.CONFIRMED)
+    await unauthenticated(p.matching, "GET", f"/v1/matches/{gm_id}/check-ins")
+    gm = p.auth(p.keys.coordinator_gm)
+    analyst = p.auth(p.keys.matching_analyst)
+    status(await p.matching.get(f"/v1/matches/{gm_id}/check-ins", headers=analyst), 403)
+    status(await p.matching.get(f"/v1/matches/{wm_id}/check-ins", headers=gm), 404)
+    status(await p.matching.get(f"/v1/matches/{gm_id}/check-ins", headers=gm), 200)
+    _, key = await volunteer_key_for(p, "E08000004")
+    status(await p.matching.get(f"/v1/matches/{gm_id}/check-ins", headers=p.auth(key)), 403)
+
+
+async def check_volunteer_key(p: Platform) -> None:
+    gm = p.auth(p.keys.coordinator_gm)
+    created = await p.matching.post("/v1/volunteers", json=volunteer("E08000004"), headers=gm)
+    volunteer_id = created.json()["volunteer_id"]
+    path = f"/v1/volunteers/{volunteer_id}/key"
+    await unauthenticated(p.matching, "POST", path)
+    status(await p.matching.post(path, headers=p.auth(p.keys.matching_analyst)), 403)
+    status(await p.matching.post(path, headers=p.auth(p.keys.coordinator_wm)), 404)
+    issued = await p.matching.post(path, headers=gm)
+    status(issued, 201)
+    # A volunteer key is not a coordinator key.
+    own = p.auth(issued.json()["api_key"])
+    status(await p.matching.post(path, headers=own), 403)
+    status(await p.matching.get("/v1/pool", headers=own), 403)
+
+
+def waiting_check(path: str) -> Check:
+    async def check(p: Platform) -> None:
+        await unauthenticated(p.matching, "GET", path)
+        gm = p.auth(p.keys.coordinator_gm)
+        analyst = p.auth(p.keys.matching_analyst)
+        status(await p.matching.get(path, headers=analyst), 403)
+        outside = {"combined_authority": WM.value}
+        status(await p.matching.get(path, params=outside, headers=gm), 403)
+        status(await p.matching.get(path, params={"local_authority": "E08000025"}, headers=gm), 403)
+        status(await p.matching.get(path, headers=gm), 200)
+
+    return check
+
+
 # ---------------------------------------------------------------------------- reporting
 
 
@@ -357,6 +430,11 @@ CHECKS: dict[tuple[str, str, str], Check] = {
     ("matching", "POST", "/v1/matches/{match_id}/decision"): check_decision,
     ("matching", "POST", "/v1/matches/{match_id}/end"): check_end,
     ("matching", "GET", "/v1/pool"): check_pool,
+    ("matching", "POST", "/v1/matches/{match_id}/check-ins"): check_record_check_in,
+    ("matching", "GET", "/v1/matches/{match_id}/check-ins"): check_list_check_ins,
+    ("matching", "POST", "/v1/volunteers/{volunteer_id}/key"): check_volunteer_key,
+    ("matching", "GET", "/v1/pool/waiting"): waiting_check("/v1/pool/waiting"),
+    ("matching", "GET", "/v1/pool/waiting.csv"): waiting_check("/v1/pool/waiting.csv"),
     ("reporting", "GET", "/v1/reports/summary"): report_check("/v1/reports/summary", {}),
     ("reporting", "GET", "/v1/reports/breakdown"): report_check(
         "/v1/reports/breakdown", {"by": "ethnicity"}

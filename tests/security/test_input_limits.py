@@ -50,7 +50,11 @@ def client_and_key(platform: Platform, service: str) -> tuple[httpx.AsyncClient,
 
 
 def concrete(path: str) -> str:
-    return path.replace("{enrolment_id}", "enr_" + "0" * 32).replace("{match_id}", "match-x")
+    return (
+        path.replace("{enrolment_id}", "enr_" + "0" * 32)
+        .replace("{match_id}", "match-x")
+        .replace("{volunteer_id}", "vol-x")
+    )
 
 
 class Counted:

@@ -34,6 +34,7 @@ from shared.auth import ApiKeyStore, Principal, Role, new_api_key
 from shared.cloudevents import CloudEvent, EnvelopeError, Event
 from shared.contracts.enrolment import Background, Consent, ParticipantOptedIn
 from shared.contracts.matching import (
+    MatchCheckInRecorded,
     MatchConfirmed,
     MatchDeclined,
     MatchEnded,
@@ -71,6 +72,7 @@ WM, CP, WOE = (
     CombinedAuthority.WEST_OF_ENGLAND,
 )
 OLDHAM, LIVERPOOL, WIRRAL = "E08000004", "E08000012", "E08000015"
+BIRMINGHAM, COVENTRY = "E08000025", "E08000026"
 MIDDLESBROUGH, PETERBOROUGH, BRISTOL = "E06000002", "E06000031", "E06000023"
 TODAY = datetime.now(UTC).date()
 MATCH_REGISTRY = registry_for(MATCHING_MATCHES, MATCHING_VOLUNTEERS)
@@ -210,6 +212,7 @@ class Harness:
         consent: bool = True,
         background: Background | None = None,
         sex: Sex = Sex.FEMALE,
+        gender_preference: Sex | None = None,
         ce_id: str | None = None,
     ) -> CloudEvent[ParticipantOptedIn]:
         event = CloudEvent(
@@ -223,6 +226,7 @@ class Harness:
                 consent=Consent(matching=consent),
                 age_band=AgeBand.AGE_25_34,
                 sex=sex,
+                gender_preference=gender_preference,
                 languages=("ar",),
                 availability=availability,
                 interests=("cooking",),
@@ -607,6 +611,176 @@ async def test_admin_seed_demo_is_idempotent_and_register_coordinator_prints_a_k
     assert key.startswith("cg_")
     tees = await h.http.get("/v1/pool", headers=h.auth(key))
     assert [p["combined_authority"] for p in tees.json()] == [TV.value]
+
+
+async def test_meetings_are_recorded_by_coordinators_and_volunteers_with_clear_refusals(
+    harness: Harness,
+) -> None:
+    h = harness
+    volunteer = (await h.volunteer(BIRMINGHAM, availability=["sat-am"])).json()
+    bystander = (await h.volunteer(COVENTRY, availability=["sat-eve"])).json()
+    learner = unique("learner")
+    await h.opt_in(learner, WM, BIRMINGHAM, availability=("sat-am",))
+    proposed = await h.proposal_for(learner)
+    path = f"/v1/matches/{proposed.match_id}/check-ins"
+    today = {"met_on": TODAY.isoformat()}
+
+    not_yet = await h.http.post(path, json=today, headers=h.auth())
+    assert not_yet.status_code == 409, not_yet.text
+    assert not_yet.headers["content-type"] == "application/problem+json"
+    assert not_yet.json()["type"].endswith("/invalid-transition")
+
+    accepted = await h.http.post(
+        f"/v1/matches/{proposed.match_id}/decision", json={"decision": "accept"}, headers=h.auth()
+    )
+    assert accepted.status_code == 200
+    assert accepted.json()["health"]["state"] == "on_track"
+    confirmed = await h.events.wait_for(
+        MatchConfirmed, lambda e: e.match_id == proposed.match_id, "MatchConfirmed"
+    )
+
+    issued = await h.http.post(f"/v1/volunteers/{volunteer['volunteer_id']}/key", headers=h.auth())
+    assert issued.status_code == 201 and issued.headers["cache-control"] == "no-store"
+    volunteer_key = issued.json()["api_key"]
+    other_key = (
+        await h.http.post(f"/v1/volunteers/{bystander['volunteer_id']}/key", headers=h.auth())
+    ).json()["api_key"]
+
+    # The volunteer records today's meeting; the coordinator's record of the same day
+    # is the same check-in (200, nothing new published).
+    mine = await h.http.post(path, json=today, headers=h.auth(volunteer_key))
+    assert mine.status_code == 201, mine.text
+    assert mine.json()["created"] and mine.json()["check_in"]["recorded_by"] == "volunteer"
+    assert mine.json()["health"] == {
+        "state": "on_track",
+        "days_since_contact": 0,
+        "last_met_on": TODAY.isoformat(),
+        "check_ins": 1,
+    }
+    again = await h.http.post(path, json=today, headers=h.auth())
+    assert again.status_code == 200 and not again.json()["created"]
+    assert again.json()["check_in"] == mine.json()["check_in"]
+
+    event = await h.events.wait_for(
+        MatchCheckInRecorded, lambda e: e.match_id == proposed.match_id, "MatchCheckInRecorded"
+    )
+    assert event.key == BIRMINGHAM and event.topic == MATCHING_MATCHES
+    assert event.event.met_on == TODAY and event.event.recorded_by == "volunteer"
+    assert event.event.match_started_at == confirmed.event.confirmed_at
+    assert event.event.participant == learner
+
+    listed = await h.http.get(path, headers=h.auth(volunteer_key))
+    assert [c["met_on"] for c in listed.json()] == [TODAY.isoformat()]
+    match = (await h.http.get(f"/v1/matches/{proposed.match_id}", headers=h.auth())).json()
+    assert match["health"]["check_ins"] == 1
+
+    # Bad input: each refusal is problem+json naming the rule.
+    async def refused(
+        body: dict[str, str], key: str | None, match_path: str = path
+    ) -> tuple[int, str]:
+        r = await h.http.post(match_path, json=body, headers=h.auth(key))
+        assert r.headers["content-type"] == "application/problem+json", r.text
+        return r.status_code, r.json()["type"].rsplit("/", 1)[1]
+
+    yesterday = {"met_on": (TODAY - timedelta(days=1)).isoformat()}
+    tomorrow = {"met_on": (TODAY + timedelta(days=1)).isoformat()}
+    _, wm_only = await admin.register_coordinator(h.settings, "GM only", [GM])
+    assert await refused(yesterday, None) == (422, "meeting-before-match")
+    assert await refused(tomorrow, volunteer_key) == (422, "meeting-in-future")
+    assert await refused(today, other_key) == (403, "not-your-match")
+    assert await refused(today, wm_only) == (404, "match-not-found")
+    assert await refused(today, None, "/v1/matches/match-unknown/check-ins") == (
+        404,
+        "match-not-found",
+    )
+    assert await refused(today, volunteer_key, "/v1/matches/match-unknown/check-ins") == (
+        404,
+        "match-not-found",
+    )
+    assert (await refused({"met_on": "someday"}, None))[0] == 422
+    # A volunteer key does nothing else, and a new key replaces the old one.
+    assert (await h.http.get("/v1/matches", headers=h.auth(volunteer_key))).status_code == 403
+    renewed = await h.http.post(f"/v1/volunteers/{volunteer['volunteer_id']}/key", headers=h.auth())
+    assert renewed.status_code == 201
+    assert (await h.http.get(path, headers=h.auth(volunteer_key))).status_code == 401
+    assert (await h.http.get(path, headers=h.auth(renewed.json()["api_key"]))).status_code == 200
+    unknown = await h.http.post("/v1/volunteers/vol-nobody/key", headers=h.auth())
+    assert unknown.status_code == 404 and unknown.json()["type"].endswith("/volunteer-not-found")
+    await h.outbox_drained()
+    assert len(h.events.of(MatchCheckInRecorded, lambda e: e.match_id == proposed.match_id)) == 1
+
+
+async def test_waiting_participants_are_told_which_constraint_keeps_them_waiting(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.volunteer(COVENTRY, availability=["sun-pm"], capacity=1)  # female, consents
+    no_slot, wants_male, first, second = (unique("learner") for _ in range(4))
+    await h.opt_in(no_slot, WM, COVENTRY, availability=("sun-am",))
+    await h.opt_in(wants_male, WM, COVENTRY, availability=("sun-pm",), gender_preference=Sex.MALE)
+    await h.opt_in(first, WM, COVENTRY, availability=("sun-pm",))
+    await h.opt_in(second, WM, COVENTRY, availability=("sun-pm",))
+    proposal = await h.events.wait_for(
+        MatchProposed, lambda e: e.participant in (first, second), "a proposal in Coventry"
+    )
+    left = second if proposal.event.participant == first else first
+    expected = {no_slot: "no_shared_slot", wants_male: "gender_preference", left: "no_capacity"}
+
+    async def diagnosed() -> dict[str, Any] | None:
+        r = await h.http.get(
+            "/v1/pool/waiting", params={"local_authority": COVENTRY}, headers=h.auth()
+        )
+        assert r.status_code == 200, r.text
+        body: list[dict[str, Any]] = r.json()
+        (ca,) = body
+        found = {w["participant"]: w for w in ca["waiting"]}
+        if all(found.get(p, {}).get("reason") == reason for p, reason in expected.items()):
+            return ca
+        return None
+
+    ca = await poll_until(diagnosed, what="the three reasons")
+    assert ca is not None and ca["combined_authority"] == WM.value
+    waiting = {w["participant"]: w for w in ca["waiting"]}
+    assert proposal.event.participant not in waiting  # proposed: no longer waiting
+    assert ca["reasons"]["no_capacity"] >= 1 and set(ca["reasons"]) >= set(expected.values())
+    full = waiting[left]
+    assert full["reason_label"].startswith("No capacity")
+    assert [s["reason"] for s in full["funnel"]][-1] == "no_capacity"
+    assert full["funnel"][-1]["remaining"] == 0 and full["funnel"][1]["remaining"] >= 1
+    assert "West Midlands" in full["explanation"] and full["days_waiting"] == 0
+    for text in (str(waiting), str(ca)):  # never any background
+        assert "ethnicity" not in text and "religion" not in text
+
+    # The same reasons with the waiting list, and as CSV.
+    pool = await h.http.get("/v1/pool", params={"combined_authority": WM.value}, headers=h.auth())
+    reasons = {p["participant"]: p["reason"] for p in pool.json()[0]["waiting"]}
+    assert {p: reasons[p] for p in expected} == expected
+    csv_response = await h.http.get(
+        "/v1/pool/waiting.csv", params={"local_authority": COVENTRY}, headers=h.auth()
+    )
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    header, *rows = csv_response.text.splitlines()
+    assert header.startswith("combined_authority,local_authority,participant,waiting_since")
+    assert any(
+        row.startswith(f"{WM.value},{COVENTRY},{no_slot},") and ",no_shared_slot," in row
+        for row in rows
+    )
+
+    # Scope: outside the key's authorities, and a borough outside the named authority.
+    _, gm_key = await admin.register_coordinator(h.settings, "GM waiting", [GM])
+    outside = await h.http.get(
+        "/v1/pool/waiting", params={"local_authority": COVENTRY}, headers=h.auth(gm_key)
+    )
+    assert outside.status_code == 403
+    mismatch = await h.http.get(
+        "/v1/pool/waiting",
+        params={"local_authority": COVENTRY, "combined_authority": GM.value},
+        headers=h.auth(),
+    )
+    assert (
+        mismatch.status_code == 422
+        and mismatch.headers["content-type"] == "application/problem+json"
+    )
 
 
 async def test_restart_keeps_pool_and_pending_proposals_exactly(harness: Harness) -> None:
