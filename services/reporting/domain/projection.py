@@ -21,9 +21,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal
 
+from services.reporting.domain.integration_facts import (
+    BRIDGE_BASE_FIELDS,
+    BRIDGE_DIMS,
+    BRIDGE_MARKS,
+    WAITING_GROUP_BASE_FIELDS,
+    WAITING_GROUP_DIMS,
+    earlier,
+    ended_before_mark,
+    met_in_window,
+)
 from shared.cloudevents import Event
 from shared.contracts.enrolment import (
     AssessmentRecorded,
@@ -39,6 +49,7 @@ from shared.contracts.enrolment import (
     ParticipantOptedIn,
 )
 from shared.contracts.matching import (
+    MatchCheckInRecorded,
     MatchConfirmed,
     MatchDeclined,
     MatchEnded,
@@ -49,6 +60,7 @@ from shared.contracts.reference import (
     ESOL_LEVELS,
     LOCAL_AUTHORITIES,
     CompletionStatus,
+    Ethnicity,
     Level,
     Outcome,
     Programme,
@@ -178,7 +190,15 @@ def with_keys(counts: Counts, keyed: Iterable[str], key: int) -> Counts:
     return counts
 
 
-AggregateName = Literal["outcomes", "equality", "matching", "participants"]
+BRIDGE_AGG_FIELDS: tuple[str, ...] = (*BRIDGE_BASE_FIELDS, *(ck(f) for f in BRIDGE_BASE_FIELDS))
+WAITING_GROUP_AGG_FIELDS: tuple[str, ...] = (
+    *WAITING_GROUP_BASE_FIELDS,
+    *(ck(f) for f in WAITING_GROUP_BASE_FIELDS),
+)
+
+AggregateName = Literal[
+    "outcomes", "equality", "matching", "participants", "bridges", "waiting_groups"
+]
 
 
 @dataclass(frozen=True)
@@ -193,6 +213,9 @@ AGGREGATES: dict[AggregateName, AggregateSpec] = {
     "equality": AggregateSpec("equality", EQUALITY_DIMS, EQUALITY_FIELDS),
     "matching": AggregateSpec("matching", MATCH_DIMS, MATCH_AGG_FIELDS),
     "participants": AggregateSpec("participants", PARTICIPANT_DIMS, PARTICIPANT_AGG_FIELDS),
+    # Issue 16 (domain/integration_facts.py): lasting bridges, who is left waiting.
+    "bridges": AggregateSpec("bridges", BRIDGE_DIMS, BRIDGE_AGG_FIELDS),
+    "waiting_groups": AggregateSpec("waiting_groups", WAITING_GROUP_DIMS, WAITING_GROUP_AGG_FIELDS),
 }
 
 AggregateKey = tuple[AggregateName, tuple[str, ...]]
@@ -243,6 +266,9 @@ class EnrolmentState:
     sessions_planned: int = 0
     sessions_attended: int = 0
     opted_in: bool = False
+    start_date: str | None = None
+    progressed_on: str | None = None
+    """ESOL: the first day a level above the starting level was recorded (ISO)."""
 
     @classmethod
     def new(cls, ref: EnrolmentRef) -> EnrolmentState:
@@ -267,6 +293,13 @@ class ParticipantState:
     local_authority: str | None = None
     opted_in_month: str | None = None
     matched: bool = False
+    age_band: str | None = None
+    sex: str | None = None
+    ethnic_group: str | None = None
+    """ONS high-level group from the learner's enrolment (equality monitoring only)."""
+    first_confirmed_at: str | None = None
+    first_wait_days: float | None = None
+    """Days from waited_since to the first confirmed match (the earliest confirmation)."""
 
     @property
     def waiting(self) -> bool:
@@ -289,6 +322,11 @@ class MatchState:
     cross_background: bool | None = None
     wait_days: float | None = None
     meetings_count: int | None = None
+    confirmed_on: str | None = None
+    ended_on: str | None = None
+    met_6w: bool = False
+    met_6m: bool = False
+    """A meeting was recorded in the activity window before the 6-week / 6-month mark."""
 
     @classmethod
     def new(cls, ref: MatchRef) -> MatchState:
@@ -365,6 +403,7 @@ def is_consumed(event: Event) -> bool:
         | MatchConfirmed
         | MatchDeclined
         | MatchEnded
+        | MatchCheckInRecorded
         | LearnerErased,
     )
 
@@ -402,6 +441,7 @@ def apply_to_enrolment(state: EnrolmentState | None, event: EnrolmentRef) -> Enr
             ethnicity=event.background.ethnicity.value if event.background.ethnicity else None,
             age_band=event.age_band.value,
             sex=event.sex.value if event.sex else None,
+            start_date=event.start_date.isoformat(),
         )
     if isinstance(event, AttendanceRecorded):
         return replace(
@@ -410,13 +450,18 @@ def apply_to_enrolment(state: EnrolmentState | None, event: EnrolmentRef) -> Enr
             sessions_attended=s.sessions_attended + event.sessions_attended,
         )
     if isinstance(event, AssessmentRecorded):
-        return replace(s, level_reached=_higher_level(s.level_reached, event.level_reached))
+        return replace(
+            s,
+            level_reached=_higher_level(s.level_reached, event.level_reached),
+            progressed_on=_progressed(s, event.level_reached, event.assessed_on),
+        )
     if isinstance(event, EnrolmentCompleted):
         return replace(
             s,
             status=event.completion_status.value,
             outcome=event.outcome.value,
             level_reached=_higher_level(s.level_reached, event.level_reached),
+            progressed_on=_progressed(s, event.level_reached, event.completed_on),
         )
     if isinstance(event, EnrolmentWithdrawn):
         return replace(
@@ -436,13 +481,25 @@ def apply_to_enrolment(state: EnrolmentState | None, event: EnrolmentRef) -> Enr
             s,
             outcome=event.outcome.value,
             level_reached=_higher_level(s.level_reached, event.level_reached),
+            progressed_on=_progressed(s, event.level_reached, event.recorded_on),
         )
     return s
 
 
+def _progressed(s: EnrolmentState, reached: Level | None, on: date) -> str | None:
+    """ESOL: the earliest day a level above the starting level was recorded."""
+    start, rank = esol_rank(s.level), esol_rank(reached.value if reached else None)
+    if s.programme != Programme.ESOL or start is None or rank is None or rank <= start:
+        return s.progressed_on
+    return earlier(s.progressed_on, on)
+
+
 def apply_to_participant(
-    state: ParticipantState | None, event: ParticipantOptedIn | MatchConfirmed
+    state: ParticipantState | None,
+    event: ParticipantOptedIn | MatchConfirmed,
+    ethnicity: str | None = None,
 ) -> ParticipantState:
+    """``ethnicity``: of the opt-in's enrolment (aggregate equality monitoring only)."""
     if isinstance(event, ParticipantOptedIn):
         s = state or ParticipantState(learner=event.learner)
         if s.opted_in:
@@ -453,9 +510,16 @@ def apply_to_participant(
             combined_authority=event.combined_authority.value,
             local_authority=event.local_authority,
             opted_in_month=month_of(event.opted_in_at),
+            age_band=event.age_band.value,
+            sex=event.sex.value if event.sex else None,
+            ethnic_group=Ethnicity(ethnicity).group if ethnicity else None,
         )
     s = state or ParticipantState(learner=event.participant)
-    return replace(s, matched=True)
+    confirmed_at = event.confirmed_at.astimezone(UTC).isoformat()
+    if s.first_confirmed_at is not None and s.first_confirmed_at <= confirmed_at:
+        return replace(s, matched=True)
+    wait = (event.confirmed_at - event.waited_since).total_seconds() / 86400
+    return replace(s, matched=True, first_confirmed_at=confirmed_at, first_wait_days=round(wait, 4))
 
 
 def apply_to_match(state: MatchState | None, event: MatchRef) -> MatchState:
@@ -474,6 +538,7 @@ def apply_to_match(state: MatchState | None, event: MatchRef) -> MatchState:
             confirmed_month=month_of(event.confirmed_at),
             cross_background=event.cross_background,
             wait_days=round(wait, 4),
+            confirmed_on=event.confirmed_at.date().isoformat(),
         )
     if isinstance(event, MatchDeclined):
         return replace(s, status="declined", declined_month=month_of(event.declined_at))
@@ -483,6 +548,14 @@ def apply_to_match(state: MatchState | None, event: MatchRef) -> MatchState:
             status="ended",
             ended_month=month_of(event.ended_at),
             meetings_count=event.meetings_count,
+            ended_on=event.ended_at.date().isoformat(),
+        )
+    if isinstance(event, MatchCheckInRecorded):
+        started = event.match_started_at.date()
+        return replace(
+            s,
+            met_6w=s.met_6w or met_in_window(started, event.met_on, BRIDGE_MARKS["6w"]),
+            met_6m=s.met_6m or met_in_window(started, event.met_on, BRIDGE_MARKS["6m"]),
         )
     return s
 
@@ -550,9 +623,13 @@ def participant_contributions(s: ParticipantState) -> Iterator[tuple[AggregateKe
     ):
         return
     counts = {"opted_in": 1, "waiting": int(s.waiting), "matched": int(s.matched)}
+    rk = record_key("learner", s.learner)
+    where = (s.combined_authority, s.local_authority, s.opted_in_month)
+    yield (("participants", where), with_keys(counts, PARTICIPANT_BASE_FIELDS, rk))
+    group = (s.age_band or NOT_STATED, s.sex or NOT_STATED, s.ethnic_group or NOT_STATED)
     yield (
-        ("participants", (s.combined_authority, s.local_authority, s.opted_in_month)),
-        with_keys(counts, PARTICIPANT_BASE_FIELDS, record_key("learner", s.learner)),
+        ("waiting_groups", (*where, *group)),
+        with_keys(dict(counts), WAITING_GROUP_BASE_FIELDS, rk),
     )
 
 
@@ -570,10 +647,28 @@ def match_contributions(s: MatchState) -> Iterator[tuple[AggregateKey, Counts]]:
             ("matching", (*where, s.confirmed_month)),
             keyed({"confirmed": 1, "cross_background": int(bool(s.cross_background))}),
         )
+    if s.confirmed_month and s.confirmed_on:
+        yield (
+            ("bridges", (*where, s.confirmed_month)),
+            with_keys(_bridge_counts(s), BRIDGE_BASE_FIELDS, rk),
+        )
     if s.declined_month:
         yield ("matching", (*where, s.declined_month)), keyed({"declined": 1})
     if s.ended_month:
         yield ("matching", (*where, s.ended_month)), keyed({"ended": 1})
+
+
+def _bridge_counts(s: MatchState) -> Counts:
+    """A confirmed match in the lasting-bridges aggregate (domain/integration_facts.py)."""
+    assert s.confirmed_on is not None
+    c: Counts = {"confirmed": 1}
+    if s.cross_background:
+        c["cross_confirmed"] = 1
+        for mark, met in (("6w", s.met_6w), ("6m", s.met_6m)):
+            days = BRIDGE_MARKS[mark]
+            if met and not ended_before_mark(s.confirmed_on, s.ended_on, days):
+                c[f"cross_active_{mark}"] = 1
+    return c
 
 
 # ---------------------------------------------------------------------------------------
@@ -654,7 +749,7 @@ def project_batch(loaded: LoadedStates, events: Sequence[Event]) -> BatchOutcome
                 new_enrolment = apply_to_enrolment(enrolments.get(event.enrolment_id), event)
                 if isinstance(event, ParticipantOptedIn):
                     participants[event.learner] = apply_to_participant(
-                        participants.get(event.learner), event
+                        participants.get(event.learner), event, new_enrolment.ethnicity
                     )
                 enrolments[event.enrolment_id] = new_enrolment
             elif isinstance(event, LearnerErased):
@@ -663,6 +758,9 @@ def project_batch(loaded: LoadedStates, events: Sequence[Event]) -> BatchOutcome
                 for eid, state in list(enrolments.items()):
                     if state.learner == event.learner and state.ethnicity is not None:
                         enrolments[eid] = replace(state, ethnicity=None)
+                erased = participants.get(event.learner)
+                if erased is not None and erased.ethnic_group is not None:
+                    participants[event.learner] = replace(erased, ethnic_group=None)
             elif isinstance(event, MatchRef):
                 new_match = apply_to_match(matches.get(event.match_id), event)
                 if isinstance(event, MatchConfirmed):

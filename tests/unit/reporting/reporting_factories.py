@@ -22,7 +22,13 @@ from shared.contracts.enrolment import (
     EnrolmentWithdrawn,
     ParticipantOptedIn,
 )
-from shared.contracts.matching import MatchConfirmed, MatchDeclined, MatchEnded, MatchProposed
+from shared.contracts.matching import (
+    MatchCheckInRecorded,
+    MatchConfirmed,
+    MatchDeclined,
+    MatchEnded,
+    MatchProposed,
+)
 from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
@@ -128,10 +134,17 @@ def attendance(e: EnrolmentAccepted, planned: int, attended: int) -> AttendanceR
     )
 
 
-def opted_in(e: EnrolmentAccepted, at: datetime | None = None) -> ParticipantOptedIn:
+def opted_in(
+    e: EnrolmentAccepted,
+    at: datetime | None = None,
+    *,
+    age_band: AgeBand = AgeBand.AGE_25_34,
+    sex: Sex | None = None,
+) -> ParticipantOptedIn:
     return ParticipantOptedIn(
         **ref_of(e),
-        age_band=AgeBand.AGE_25_34,
+        age_band=age_band,
+        sex=sex,
         opted_in_at=at or datetime.combine(e.start_date, datetime.min.time(), UTC),
     )
 
@@ -188,6 +201,20 @@ class Pair:
             reason="programme finished",
             meetings_count=8,
             ended_at=self.waited_since() + timedelta(days=after_days),
+        )
+
+    def checked_in(self, confirmed_after_days: float, met_days_in: int) -> MatchCheckInRecorded:
+        """A meeting ``met_days_in`` days after the match was confirmed (which happened
+        ``confirmed_after_days`` after the participant started waiting)."""
+        started = self.waited_since() + timedelta(days=confirmed_after_days)
+        met_on = started.date() + timedelta(days=met_days_in)
+        return MatchCheckInRecorded(
+            **self.ref(),
+            check_in_id=f"checkin-{self.match_id}-{met_on:%Y%m%d}",
+            met_on=met_on,
+            match_started_at=started,
+            recorded_by="coordinator",
+            recorded_at=started + timedelta(days=met_days_in),
         )
 
 

@@ -220,7 +220,10 @@ def scenario(rng: random.Random) -> tuple[list[Event], list[Event]]:
             pair = Pair(e)
             match_events.append(pair.proposed())
             if rng.random() < 0.7:
-                match_events.append(pair.confirmed(rng.uniform(1, 40), rng.random() < 0.5))
+                after = rng.uniform(1, 40)
+                match_events.append(pair.confirmed(after, rng.random() < 0.5))
+                for day in sorted(rng.sample(range(0, 200), rng.randint(0, 3))):
+                    match_events.append(pair.checked_in(after, day))  # meetings (issue 16)
                 if rng.random() < 0.5:
                     match_events.append(pair.ended())
             else:
