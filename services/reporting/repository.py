@@ -6,8 +6,8 @@ Layout (all in the service's own database):
   live *generation* of read models.
 * per generation ``g<N>_*`` collections: ``enrolments``, ``participants``, ``matches``
   (one current-state document each), ``agg_outcomes``, ``agg_equality``,
-  ``agg_matching``, ``agg_participants``, ``agg_bridges``, ``agg_waiting_groups``
-  (aggregates), ``applied_events`` (ce_ids
+  ``agg_matching``, ``agg_participants``, ``agg_bridges``, ``agg_waiting_groups``,
+  ``agg_esol_bridged`` (aggregates), ``applied_events`` (ce_ids
   already applied) and ``positions`` (per topic-partition, the highest offset applied).
 
 A batch is applied in one transaction (:meth:`MongoProjectionStore.run`): it reads the
@@ -74,6 +74,7 @@ AGGREGATE_COLLECTIONS: dict[AggregateName, str] = {
     "participants": "agg_participants",
     "bridges": "agg_bridges",
     "waiting_groups": "agg_waiting_groups",
+    "esol_bridged": "agg_esol_bridged",
 }
 BOOKKEEPING = ("applied_events", "positions")
 ALL_COLLECTIONS = (*STATE_COLLECTIONS, *AGGREGATE_COLLECTIONS.values(), *BOOKKEEPING)

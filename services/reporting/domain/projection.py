@@ -196,8 +196,21 @@ WAITING_GROUP_AGG_FIELDS: tuple[str, ...] = (
     *(ck(f) for f in WAITING_GROUP_BASE_FIELDS),
 )
 
+ESOL_BRIDGED_DIMS: tuple[str, ...] = ("combined_authority", "local_authority", "level", "month")
+ESOL_BRIDGED_BASE_FIELDS: tuple[str, ...] = ("started", "withdrawn", "completed", "achieved")
+ESOL_BRIDGED_AGG_FIELDS: tuple[str, ...] = (
+    *ESOL_BRIDGED_BASE_FIELDS,
+    *(ck(f) for f in ESOL_BRIDGED_BASE_FIELDS),
+)
+
 AggregateName = Literal[
-    "outcomes", "equality", "matching", "participants", "bridges", "waiting_groups"
+    "outcomes",
+    "equality",
+    "matching",
+    "participants",
+    "bridges",
+    "waiting_groups",
+    "esol_bridged",
 ]
 
 
@@ -216,6 +229,8 @@ AGGREGATES: dict[AggregateName, AggregateSpec] = {
     # Issue 16 (domain/integration_facts.py): lasting bridges, who is left waiting.
     "bridges": AggregateSpec("bridges", BRIDGE_DIMS, BRIDGE_AGG_FIELDS),
     "waiting_groups": AggregateSpec("waiting_groups", WAITING_GROUP_DIMS, WAITING_GROUP_AGG_FIELDS),
+    # ESOL enrolments of learners with a confirmed cross-background match.
+    "esol_bridged": AggregateSpec("esol_bridged", ESOL_BRIDGED_DIMS, ESOL_BRIDGED_AGG_FIELDS),
 }
 
 AggregateKey = tuple[AggregateName, tuple[str, ...]]
@@ -300,6 +315,8 @@ class ParticipantState:
     first_confirmed_at: str | None = None
     first_wait_days: float | None = None
     """Days from waited_since to the first confirmed match (the earliest confirmation)."""
+    bridged: bool = False
+    """Had a confirmed cross-background match."""
 
     @property
     def waiting(self) -> bool:
@@ -515,11 +532,12 @@ def apply_to_participant(
             ethnic_group=Ethnicity(ethnicity).group if ethnicity else None,
         )
     s = state or ParticipantState(learner=event.participant)
+    s = replace(s, matched=True, bridged=s.bridged or event.cross_background)
     confirmed_at = event.confirmed_at.astimezone(UTC).isoformat()
     if s.first_confirmed_at is not None and s.first_confirmed_at <= confirmed_at:
-        return replace(s, matched=True)
+        return s
     wait = (event.confirmed_at - event.waited_since).total_seconds() / 86400
-    return replace(s, matched=True, first_confirmed_at=confirmed_at, first_wait_days=round(wait, 4))
+    return replace(s, first_confirmed_at=confirmed_at, first_wait_days=round(wait, 4))
 
 
 def apply_to_match(state: MatchState | None, event: MatchRef) -> MatchState:
@@ -565,8 +583,9 @@ def apply_to_match(state: MatchState | None, event: MatchRef) -> MatchState:
 
 
 def enrolment_contributions(
-    s: EnrolmentState, learner_matched: bool
+    s: EnrolmentState, learner_matched: bool, learner_bridged: bool = False
 ) -> Iterator[tuple[AggregateKey, Counts]]:
+    """``learner_bridged``: the learner had a confirmed cross-background match."""
     if not s.accepted or s.start_month is None:
         return
     level = s.level or NO_LEVEL
@@ -612,6 +631,12 @@ def enrolment_contributions(
         {f: c[f] for f in EQUALITY_BASE_FIELDS if c.get(f)}, EQUALITY_BASE_FIELDS, rk
     )
     yield ("equality", (*key, s.ethnicity or NOT_STATED)), equality
+    if learner_bridged and s.programme == Programme.ESOL:
+        bridged = {f: c[f] for f in ESOL_BRIDGED_BASE_FIELDS if c.get(f)}
+        yield (
+            ("esol_bridged", (s.combined_authority, s.local_authority, level, s.start_month)),
+            with_keys(bridged, ESOL_BRIDGED_BASE_FIELDS, rk),
+        )
 
 
 def participant_contributions(s: ParticipantState) -> Iterator[tuple[AggregateKey, Counts]]:
@@ -771,9 +796,10 @@ def project_batch(loaded: LoadedStates, events: Sequence[Event]) -> BatchOutcome
         except Exception as exc:
             failed.append((index, exc))
 
-    def matched(states: Mapping[str, ParticipantState], learner: str) -> bool:
+    def matched(states: Mapping[str, ParticipantState], learner: str) -> tuple[bool, bool]:
+        """(has a confirmed match, has a confirmed cross-background match)"""
         p = states.get(learner)
-        return p is not None and p.matched
+        return (p.matched, p.bridged) if p is not None else (False, False)
 
     deltas: dict[AggregateKey, Counts] = {}
     changed_enrolments: dict[str, EnrolmentState] = {}
@@ -786,8 +812,8 @@ def project_batch(loaded: LoadedStates, events: Sequence[Event]) -> BatchOutcome
         if old != new:
             changed_enrolments[eid] = new
         if old is not None:
-            _add(deltas, enrolment_contributions(old, old_matched), -1)
-        _add(deltas, enrolment_contributions(new, new_matched), +1)
+            _add(deltas, enrolment_contributions(old, *old_matched), -1)
+        _add(deltas, enrolment_contributions(new, *new_matched), +1)
     changed_participants: dict[str, ParticipantState] = {}
     for learner, new_p in participants.items():
         old_p = loaded.participants.get(learner)

@@ -160,3 +160,25 @@ def test_esol_progress_day_is_the_first_record_above_the_starting_level() -> Non
     digital = accepted(start=START, programme=Programme.DIGITAL, level=Level.ENTRY_3)
     other = project_batch(LoadedStates(), [digital, assessed(digital, Level.LEVEL_1)])
     assert other.enrolments[digital.enrolment_id].progressed_on is None
+
+
+def test_esol_enrolments_of_learners_with_a_cross_background_match_are_counted_apart() -> None:
+    bridged, same_background, alone = (accepted(start=START) for _ in range(3))
+    cross_pair, plain_pair = Pair(bridged), Pair(same_background)
+    first = project_batch(LoadedStates(), [bridged, same_background, alone])
+    loaded = LoadedStates(enrolments=dict(first.enrolments))
+    later = project_batch(
+        loaded,
+        [
+            completed(bridged),
+            cross_pair.confirmed(3, cross_background=True),
+            plain_pair.confirmed(3, cross_background=False),
+        ],
+    )
+    counts = {key: c for (name, key), c in later.deltas.items() if name == "esol_bridged"}
+    assert list(counts) == [(GM.value, MANCHESTER, "entry_1", "2025-01")]
+    (c,) = counts.values()
+    assert (c["started"], c["completed"], c["achieved"]) == (1, 1, 1)
+    assert c.get(ck("started"), 0) == record_key("enrolment", bridged.enrolment_id)
+    assert later.participants[bridged.learner].bridged
+    assert not later.participants[same_background.learner].bridged

@@ -265,7 +265,9 @@ def from_final_states(events: list[Event]) -> dict[AggregateKey, Counts]:
     items = []
     for e in out.enrolments.values():
         p = out.participants.get(e.learner)
-        items += list(enrolment_contributions(e, p is not None and p.matched))
+        items += list(
+            enrolment_contributions(e, p is not None and p.matched, p is not None and p.bridged)
+        )
     for p in out.participants.values():
         items += list(participant_contributions(p))
     for m in out.matches.values():
