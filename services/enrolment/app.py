@@ -10,6 +10,10 @@ from fastapi import FastAPI
 
 from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
+from services.enrolment.ilr import handlers as ilr_handlers
+from services.enrolment.ilr.aims import AimCatalogue
+from services.enrolment.ilr.repository import MongoUploadStore
+from services.enrolment.ilr.service import IlrIntake, IlrOptions
 from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.privacy import LearnerVault
@@ -116,6 +120,23 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             vault=vault,
         )
         privacy = PrivacyService(service, repository, vault, on_commit=relay.wake)
+        uploads = MongoUploadStore(db, settings.ilr_upload_retention_s)
+        await uploads.ensure_indexes()
+        ilr = IlrIntake(
+            service,
+            repository,
+            uploads,
+            pseudonyms,
+            catalogue=AimCatalogue.from_csv(settings.ilr_aim_catalogue),
+            options=IlrOptions(
+                chunk_learners=settings.ilr_chunk_learners,
+                max_reported_issues=settings.ilr_max_reported_issues,
+                spool_dir=settings.ilr_spool_dir,
+                stale_after_s=settings.ilr_stale_after_s,
+                max_concurrent=settings.ilr_max_concurrent_uploads,
+            ),
+        )
+        runtime.state[ilr_handlers.ILR_STATE_KEY] = ilr
 
         async def broker_reachable() -> bool:
             # Before the broker starts and while it stops, readiness speaks for it.
@@ -145,6 +166,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             async with broker_watch:
                 yield
         finally:
+            await ilr.close()
             await relay.stop()
 
     app = create_service_app(
@@ -152,7 +174,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         title="Common Ground enrolment",
         description="Provider intake of ESOL and adult-skills enrolments and progress: "
         "validation, pseudonymisation at the edge, ILR lifecycle, transactional outbox.",
-        http_routers=[handlers.router, handlers.learners_router],
+        http_routers=[handlers.router, handlers.learners_router, ilr_handlers.router],
         kafka_routers=handlers.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,
@@ -162,6 +184,8 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         route_body_limits=[
             (r"/v1/enrolments/?", settings.max_item_body_bytes),
             (r"/v1/enrolments/[^/]+/(progress|consent)/?", settings.max_item_body_bytes),
+            # ILR files: large, streamed to a spool file (docs/ilr.md).
+            (r"/v1/ilr/submissions/?", settings.ilr_max_upload_bytes),
         ],
     )
     handlers.install_validation_handler(app)

@@ -130,14 +130,18 @@ class Pseudonymiser:
     def enrolment_id(self, ukprn: str, submission: EnrolmentSubmission) -> str:
         """Deterministic id of the natural key (provider, learner, aim, start date): the
         same submission always maps to the same enrolment, whatever the channel."""
+        return self.enrolment_id_of(
+            ukprn, submission.learner_ref, submission.learning_aim_ref, submission.start_date
+        )
+
+    def enrolment_id_of(
+        self, ukprn: str, learner_ref: str, learning_aim_ref: str, start_date: date
+    ) -> str:
+        """The enrolment id of a natural key (ILR intake knows it before a submission)."""
         return (
             "enr_"
             + self._mac(
-                "enrolment",
-                ukprn,
-                submission.learner_ref,
-                submission.learning_aim_ref.upper(),
-                submission.start_date.isoformat(),
+                "enrolment", ukprn, learner_ref, learning_aim_ref.upper(), start_date.isoformat()
             )[:32]
         )
 

@@ -75,6 +75,7 @@ class Channel(StrEnum):
     HTTP = "http"
     HTTP_BATCH = "http_batch"
     KAFKA = "kafka"
+    ILR = "ilr"
 
 
 class ItemStatus(StrEnum):
@@ -352,6 +353,31 @@ class EnrolmentService:
                     event = seal_event(event, dek)
                 messages.append(self._message(event, enrolment))
         return messages
+
+    async def event_messages(
+        self, items: Sequence[tuple[Enrolment, Sequence[Event]]], now: datetime
+    ) -> list[OutboxMessage]:
+        """Outbox messages of enrolments' events, sealed exactly as for JSON intake (ILR
+        file intake stores them in its own transactions)."""
+        return await self._event_messages(items, now)
+
+    def count_stored(
+        self,
+        accepted: Sequence[EnrolmentSubmission],
+        progress_kinds: Sequence[str],
+        channel: Channel,
+    ) -> None:
+        """Count what another intake path (ILR files) stored, in the same metrics."""
+        for s in accepted:
+            self._metrics.accepted.labels(
+                s.combined_authority.value, s.programme.value, channel.value
+            ).inc()
+        for kind in progress_kinds:
+            self._metrics.progress.labels(kind, "applied").inc()
+
+    def committed(self) -> None:
+        """Wake the outbox relay after another intake path committed events."""
+        self._on_commit()
 
     @staticmethod
     def _message(event: Event, enrolment: Enrolment) -> OutboxMessage:

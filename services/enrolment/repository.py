@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
-from pymongo import ASCENDING, AsyncMongoClient
+from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -70,6 +70,23 @@ class EnrolmentRepository(Protocol):
     ) -> None:
         """The enrolment's new state and its event in one transaction (raises
         VersionConflict when someone else changed it first)."""
+        ...
+
+
+class BulkEnrolmentRepository(EnrolmentRepository, Protocol):
+    """What ILR file intake needs on top: many enrolments read and written at once."""
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]: ...
+
+    async def write_changes(
+        self,
+        created: Sequence[Enrolment],
+        updated: Sequence[tuple[Enrolment, int]],
+        outbox: Sequence[OutboxMessage],
+    ) -> None:
+        """New enrolments, changed ones (each with the version it was read at) and their
+        events in one transaction. Raises AlreadyExists / VersionConflict (nothing is
+        written) when a concurrent writer got there first."""
         ...
 
 
@@ -228,6 +245,50 @@ class MongoEnrolmentRepository:
 
         async with self._client.start_session() as session:
             await session.with_transaction(write)
+
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
+        if not enrolment_ids:
+            return {}
+        cursor = self._enrolments.find({"_id": {"$in": list(set(enrolment_ids))}})
+        return {doc["_id"]: enrolment_from_document(doc) async for doc in cursor}
+
+    async def write_changes(
+        self,
+        created: Sequence[Enrolment],
+        updated: Sequence[tuple[Enrolment, int]],
+        outbox: Sequence[OutboxMessage],
+    ) -> None:
+        if not created and not updated and not outbox:
+            return
+        now = datetime.now(UTC)
+        docs = [enrolment_document(e, now) for e in created]
+        changes = []
+        for enrolment, expected in updated:
+            doc = enrolment_document(enrolment, now)
+            doc["version"] = expected + 1
+            doc.pop("_id")
+            doc.pop("accepted_at")
+            changes.append(
+                UpdateOne({"_id": enrolment.enrolment_id, "version": expected}, {"$set": doc})
+            )
+
+        async def write(session: AsyncClientSession) -> None:
+            if docs:
+                await self._enrolments.insert_many(docs, ordered=True, session=session)
+            if changes:
+                result = await self._enrolments.bulk_write(changes, ordered=True, session=session)
+                if result.matched_count != len(changes):
+                    raise VersionConflict("an enrolment changed since it was read")
+            await self._outbox.add(outbox, session=session, now=now)
+
+        try:
+            async with self._client.start_session() as session:
+                await session.with_transaction(write)
+        except (DuplicateKeyError, BulkWriteError) as exc:
+            if _is_duplicate_key(exc):
+                raise AlreadyExists(str(exc)) from exc
+            raise
 
 
 def _is_duplicate_key(exc: Exception) -> bool:

@@ -76,3 +76,42 @@ class EnrolmentSettings(ServiceSettings, OutboxSettings):
         description="How far a record's signed timestamp (cg_timestamp) may be from its "
         "Kafka timestamp before it is refused as stale (replay protection).",
     )
+
+    # ILR file intake (docs/ilr.md).
+    ilr_max_upload_bytes: int = Field(
+        default=200 * 1024 * 1024,
+        ge=1,
+        description="Largest ILR file accepted by POST /v1/ilr/submissions (streamed to a "
+        "spool file, never held in memory).",
+    )
+    ilr_chunk_learners: int = Field(
+        default=250, ge=1, le=5000, description="Learners per transaction while processing."
+    )
+    ilr_max_wait_s: float = Field(
+        default=60.0, ge=0, description="Longest ?wait= a client may ask for (seconds)."
+    )
+    ilr_spool_dir: str | None = Field(
+        default=None, description="Where uploads are spooled (default: the system temp dir)."
+    )
+    ilr_max_reported_issues: int = Field(
+        default=5000, ge=0, description="Issues listed in a report (all are counted)."
+    )
+    ilr_upload_retention_s: int = Field(
+        default=30 * 24 * 3600,
+        ge=60,
+        description="How long upload reports are kept (they name LearnRefNumbers).",
+    )
+    ilr_stale_after_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="An upload with no progress for this long is reported interrupted and "
+        "its provider-and-year lock may be taken by a new upload.",
+    )
+    ilr_max_concurrent_uploads: int = Field(
+        default=1, ge=1, description="Uploads processed at once by one instance."
+    )
+    ilr_aim_catalogue: str | None = Field(
+        default=None,
+        description="CSV (learn_aim_ref,programme,level) of LARS aims that are Common Ground "
+        "programmes, besides the built-in Z<PROG><LEVEL>x codes.",
+    )

@@ -1,0 +1,97 @@
+"""In-memory fakes for ILR intake: the bulk enrolment repository and the upload store."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from services.enrolment.domain import Enrolment
+from services.enrolment.repository import AlreadyExists, VersionConflict
+from shared.outbox import OutboxMessage
+from tests.unit.enrolment.enrolment_fakes import FakeEnrolments
+
+
+class FakeBulkEnrolments(FakeEnrolments):
+    def __init__(self) -> None:
+        super().__init__()
+        self.write_calls = 0
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
+        return {i: self.docs[i] for i in enrolment_ids if i in self.docs}
+
+    async def write_changes(
+        self,
+        created: Sequence[Enrolment],
+        updated: Sequence[tuple[Enrolment, int]],
+        outbox: Sequence[OutboxMessage],
+    ) -> None:
+        self.write_calls += 1
+        if any(e.enrolment_id in self.docs for e in created):
+            raise AlreadyExists("duplicate")
+        for enrolment, version in updated:
+            if self.docs[enrolment.enrolment_id].version != version:
+                raise VersionConflict(enrolment.enrolment_id)
+        for e in created:
+            self.docs[e.enrolment_id] = e
+        for enrolment, version in updated:
+            self.docs[enrolment.enrolment_id] = replace(enrolment, version=version + 1)
+        self.outbox.extend(outbox)
+
+
+class FakeUploads:
+    def __init__(self) -> None:
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.locks: dict[str, tuple[str, datetime]] = {}
+        self.roster: dict[tuple[str, str, str], str] = {}
+        self.enrolments: FakeBulkEnrolments | None = None
+
+    async def ensure_indexes(self) -> None:
+        return None
+
+    async def create(self, doc: dict[str, Any]) -> None:
+        self.docs[doc["_id"]] = dict(doc)
+
+    async def update(self, upload_id: str, fields: dict[str, Any]) -> None:
+        self.docs[upload_id].update(fields)
+
+    async def get(self, upload_id: str) -> dict[str, Any] | None:
+        doc = self.docs.get(upload_id)
+        return dict(doc) if doc else None
+
+    async def lock(self, key: str, upload_id: str, now: datetime, stale_before: datetime) -> bool:
+        held = self.locks.get(key)
+        if held is not None and held[1] >= stale_before:
+            return False
+        self.locks[key] = (upload_id, now)
+        return True
+
+    async def heartbeat(self, key: str, upload_id: str, now: datetime) -> None:
+        if self.locks.get(key, ("",))[0] == upload_id:
+            self.locks[key] = (upload_id, now)
+
+    async def unlock(self, key: str, upload_id: str) -> None:
+        if self.locks.get(key, ("",))[0] == upload_id:
+            del self.locks[key]
+
+    async def record_learners(
+        self, ukprn: str, year: str, upload_id: str, learners: Sequence[str], now: datetime
+    ) -> None:
+        for learner in learners:
+            self.roster[(ukprn, year, learner)] = upload_id
+
+    async def missing_learners(self, ukprn: str, year: str, upload_id: str) -> list[str]:
+        return sorted(
+            learner
+            for (u, y, learner), last in self.roster.items()
+            if u == ukprn and y == year and last != upload_id
+        )
+
+    async def learner_refs(self, provider_id: str, learners: Sequence[str]) -> dict[str, str]:
+        assert self.enrolments is not None
+        return {
+            e.learner: e.submission.learner_ref
+            for e in self.enrolments.docs.values()
+            if e.provider_id == provider_id and e.learner in learners
+        }
