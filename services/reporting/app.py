@@ -7,7 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.reporting import dashboard, handlers
+from services.reporting import dashboard, handlers, integration_api
+from services.reporting.integration_repository import MongoIntegrationReader
 from services.reporting.metrics import ReportingMetrics
 from services.reporting.projector import Projector
 from services.reporting.repository import (
@@ -37,6 +38,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         runtime.state.update(
             api_keys=keys,
             reader=MongoReportReader(runtime.db),
+            integration_reader=MongoIntegrationReader(runtime.db),
             projector=Projector(
                 store,
                 handlers.CONSUMED,
@@ -53,7 +55,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         settings,
         title="Common Ground reporting",
         description="Disclosure-safe outcome reports and a dashboard.",
-        http_routers=[handlers.router, dashboard.router],
+        http_routers=[handlers.router, integration_api.router, dashboard.router],
         kafka_routers=handlers.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,

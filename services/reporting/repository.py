@@ -75,6 +75,7 @@ AGGREGATE_COLLECTIONS: dict[AggregateName, str] = {
     "bridges": "agg_bridges",
     "waiting_groups": "agg_waiting_groups",
     "esol_bridged": "agg_esol_bridged",
+    "qar": "agg_qar",  # issue 15: QAR cohorts by hybrid end year
 }
 BOOKKEEPING = ("applied_events", "positions")
 ALL_COLLECTIONS = (*STATE_COLLECTIONS, *AGGREGATE_COLLECTIONS.values(), *BOOKKEEPING)
@@ -166,6 +167,11 @@ class Generation:
                     logger.debug("collection %s created concurrently", self.name(name))
         await self["applied_events"].create_index("at", expireAfterSeconds=dedup_retention_s)
         await self["enrolments"].create_index("learner")
+        # Integration reports (issue 16): ESOL progression times, waits by group.
+        await self["enrolments"].create_index(
+            [("combined_authority", 1), ("programme", 1), ("start_month", 1)]
+        )
+        await self["participants"].create_index([("combined_authority", 1), ("opted_in_month", 1)])
         await self["matches"].create_index(
             [("combined_authority", 1), ("local_authority", 1), ("confirmed_month", 1)]
         )

@@ -443,6 +443,15 @@ CHECKS: dict[tuple[str, str, str], Check] = {
         "/v1/reports/export.csv", {"by": "local_authority"}
     ),
     ("reporting", "GET", "/v1/reports/meta"): check_meta,
+    ("reporting", "GET", "/v1/reports/bridges"): report_check("/v1/reports/bridges", {}),
+    ("reporting", "GET", "/v1/reports/waiting"): report_check("/v1/reports/waiting", {"by": "sex"}),
+    ("reporting", "GET", "/v1/reports/indicators"): report_check("/v1/reports/indicators", {}),
+    ("reporting", "GET", "/v1/reports/indicators.csv"): report_check(
+        "/v1/reports/indicators.csv", {}
+    ),
+    ("reporting", "GET", "/v1/reports/esol-comparison"): report_check(
+        "/v1/reports/esol-comparison", {}
+    ),
     ("reporting", "GET", "/dashboard"): check_dashboard,
     ("reporting", "GET", "/dashboard/app.js"): check_dashboard,
     ("reporting", "GET", "/dashboard/app.css"): check_dashboard,

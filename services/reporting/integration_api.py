@@ -1,0 +1,202 @@
+"""Routes of the integration reports (issue 16): thin, like every report route —
+authenticate (coordinator or analyst), resolve scope, call the use case, answer.
+
+| route | report |
+|---|---|
+| ``GET /v1/reports/bridges`` | lasting bridges by borough and month of confirmation |
+| ``GET /v1/reports/waiting?by=`` | who is left waiting, by age band, sex, ethnic group or borough |
+| ``GET /v1/reports/indicators`` (``.csv``) | Indicators of Integration per borough and quarter |
+| ``GET /v1/reports/esol-comparison`` | stratified matched / unmatched ESOL comparison |
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Annotated, Any, cast
+
+from fastapi import APIRouter, Depends, Query, Request, Response
+
+from services.reporting import integration_queries, queries
+from services.reporting.domain.disclosure import DisclosureMethod
+from services.reporting.domain.integration import WaitingBy, indicators_csv
+from services.reporting.domain.reports import Filters
+from services.reporting.handlers import LA_PATTERN, MONTH_PATTERN, Caller
+from services.reporting.integration_repository import IntegrationReader
+from services.reporting.integration_schemas import (
+    BridgesReport,
+    EsolComparisonReport,
+    IndicatorsReport,
+    WaitingReport,
+)
+from services.reporting.settings import ReportingSettings
+from shared.contracts.reference import CombinedAuthority
+from shared.problems import Problem
+from shared.service import runtime_of
+
+router = APIRouter(prefix="/v1/reports", tags=["integration"])
+
+AREA_PARAMS = frozenset({"combined_authority", "local_authority", "from", "to", "unrounded"})
+
+
+def only_params(*extra: str) -> Any:
+    """Reject parameters these reports do not take (programme and level among them: the
+    reports fix their own programmes), 422 problem+json naming each."""
+    allowed = AREA_PARAMS | set(extra)
+
+    def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - allowed)
+        if unknown:
+            raise Problem(
+                422,
+                "Validation failed",
+                f"Unknown query parameter(s): {', '.join(unknown)}. "
+                f"Allowed: {', '.join(sorted(allowed))}.",
+                slug="validation-failed",
+                errors=[
+                    {
+                        "pointer": f"/{name}",
+                        "field": name,
+                        "message": "unknown query parameter",
+                        "type": "extra_forbidden",
+                    }
+                    for name in unknown
+                ],
+            )
+
+    return Depends(check)
+
+
+def area_request(
+    combined_authority: Annotated[
+        CombinedAuthority | None, Query(description="ONS code of a combined authority.")
+    ] = None,
+    local_authority: Annotated[
+        str | None, Query(pattern=LA_PATTERN, description="ONS code of a local authority.")
+    ] = None,
+    month_from: Annotated[
+        str | None, Query(alias="from", pattern=MONTH_PATTERN, description="YYYY-MM")
+    ] = None,
+    month_to: Annotated[
+        str | None, Query(alias="to", pattern=MONTH_PATTERN, description="YYYY-MM")
+    ] = None,
+    unrounded: Annotated[bool, Query(description="Unrounded figures (analyst role only).")] = False,
+) -> queries.ReportRequest:
+    return queries.ReportRequest(
+        combined_authority=combined_authority,
+        local_authority=local_authority,
+        month_from=month_from,
+        month_to=month_to,
+        unrounded=unrounded,
+    )
+
+
+Area = Annotated[queries.ReportRequest, Depends(area_request)]
+
+
+def _reader(request: Request) -> IntegrationReader:
+    reader: IntegrationReader = runtime_of(request).state["integration_reader"]
+    return reader
+
+
+def _prepare(
+    request: Request,
+    response: Response | None,
+    caller: Any,
+    area: queries.ReportRequest,
+    report: str,
+) -> tuple[Filters, DisclosureMethod | None]:
+    filters, rounded = queries.resolve(caller, area)
+    if response is not None:
+        response.headers["Cache-Control"] = "no-store"
+    if not rounded:
+        queries.audit_unrounded(caller, report, filters)
+        return filters, None
+    settings = cast(ReportingSettings, runtime_of(request).settings)
+    return filters, settings.disclosure()
+
+
+def _today() -> date:
+    return datetime.now(UTC).date()
+
+
+@router.get(
+    "/bridges",
+    response_model=BridgesReport,
+    summary="Lasting bridges: cross-background matches still active at 6 weeks and 6 months",
+    dependencies=[only_params()],
+)
+async def get_bridges(
+    request: Request, response: Response, caller: Caller, area: Area
+) -> dict[str, Any]:
+    filters, control = _prepare(request, response, caller, area, "bridges")
+    return await integration_queries.bridges(
+        _reader(request), filters, today=_today(), control=control
+    )
+
+
+@router.get(
+    "/waiting",
+    response_model=WaitingReport,
+    summary="Who is left waiting: unmatched rate and median wait by group",
+    dependencies=[only_params("by")],
+)
+async def get_waiting(
+    request: Request,
+    response: Response,
+    caller: Caller,
+    area: Area,
+    by: Annotated[WaitingBy, Query()] = "ethnic_group",
+) -> dict[str, Any]:
+    filters, control = _prepare(request, response, caller, area, f"waiting:{by}")
+    return await integration_queries.waiting(_reader(request), by, filters, control=control)
+
+
+@router.get(
+    "/indicators",
+    response_model=IndicatorsReport,
+    summary="Indicators of Integration per borough and quarter",
+    dependencies=[only_params()],
+)
+async def get_indicators(
+    request: Request, response: Response, caller: Caller, area: Area
+) -> dict[str, Any]:
+    filters, control = _prepare(request, response, caller, area, "indicators")
+    return await integration_queries.indicators(
+        _reader(request), filters, today=_today(), control=control
+    )
+
+
+@router.get(
+    "/indicators.csv",
+    summary="Indicators of Integration as CSV (one line per borough, quarter and indicator)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+    dependencies=[only_params()],
+)
+async def get_indicators_csv(request: Request, caller: Caller, area: Area) -> Response:
+    filters, control = _prepare(request, None, caller, area, "indicators:csv")
+    report = await integration_queries.indicators(
+        _reader(request), filters, today=_today(), control=control
+    )
+    suffix = "unrounded" if control is None else "published"
+    return Response(
+        indicators_csv(report),
+        media_type="text/csv; charset=utf-8",
+        headers={
+            "Content-Disposition": f'attachment; filename="commonground-indicators-{suffix}.csv"',
+            "Cache-Control": "no-store",
+        },
+    )
+
+
+@router.get(
+    "/esol-comparison",
+    response_model=EsolComparisonReport,
+    summary="ESOL learners with and without a cross-background match, stratified (not causal)",
+    dependencies=[only_params()],
+)
+async def get_esol_comparison(
+    request: Request, response: Response, caller: Caller, area: Area
+) -> dict[str, Any]:
+    filters, control = _prepare(request, response, caller, area, "esol-comparison")
+    return await integration_queries.esol_comparison(_reader(request), filters, control=control)
