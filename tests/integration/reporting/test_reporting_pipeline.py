@@ -14,7 +14,7 @@ import random
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import httpx
@@ -22,10 +22,19 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
+from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.reporting import integration_queries
 from services.reporting.app import create_app
+from services.reporting.domain.reports import Filters
+from services.reporting.integration_schemas import (
+    BridgesReport,
+    EsolComparisonReport,
+    IndicatorsReport,
+    WaitingReport,
+)
 from services.reporting.rebuild import rebuild
 from services.reporting.repository import READ_MODEL_COLLECTIONS, active_generation
 from services.reporting.settings import ReportingSettings
@@ -43,7 +52,12 @@ from shared.contracts.reference import (
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, dead_letter_topic
 from tests.helpers import poll_until, running_app, unique
 from tests.infra import Infra
+from tests.unit.reporting.integration_fakes import (
+    InMemoryIntegrationReader,
+    integration_scenario,
+)
 from tests.unit.reporting.reporting_factories import (
+    GM,
     MANCHESTER,
     OLDHAM,
     WIGAN,
@@ -58,6 +72,8 @@ from tests.unit.reporting.reporting_factories import (
 )
 
 YEAR = random.randint(1901, 1999)
+# The integration reports' scenario (issue 16) lives in another year of its own.
+INTEGRATION_YEAR = random.choice([y for y in range(1901, 2000) if y != YEAR])
 ANALYST_KEY = "cg_it_analyst_" + unique("k")
 COORDINATOR_KEY = "cg_it_coordinator_" + unique("k")
 PROVIDER_KEY = "cg_it_provider_" + unique("k")
@@ -433,6 +449,98 @@ async def test_poison_in_a_batch_is_dead_lettered_and_the_rest_applied(svc: Serv
     assert {h["dlq_error_kind"] for h in found} == {"poison"}
 
 
+async def test_integration_reports_are_exact_unrounded_and_controlled_rounded(
+    svc: Service,
+) -> None:
+    """Bridges, waiting by group, indicators (and CSV), the stratified ESOL comparison:
+    from real events through the real broker and database, equal to the same events
+    projected in memory, in both modes. The rebuild test after this one proves they are
+    rebuilt byte for byte."""
+    year = INTEGRATION_YEAR
+    events = integration_scenario(year)
+    await publish(svc, [cloud(e) for e in events])
+    area = {"combined_authority": GM.value, "from": f"{year}-01", "to": f"{year}-03"}
+
+    async def projected() -> dict[str, Any] | None:
+        r = await svc.get("/v1/reports/indicators", unrounded="true", **area)
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        row = next(x for x in body["rows"] if x["local_authority"] == MANCHESTER)
+        done = row["values"]["bridges_active_6m_share"]["value"] == 0.5
+        return body if done and row["values"]["esol_starts"]["value"] == 5 else None
+
+    await poll_until(projected, timeout_s=60, what="the integration scenario to be projected")
+
+    reader = InMemoryIntegrationReader(events)
+    filters = Filters(
+        combined_authorities=(GM.value,), month_from=f"{year}-01", month_to=f"{year}-03"
+    )
+    today = datetime.now(UTC).date()
+    cell_key = svc.settings.disclosure()
+    reports: list[tuple[str, dict[str, str], type[BaseModel], Any]] = [
+        (
+            "/v1/reports/bridges",
+            {},
+            BridgesReport,
+            lambda c: integration_queries.bridges(reader, filters, today=today, control=c),
+        ),
+        (
+            "/v1/reports/waiting",
+            {"by": "sex"},
+            WaitingReport,
+            lambda c: integration_queries.waiting(reader, "sex", filters, control=c),
+        ),
+        (
+            "/v1/reports/indicators",
+            {},
+            IndicatorsReport,
+            lambda c: integration_queries.indicators(reader, filters, today=today, control=c),
+        ),
+        (
+            "/v1/reports/esol-comparison",
+            {},
+            EsolComparisonReport,
+            lambda c: integration_queries.esol_comparison(reader, filters, control=c),
+        ),
+    ]
+    for path, extra, model, expected_of in reports:
+        for key, unrounded, control in (
+            (ANALYST_KEY, "true", None),
+            (COORDINATOR_KEY, "false", cell_key),
+        ):
+            response = await svc.get(path, key, unrounded=unrounded, **area, **extra)
+            assert response.status_code == 200, (path, response.text)
+            assert response.headers["cache-control"] == "no-store"
+            expected = model.model_validate(await expected_of(control)).model_dump(
+                mode="json", by_alias=True
+            )
+            assert response.json() == expected, (path, unrounded)
+
+    unrounded = (await svc.get("/v1/reports/bridges", unrounded="true", **area)).json()
+    jan = next(r for r in unrounded["rows"] if r["local_authority"] == MANCHESTER)
+    assert (jan["cross_background"], jan["active_6w"], jan["active_6m"]) == (2, 2, 1)
+    rounded = (await svc.get("/v1/reports/bridges", COORDINATOR_KEY, **area)).json()
+    jan = next(r for r in rounded["rows"] if r["local_authority"] == MANCHESTER)
+    assert jan["cross_background"] == "<10" and jan["share_active_6w"] is None
+
+    csv_response = await svc.get("/v1/reports/indicators.csv", COORDINATOR_KEY, **area)
+    assert csv_response.headers["content-type"].startswith("text/csv")
+    lines = csv_response.text.splitlines()
+    assert lines[0].startswith("local_authority,label,quarter,domain,indicator")
+    assert any(
+        line.startswith(
+            f"{MANCHESTER},Manchester,{year}-Q1,language_and_communication,esol_starts,"
+        )
+        for line in lines
+    )
+    # These reports take no programme or level filter, and nothing they do not know.
+    for bad in ({"programme": "esol"}, {"threshold": "1"}):
+        refused = await svc.get("/v1/reports/indicators", COORDINATOR_KEY, **bad)
+        assert refused.status_code == 422
+        assert refused.headers["content-type"] == "application/problem+json"
+    assert (await svc.get("/v1/reports/waiting", by="religion")).status_code == 422
+
+
 async def test_rebuild_gives_byte_identical_read_models_and_live_projection_goes_on(
     svc: Service,
 ) -> None:
@@ -440,6 +548,7 @@ async def test_rebuild_gives_byte_identical_read_models_and_live_projection_goes
     old = await active_generation(svc.db)
     live = await snapshot(svc.db, old)
     assert live["agg_outcomes"] and live["enrolments"]
+    assert live["agg_bridges"] and live["agg_waiting_groups"] and live["agg_esol_bridged"]
 
     # Small batches: the rebuild cuts the log differently from the live projector.
     result = await rebuild(svc.settings, max_records=7)

@@ -16,6 +16,17 @@ from services.reporting.domain.projection import (
 )
 from services.reporting.domain.reports import Filters
 from shared.cloudevents import Event
+from shared.contracts.reference import AgeBand, Level, Outcome, Programme, Sex
+from tests.unit.reporting.reporting_factories import (
+    MANCHESTER,
+    OLDHAM,
+    Pair,
+    accepted,
+    assessed,
+    completed,
+    opted_in,
+    withdrawn,
+)
 
 
 class InMemoryIntegrationReader:
@@ -90,3 +101,37 @@ class InMemoryIntegrationReader:
                 continue
             out.setdefault(getattr(p, by) or NOT_STATED, []).append(p.first_wait_days)
         return out
+
+
+def integration_scenario(year: int) -> list[Event]:
+    """Greater Manchester in the first quarter of ``year`` (tests of issue 16's reports):
+    five Manchester ESOL learners (two with cross-background matches that keep meeting,
+    one with a match that bridges nothing, two without), adult-skills and digital
+    learners in Manchester and Oldham."""
+    jan = date(year, 1, 10)
+    e1, e2, e3, e4, e5 = (accepted(la=MANCHESTER, level=Level.ENTRY_1, start=jan) for _ in range(5))
+    maths = accepted(la=MANCHESTER, programme=Programme.FUNCTIONAL_MATHS, start=jan)
+    d1, d2 = (
+        accepted(la=OLDHAM, programme=Programme.DIGITAL, level=Level.LEVEL_1, start=jan)
+        for _ in range(2)
+    )
+    p1, p2, p3 = Pair(e1), Pair(e2), Pair(e3)
+    return [
+        e1, e2, e3, e4, e5, maths, d1, d2,
+        completed(e1, Outcome.ACHIEVED, Level.ENTRY_2),  # progressed on day 180
+        completed(e2, Outcome.ACHIEVED, Level.ENTRY_2),
+        withdrawn(e3),
+        assessed(e4, Level.ENTRY_3),  # progressed on day 60
+        withdrawn(e5),
+        completed(maths),
+        completed(d1),
+        withdrawn(d2),
+        opted_in(e1, sex=Sex.FEMALE, age_band=AgeBand.AGE_25_34),
+        opted_in(e2, sex=Sex.MALE, age_band=AgeBand.AGE_35_49),
+        opted_in(e3, sex=Sex.FEMALE, age_band=AgeBand.AGE_25_34),
+        opted_in(e4),
+        p1.proposed(), p1.confirmed(3, cross_background=True),
+        p1.checked_in(3, 20), p1.checked_in(3, 40), p1.checked_in(3, 170),
+        p2.proposed(), p2.confirmed(3, cross_background=True), p2.checked_in(3, 30),
+        p3.proposed(), p3.confirmed(5, cross_background=False), p3.checked_in(5, 30),
+    ]  # fmt: skip
