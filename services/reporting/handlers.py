@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Annotated, Any, cast
 
@@ -16,6 +17,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from services.reporting import queries
 from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.projection import NO_LEVEL
+from services.reporting.domain.qar import QarBy
 from services.reporting.domain.reports import (
     LEVEL_LABELS,
     PROGRAMME_LABELS,
@@ -24,8 +26,9 @@ from services.reporting.domain.reports import (
     breakdown_csv,
 )
 from services.reporting.projector import Projector
+from services.reporting.qar_repository import MongoQarReader
 from services.reporting.repository import ReportReader
-from services.reporting.schemas import BreakdownReport, SummaryReport
+from services.reporting.schemas import BreakdownReport, QarReport, SummaryReport
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
@@ -335,3 +338,53 @@ async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
         "programmes": [{"code": p.value, "name": PROGRAMME_LABELS[p]} for p in Programme],
         "levels": [{"code": code, "name": name} for code, name in LEVEL_LABELS.items()],
     }
+
+
+# ---------------------------------------------------------------------------------------
+# QAR measures (issue 15; domain/qar.py, docs/qar.md).
+
+QAR_YEAR_PATTERN = r"^\d{4}/\d{2}$"
+
+
+@router.get(
+    "/qar",
+    summary="Achievement, retention and pass rates by the national QAR definitions",
+    description="Each aim counts in its hybrid end year (the later of its planned and "
+    "actual end years); leavers = completed + withdrawn + breaks with no restart, "
+    "withdrawals inside the funding qualifying period excluded. Rows by hybrid end year "
+    "(default), borough, programme or level; `year` (repeatable, e.g. 2025/26) narrows "
+    "the years. `from`/`to` do not apply (start cohorts are not QAR cohorts). Disclosure "
+    "control as for every report: rates from published counts. See docs/qar.md.",
+    response_model=QarReport,
+    dependencies=[known_params("by", "year")],
+)
+async def get_qar(
+    request: Request,
+    response: Response,
+    caller: Caller,
+    params: Params,
+    by: Annotated[QarBy, Query()] = "year",
+    year: Annotated[list[str] | None, Query(description="Hybrid end year, e.g. 2025/26.")] = None,
+) -> dict[str, Any]:
+    years = sorted(set(year or []))
+    bad = [y for y in years if not re.fullmatch(QAR_YEAR_PATTERN, y)]
+    if bad or params.month_from or params.month_to:
+        raise Problem(
+            422,
+            "Validation failed",
+            "QAR figures are by hybrid end year: use year=YYYY/YY (e.g. 2025/26), not from/to.",
+            slug="validation-failed",
+            errors=[
+                {
+                    "pointer": "/year" if bad else "/from",
+                    "field": "year" if bad else "from",
+                    "message": "an academic year like 2025/26" if bad else "not for QAR",
+                    "type": "value_error",
+                }
+            ],
+        )
+    filters, rounded = queries.resolve(caller, params)
+    _private(response)
+    control = _control(request, caller, f"qar:{by}", filters, rounded)
+    reader = MongoQarReader(runtime_of(request).db)
+    return await queries.qar(reader, by, filters, years, control=control)

@@ -4,11 +4,13 @@ and hand the sums to the pure report builders (which apply disclosure control)."
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.projection import NOT_STATED, Counts
+from services.reporting.domain.qar import QarBy, build_qar
 from services.reporting.domain.reports import (
     BreakdownBy,
     BreakdownInputs,
@@ -17,8 +19,10 @@ from services.reporting.domain.reports import (
     build_breakdown,
     build_summary,
     categories,
+    disclosure_note,
     ethnic_group,
 )
+from services.reporting.qar_repository import QarReader
 from services.reporting.repository import ReportReader
 from shared.auth import Principal, Role
 from shared.contracts.reference import CombinedAuthority, Programme, combined_authority_of
@@ -177,3 +181,30 @@ async def breakdown(
     rows = categories(by, filters, present)
     inputs = BreakdownInputs(outcomes=outcomes, matching=matching, participants=participants)
     return build_breakdown(by, rows, inputs, filters, control=control)
+
+
+# ---------------------------------------------------------------------------------------
+# QAR measures (issue 15, domain/qar.py, docs/qar.md).
+
+
+async def qar(
+    reader: QarReader,
+    by: QarBy,
+    filters: Filters,
+    years: Sequence[str],
+    *,
+    control: DisclosureMethod | None,
+) -> dict[str, Any]:
+    """QAR counts and rates by hybrid end year, borough, programme or level."""
+    sums = await reader.qar_sums(filters, by, years)
+    if by == "year":
+        present = sorted(set(sums) | set(years))
+        rows = [(y, y) for y in present]
+    else:
+        rows = categories(cast(BreakdownBy, by), filters, sums)
+    echo = {**filters.echo(), "years": list(years)}
+    echo.pop("from", None)
+    echo.pop("to", None)
+    return build_qar(
+        by, rows, sums, filters=echo, disclosure=disclosure_note(control), control=control
+    )

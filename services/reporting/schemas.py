@@ -178,3 +178,44 @@ class BreakdownReport(_Strict):
     rate_columns: list[Column]
     rows: list[BreakdownRow]
     total: BreakdownRow
+
+
+# ---------------------------------------------------------------------------------------
+# QAR measures (issue 15, docs/qar.md).
+
+
+class QarFiltersEcho(_Strict):
+    combined_authorities: list[str]
+    local_authority: str | None
+    programme: str | None
+    level: str | None
+    years: list[str] = Field(description="Hybrid end years asked for (empty: all).")
+
+
+class QarRow(_Strict):
+    code: str = Field(description="Hybrid end year (e.g. 2025/26), category code, or 'total'.")
+    label: str
+    values: dict[str, Count] = Field(
+        description="leavers (the QAR cohort: completed + withdrawn + breaks with no "
+        "restart, by hybrid end year, withdrawals inside the funding qualifying period left "
+        "out), completers, achievers (outcome 1), withdrawn, breaks_as_withdrawn, "
+        "excluded_qualifying."
+    )
+    rates: dict[str, Rate] = Field(
+        description="achievement_rate = achievers / leavers; retention_rate = completers / "
+        "leavers; pass_rate = achievers / completers. Rounded mode: from published counts."
+    )
+
+
+class QarReport(_Strict):
+    """Outcomes by the national Qualification Achievement Rates definitions (docs/qar.md):
+    each aim in its hybrid end year (the later of its planned and actual end years)."""
+
+    by: Literal["year", "local_authority", "programme", "level"]
+    filters: QarFiltersEcho
+    disclosure: DisclosureInfo
+    definitions: str
+    columns: list[Column]
+    rate_columns: list[Column]
+    rows: list[QarRow]
+    total: QarRow

@@ -34,6 +34,7 @@ from services.reporting.domain.integration_facts import (
     ended_before_mark,
     met_in_window,
 )
+from services.reporting.domain.qar import QAR_BASE_FIELDS, QAR_DIMS, QarAim, qar_contribution
 from shared.cloudevents import Event
 from shared.contracts.enrolment import (
     AssessmentRecorded,
@@ -203,6 +204,9 @@ ESOL_BRIDGED_AGG_FIELDS: tuple[str, ...] = (
     *(ck(f) for f in ESOL_BRIDGED_BASE_FIELDS),
 )
 
+# QAR cohort counters (issue 15, domain/qar.py), each with its record-key sum.
+QAR_FIELDS: tuple[str, ...] = (*QAR_BASE_FIELDS, *(ck(f) for f in QAR_BASE_FIELDS))
+
 AggregateName = Literal[
     "outcomes",
     "equality",
@@ -211,6 +215,7 @@ AggregateName = Literal[
     "bridges",
     "waiting_groups",
     "esol_bridged",
+    "qar",
 ]
 
 
@@ -231,6 +236,8 @@ AGGREGATES: dict[AggregateName, AggregateSpec] = {
     "waiting_groups": AggregateSpec("waiting_groups", WAITING_GROUP_DIMS, WAITING_GROUP_AGG_FIELDS),
     # ESOL enrolments of learners with a confirmed cross-background match.
     "esol_bridged": AggregateSpec("esol_bridged", ESOL_BRIDGED_DIMS, ESOL_BRIDGED_AGG_FIELDS),
+    # Issue 15 (domain/qar.py): QAR cohort counters by hybrid end year.
+    "qar": AggregateSpec("qar", QAR_DIMS, QAR_FIELDS),
 }
 
 AggregateKey = tuple[AggregateName, tuple[str, ...]]
@@ -284,6 +291,10 @@ class EnrolmentState:
     start_date: str | None = None
     progressed_on: str | None = None
     """ESOL: the first day a level above the starting level was recorded (ISO)."""
+    # For the QAR measures (issue 15, domain/qar.py): ISO days.
+    planned_end_date: str | None = None
+    ended_on: str | None = None
+    break_on: str | None = None
 
     @classmethod
     def new(cls, ref: EnrolmentRef) -> EnrolmentState:
@@ -459,6 +470,7 @@ def apply_to_enrolment(state: EnrolmentState | None, event: EnrolmentRef) -> Enr
             age_band=event.age_band.value,
             sex=event.sex.value if event.sex else None,
             start_date=event.start_date.isoformat(),
+            planned_end_date=event.planned_end_date.isoformat(),
         )
     if isinstance(event, AttendanceRecorded):
         return replace(
@@ -479,20 +491,27 @@ def apply_to_enrolment(state: EnrolmentState | None, event: EnrolmentRef) -> Enr
             outcome=event.outcome.value,
             level_reached=_higher_level(s.level_reached, event.level_reached),
             progressed_on=_progressed(s, event.level_reached, event.completed_on),
+            ended_on=event.completed_on.isoformat(),
         )
     if isinstance(event, EnrolmentWithdrawn):
         return replace(
             s,
             status=CompletionStatus.WITHDRAWN.value,
             withdrawal_reason=event.reason.value,
+            ended_on=event.withdrawn_on.isoformat(),
         )
     if isinstance(event, ParticipantOptedIn):
         return replace(s, opted_in=True)
     finished = s.status in (CompletionStatus.COMPLETED, CompletionStatus.WITHDRAWN)
     if isinstance(event, BreakInLearningStarted):
-        return s if finished else replace(s, status=CompletionStatus.BREAK.value)
+        if finished:
+            return s
+        on = event.break_started_on.isoformat()
+        return replace(s, status=CompletionStatus.BREAK.value, break_on=on)
     if isinstance(event, LearningResumed):
-        return s if finished else replace(s, status=CompletionStatus.CONTINUING.value)
+        if finished:
+            return s
+        return replace(s, status=CompletionStatus.CONTINUING.value, break_on=None)
     if isinstance(event, OutcomeRecorded):
         return replace(
             s,
@@ -631,12 +650,31 @@ def enrolment_contributions(
         {f: c[f] for f in EQUALITY_BASE_FIELDS if c.get(f)}, EQUALITY_BASE_FIELDS, rk
     )
     yield ("equality", (*key, s.ethnicity or NOT_STATED)), equality
+    qar = qar_contribution(qar_aim(s))
+    if qar is not None:  # issue 15: the aim's QAR cohort, by hybrid end year
+        yield ("qar", (*key[:4], qar[0])), with_keys(qar[1], QAR_BASE_FIELDS, rk)
     if learner_bridged and s.programme == Programme.ESOL:
         bridged = {f: c[f] for f in ESOL_BRIDGED_BASE_FIELDS if c.get(f)}
         yield (
             ("esol_bridged", (s.combined_authority, s.local_authority, level, s.start_month)),
             with_keys(bridged, ESOL_BRIDGED_BASE_FIELDS, rk),
         )
+
+
+def _day(value: str | None) -> date | None:
+    return date.fromisoformat(value) if value else None
+
+
+def qar_aim(s: EnrolmentState) -> QarAim:
+    """What the QAR rules need of an enrolment state."""
+    return QarAim(
+        status=s.status,
+        start=_day(s.start_date),
+        planned_end=_day(s.planned_end_date),
+        ended_on=_day(s.ended_on),
+        break_on=_day(s.break_on),
+        outcome=s.outcome,
+    )
 
 
 def participant_contributions(s: ParticipantState) -> Iterator[tuple[AggregateKey, Counts]]:

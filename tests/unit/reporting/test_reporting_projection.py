@@ -71,8 +71,10 @@ def test_a_batch_is_pre_aggregated_into_one_delta_per_key() -> None:
     assert manchester["achieved"] == 3
     assert oldham["started"] == 4 and oldham["withdrawn"] == 1
     assert oldham["withdrawn_reason_7"] == 1
-    # 2 outcome keys + 2 equality keys (ethnicity not stated): 4 bulk operations for 14 events.
-    assert len(deltas) == 4
+    # 2 outcome keys + 2 equality keys (ethnicity not stated) + 2 QAR keys (the leavers'
+    # hybrid end year, issue 15): 6 bulk operations for 14 events.
+    assert len(deltas) == 6
+    assert sum(1 for name, _ in deltas if name == "qar") == 2
     assert deltas[("equality", (*outcomes_key(OLDHAM)[1], "not_stated"))]["withdrawn"] == 1
 
 
