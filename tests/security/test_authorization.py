@@ -413,6 +413,52 @@ async def check_batch_wrong_method(p: Platform) -> None:
             assert response.headers["allow"] == "POST"
 
 
+# ------------------------------------------------------------------- ILR files (#15)
+
+
+def ilr_file(ukprn: str) -> bytes:
+    from simulator.ilr import IlrFileSpec, collection_days, ilr_bytes
+
+    _, _, as_of = collection_days(date.today())
+    data, _ = ilr_bytes(IlrFileSpec(ukprn, 3, as_of, seed=15))
+    return data
+
+
+XML = {"Content-Type": "application/xml"}
+
+
+async def check_ilr_upload(p: Platform) -> None:
+    body = ilr_file(p.ukprn_gm)
+    status(await p.enrolment.post("/v1/ilr/submissions", content=body, headers=XML), 401)
+    bad = {**XML, "Authorization": "Bearer cg_not-a-real-key-" + "x" * 30}
+    status(await p.enrolment.post("/v1/ilr/submissions", content=body, headers=bad), 401)
+    dpo = {**XML, **p.auth(p.keys.dpo)}
+    status(await p.enrolment.post("/v1/ilr/submissions", content=body, headers=dpo), 403)
+    # Another provider's file (its UKPRN is not the caller's): refused, nothing stored.
+    wm = {**XML, **p.auth(p.keys.provider_wm)}
+    refused = await p.enrolment.post("/v1/ilr/submissions", content=body, headers=wm)
+    status(refused, 403)
+    assert refused.json()["type"].endswith("ilr-ukprn-mismatch")
+    gm = {**XML, **p.auth(p.keys.provider_gm)}
+    ok = await p.enrolment.post(
+        "/v1/ilr/submissions", content=body, headers=gm, params={"wait": 30}
+    )
+    status(ok, 200)
+
+
+async def check_ilr_status(p: Platform) -> None:
+    gm = {**XML, **p.auth(p.keys.provider_gm)}
+    created = await p.enrolment.post(
+        "/v1/ilr/submissions", content=ilr_file(p.ukprn_gm), headers=gm, params={"wait": 30}
+    )
+    status(created, 200)
+    href = created.json()["href"]
+    await unauthenticated(p.enrolment, "GET", href)
+    status(await p.enrolment.get(href, headers=p.auth(p.keys.dpo)), 403)
+    status(await p.enrolment.get(href, headers=p.auth(p.keys.provider_wm)), 404)
+    status(await p.enrolment.get(href, headers=p.auth(p.keys.provider_gm)), 200)
+
+
 CHECKS: dict[tuple[str, str, str], Check] = {
     ("enrolment", "POST", "/v1/enrolments"): check_submit,
     ("enrolment", "POST", "/v1/enrolments/batch"): check_batch,
@@ -452,6 +498,9 @@ CHECKS: dict[tuple[str, str, str], Check] = {
     ("reporting", "GET", "/v1/reports/esol-comparison"): report_check(
         "/v1/reports/esol-comparison", {}
     ),
+    ("enrolment", "POST", "/v1/ilr/submissions"): check_ilr_upload,
+    ("enrolment", "GET", "/v1/ilr/submissions/{upload_id}"): check_ilr_status,
+    ("reporting", "GET", "/v1/reports/qar"): report_check("/v1/reports/qar", {}),
     ("reporting", "GET", "/dashboard"): check_dashboard,
     ("reporting", "GET", "/dashboard/app.js"): check_dashboard,
     ("reporting", "GET", "/dashboard/app.css"): check_dashboard,

@@ -320,6 +320,9 @@ class IlrIntake:
             async with self._slots:
                 await self._process(upload_id, provider, year, path, progress, lock_key)
             missing = await self._missing(provider, year, upload_id)
+            # Free the provider-and-year slot before the report is final, so that a client
+            # that sees "completed" can upload the next file at once.
+            await self._uploads.unlock(lock_key, upload_id)
             await self._uploads.update(
                 upload_id,
                 {
