@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -105,9 +105,14 @@ def scenario(rng: random.Random) -> tuple[list[CloudEvent[Event]], dict[str, int
             events.append(opted_in(e))
             if rng.random() < 0.6:
                 pair = Pair(e)
+                after = rng.uniform(2, 45)
                 events += [
                     pair.proposed(),
-                    pair.confirmed(rng.uniform(2, 45), cross_background=rng.random() < 0.7),
+                    pair.confirmed(after, cross_background=rng.random() < 0.7),
+                ]
+                # Meetings (issue 16): some pairs keep meeting past 6 weeks.
+                events += [
+                    pair.checked_in(after, day) for day in (20, 40, 170)[: rng.randint(0, 3)]
                 ]
                 truth["confirmed"] += 1
             else:
@@ -211,15 +216,42 @@ def expected_summary(events: list[Any]) -> dict[str, Any]:
     return asyncio.run(queries.summary(reader, filters, control=control))
 
 
+def expected_indicators(events: list[Any]) -> dict[str, Any]:
+    """The Indicators of Integration report the service must publish for these events."""
+    from services.reporting import integration_queries
+    from services.reporting.domain.reports import Filters
+    from services.reporting.integration_schemas import IndicatorsReport
+    from services.reporting.settings import ReportingSettings
+    from tests.unit.reporting.integration_fakes import InMemoryIntegrationReader
+
+    reader = InMemoryIntegrationReader([ce.data for ce in events])
+    filters = Filters(
+        combined_authorities=(CombinedAuthority.GREATER_MANCHESTER.value,),
+        month_from=f"{YEAR}-01",
+        month_to=f"{YEAR}-12",
+    )
+    report = asyncio.run(
+        integration_queries.indicators(
+            reader,
+            filters,
+            today=datetime.now(UTC).date(),
+            control=ReportingSettings().disclosure(),
+        )
+    )
+    return IndicatorsReport.model_validate(report).model_dump(mode="json", by_alias=True)
+
+
 def wait_for_projection(base: str, events: list[Any]) -> None:
     deadline = time.monotonic() + 90
     params = {"from": f"{YEAR}-01", "to": f"{YEAR}-12"}
     headers = {"Authorization": f"Bearer {KEY}"}
     expected = expected_summary(events)
+    indicators = expected_indicators(events)
     parts = ("enrolments", "matching", "waiting_list")
     while time.monotonic() < deadline:
         s = httpx.get(f"{base}/v1/reports/summary", params=params, headers=headers).json()
-        if all(s[k] == expected[k] for k in parts):
+        i = httpx.get(f"{base}/v1/reports/indicators", params=params, headers=headers).json()
+        if all(s[k] == expected[k] for k in parts) and i == indicators:
             return
         time.sleep(0.5)
     raise AssertionError("the service did not project the events in time")
@@ -306,6 +338,8 @@ def test_dashboard_shows_disclosure_controlled_numbers_from_real_events(
         driver.save_screenshot(str(ARTIFACTS / "dashboard.png"))
         driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
 
+        check_integration_section(driver, service)
+
         # Filtering to one borough redraws from the API.
         Select(driver.find_element(By.ID, "f-la")).select_by_visible_text("Wigan")
         wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "#kpis .kpi .value").text == "<10")
@@ -313,6 +347,109 @@ def test_dashboard_shows_disclosure_controlled_numbers_from_real_events(
     finally:
         driver.quit()
     assert (ARTIFACTS / "dashboard.png").stat().st_size > 10_000
+
+
+def indicator_text(kind: str, v: dict[str, Any]) -> str:
+    """How the dashboard shows a published indicator value."""
+    if v["status"] == "not_yet_observable":
+        return "not yet"
+    if kind == "count":
+        return str(v["value"])
+    if v["value"] is None:
+        return "withheld"
+    if kind == "rate":
+        return f"{v['value'] * 100:.1f}%"
+    days = float(v["value"])
+    return f"{int(days) if days.is_integer() else days} d"  # as JavaScript prints numbers
+
+
+def check_integration_section(driver: webdriver.Chrome, base: str) -> None:
+    """The Indicators of Integration section shows exactly the published figures, per
+    borough, for the chosen quarter; unmeasured domains are listed; the other integration
+    tables are drawn from their reports."""
+    params = {"combined_authority": "", "from": f"{YEAR}-01", "to": f"{YEAR}-12"}
+    headers = {"Authorization": f"Bearer {KEY}"}
+    api = httpx.get(
+        f"{base}/v1/reports/indicators",
+        params={k: v for k, v in params.items() if v},
+        headers=headers,
+    ).json()
+    kinds = {i["key"]: i["kind"] for i in api["indicators"]}
+    quarters = [q["quarter"] for q in api["quarters"]]
+    assert quarters == [f"{YEAR}-Q{q}" for q in (1, 2, 3, 4)]  # the range asked for
+
+    def shown_rows() -> dict[str, dict[str, str]]:
+        # One script call: the tables may be redrawn (e.g. on resize) between reads.
+        rows: dict[str, dict[str, str]] = driver.execute_script(
+            """
+            const out = {};
+            for (const tr of document.querySelectorAll("#table-indicators tbody tr")) {
+              const cells = {};
+              for (const td of tr.querySelectorAll("td[data-indicator]")) {
+                cells[td.dataset.indicator] = td.textContent;
+              }
+              out[tr.dataset.la] = cells;
+            }
+            return out;
+            """
+        )
+        return rows
+
+    def published(quarter: str) -> dict[str, dict[str, str]]:
+        return {
+            row["local_authority"]: {
+                k: indicator_text(kinds[k], v) for k, v in row["values"].items()
+            }
+            for row in [*api["rows"], *api["totals"]]
+            if row["quarter"] == quarter
+        }
+
+    # The latest quarter with a published number is shown first.
+    busy = [
+        q
+        for q in quarters
+        if any(
+            v["status"] == "published" and isinstance(v["value"], int | float)
+            for row in [*api["rows"], *api["totals"]]
+            if row["quarter"] == q
+            for v in row["values"].values()
+        )
+    ]
+    assert busy and busy[-1] != f"{YEAR}-Q1"
+    chosen = Select(driver.find_element(By.ID, "f-quarter")).first_selected_option
+    assert chosen.get_attribute("value") == busy[-1]
+    rows = shown_rows()
+    assert len(rows) == len(GM_LAS) + 1  # every borough, Wigan included, and the total
+    assert rows == published(busy[-1])
+    Select(driver.find_element(By.ID, "f-quarter")).select_by_value(f"{YEAR}-Q1")
+    WebDriverWait(driver, 10).until(lambda d: shown_rows() == published(f"{YEAR}-Q1"))
+    headings = driver.find_element(By.ID, "table-indicators").find_elements(
+        By.CSS_SELECTOR, "th.domain"
+    )
+    assert [h.text for h in headings] == [
+        "Language and communication",
+        "Education",
+        "Digital skills",
+        "Social bridges",
+    ]
+    unmeasured = driver.find_element(By.ID, "unmeasured").text
+    assert "Work:" in unmeasured and "EmpStat" in unmeasured and "Housing:" in unmeasured
+
+    waiting = httpx.get(
+        f"{base}/v1/reports/waiting",
+        params={"from": f"{YEAR}-01", "to": f"{YEAR}-12", "by": "ethnic_group"},
+        headers=headers,
+    ).json()
+    total: list[str] = driver.execute_script(
+        "return [...document.querySelectorAll('#table-waiting tr.total td')]"
+        ".map((td) => td.textContent)"
+    )
+    assert total[1:4] == [str(waiting["total"][k]) for k in ("opted_in", "waiting", "matched")]
+    bridge_rows = driver.execute_script(
+        "return document.querySelectorAll('#table-bridges tbody tr').length"
+    )
+    assert bridge_rows == 12
+    assert "not an effect" in driver.find_element(By.ID, "comparison-caveat").text
 
 
 def test_dashboard_page_is_a_static_shell_under_a_strict_policy(service: str) -> None:

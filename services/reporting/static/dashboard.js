@@ -244,6 +244,148 @@
     hbars($("chart-reasons"), rows, [{ name: "Withdrawn" }], { title: "Withdrawal reasons", labelWidth: 210 });
   }
 
+  // ---------- integration outcomes (issue 16) --------------------------------------------
+  /** The integration reports take the area and month filters only. */
+  function areaFilters() {
+    const f = filters();
+    return { combined_authority: f.combined_authority, local_authority: f.local_authority, from: f.from, to: f.to };
+  }
+  const STATUS_TEXT = { withheld: "withheld", not_yet_observable: "not yet" };
+  function indicatorCell(kind, v) {
+    if (v.status === "not_yet_observable") return el("td", { class: "later" }, STATUS_TEXT[v.status]);
+    if (kind === "count") return el("td", {}, shown(v.value));
+    if (v.value === null || v.value === undefined) return el("td", { class: "withheld" }, "withheld");
+    return el("td", {}, kind === "rate" ? (v.value * 100).toFixed(1) + "%" : v.value + " d");
+  }
+
+  /** Quarters with at least one published number (not a small-count marker). */
+  function quartersWithFigures(report) {
+    const rows = [...report.rows, ...report.totals];
+    return report.quarters.map((q) => q.quarter).filter((q) => rows.some((r) => r.quarter === q &&
+      Object.values(r.values).some((v) => v.status === "published" && typeof v.value === "number")));
+  }
+
+  function fillQuarters(report) {
+    const box = $("f-quarter");
+    const current = box.value;
+    const codes = report.quarters.map((q) => q.quarter);
+    box.replaceChildren(...report.quarters.map((q) => option(q.quarter, q.label)));
+    const busy = quartersWithFigures(report);
+    const fallback = busy.length ? busy[busy.length - 1] : (codes[codes.length - 1] || "");
+    box.value = codes.includes(current) ? current : fallback;
+  }
+
+  function renderIndicators() {
+    const report = integration && integration.indicators;
+    if (!report) return;
+    const quarter = $("f-quarter").value;
+    const table = $("table-indicators");
+    if (!quarter) {
+      table.replaceChildren(el("caption", {}, "No activity in this period."));
+    } else {
+      const inds = report.indicators;
+      const domains = [];
+      inds.forEach((i) => {
+        const last = domains[domains.length - 1];
+        if (last && last.key === i.domain) last.span += 1;
+        else domains.push({ key: i.domain, label: i.domain_label, span: 1 });
+      });
+      const top = el("tr");
+      top.append(el("th", {}, ""), ...domains.map((d) => el("th", { colspan: d.span, class: "domain" }, d.label)));
+      const names = el("tr");
+      names.append(el("th", {}, "Local authority"), ...inds.map((i) =>
+        el("th", { title: i.definition + " Source events: " + i.source_events.join(", ") + "." }, i.name)));
+      const rows = [...report.rows, ...report.totals].filter((r) => r.quarter === quarter).map((r) => {
+        const tr = el("tr", r.local_authority === "total" ? { class: "total", "data-la": "total" } : { "data-la": r.local_authority });
+        tr.append(el("td", {}, r.label), ...inds.map((i) => {
+          const td = indicatorCell(i.kind, r.values[i.key]);
+          td.setAttribute("data-indicator", i.key);
+          return td;
+        }));
+        return tr;
+      });
+      const thead = el("thead"); thead.append(top, names);
+      const tbody = el("tbody"); tbody.append(...rows);
+      table.replaceChildren(thead, tbody);
+    }
+    $("unmeasured").replaceChildren(...report.unmeasured_domains.map((d) => {
+      const li = el("li", { "data-domain": d.domain });
+      li.append(el("b", {}, d.label + ": "), document.createTextNode(d.reason +
+        (d.data_needed.length ? " Needed: " + d.data_needed.join("; ") + "." : "")));
+      return li;
+    }));
+  }
+
+  function simpleTable(id, headers, rows) {
+    const head = el("tr");
+    head.append(...headers.map((h) => el("th", {}, h)));
+    const thead = el("thead"); thead.append(head);
+    const tbody = el("tbody");
+    tbody.append(...rows.map((r) => {
+      const tr = el("tr", r.total ? { class: "total" } : {});
+      tr.append(...r.cells.map((c) => el("td", {}, c)));
+      return tr;
+    }));
+    $(id).replaceChildren(thead, tbody);
+  }
+
+  function renderWaiting(report) {
+    const row = (r, total) => ({ total, cells: [r.label, shown(r.opted_in), shown(r.waiting), shown(r.matched),
+      pct(r.unmatched_rate), r.median_wait_days === null ? "withheld" : String(r.median_wait_days)] });
+    simpleTable("table-waiting", ["Group", "Opted in", "Waiting", "Matched", "Unmatched rate", "Median wait (days)"],
+      [...report.rows.map((r) => row(r, false)), row(report.total, true)]);
+  }
+
+  function renderBridges(report) {
+    const share = (r, mark) => (r["observable_" + mark] ? pct(r["share_active_" + mark]) : "not yet");
+    simpleTable("table-bridges", ["Month confirmed", "Matches", "Cross-background", "Active at 6 weeks", "Active at 6 months"],
+      report.totals.map((r) => ({ cells: [r.month, shown(r.confirmed), shown(r.cross_background), share(r, "6w"), share(r, "6m")] })));
+  }
+
+  function renderComparison(report) {
+    const ci = (lo, hi) => (lo === null || lo === undefined ? "–" : (lo * 100).toFixed(1) + "% to " + (hi * 100).toFixed(1) + "%");
+    const rows = [];
+    report.outcomes.forEach((o) => {
+      const name = o.outcome === "retention" ? "Retention" : "Achievement";
+      [["matched", "With a cross-background match"], ["unmatched", "Without a match"]].forEach(([k, label]) => {
+        const g = o[k];
+        rows.push({ cells: [name, label, shown(g.n), shown(g.x), pct(g.rate), ci(g.ci_low, g.ci_high)] });
+      });
+      const d = o.stratified_difference;
+      const est = d.estimate === null ? "withheld" : (d.estimate >= 0 ? "+" : "") + (d.estimate * 100).toFixed(1) + " points";
+      rows.push({ total: true, cells: [name, "Difference within strata (" + d.strata_used + " strata)", "", "", est, ci(d.ci_low, d.ci_high)] });
+    });
+    simpleTable("table-comparison", ["Outcome", "Group", "Learners", "Of whom", "Rate", "95% interval"], rows);
+    $("comparison-caveat").textContent = report.caveat;
+  }
+
+  async function refreshWaiting() {
+    const report = await (await api("/v1/reports/waiting", { ...areaFilters(), by: $("f-waiting-by").value })).json();
+    integration.waiting = report;
+    renderWaiting(report);
+  }
+
+  async function loadIntegration() {
+    const a = areaFilters();
+    const [indicators, waiting, bridges, comparison] = await Promise.all([
+      api("/v1/reports/indicators", a).then((r) => r.json()),
+      api("/v1/reports/waiting", { ...a, by: $("f-waiting-by").value }).then((r) => r.json()),
+      api("/v1/reports/bridges", a).then((r) => r.json()),
+      api("/v1/reports/esol-comparison", a).then((r) => r.json()),
+    ]);
+    integration = { indicators, waiting, bridges, comparison };
+    fillQuarters(indicators);
+  }
+
+  function renderIntegration() {
+    if (!integration) return;
+    renderIndicators();
+    renderWaiting(integration.waiting);
+    renderBridges(integration.bridges);
+    renderComparison(integration.comparison);
+  }
+  let integration = null;
+
   // ---------- filters -------------------------------------------------------------------
   function option(value, label) { return el("option", { value }, label); }
 
@@ -290,6 +432,7 @@
         api("/v1/reports/summary", f).then((r) => r.json()),
         api("/v1/reports/breakdown", { ...f, by: "local_authority" }).then((r) => r.json()),
         api("/v1/reports/breakdown", { ...f, by: "month" }).then((r) => r.json()),
+        loadIntegration(),
       ]);
       last = { summary, byLa, byMonth };
       renderAll();
@@ -310,6 +453,7 @@
     renderMonths(last.byMonth);
     renderEsol(last.summary);
     renderReasons(last.summary);
+    renderIntegration();
   }
   let resizeTimer = null;
   window.addEventListener("resize", () => {
@@ -332,6 +476,18 @@
     fillFilters();
     applyQueryFilters();
     await refresh();
+  }
+
+  async function exportIndicators() {
+    try {
+      const res = await api("/v1/reports/indicators.csv", areaFilters());
+      const url = URL.createObjectURL(await res.blob());
+      const a = el("a", { href: url, download: "commonground-indicators.csv" });
+      document.body.appendChild(a); a.click(); a.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 1000);
+    } catch (err) {
+      $("status").textContent = "Export failed: " + err.message;
+    }
   }
 
   async function exportCsv() {
@@ -357,6 +513,14 @@
     $("filters").addEventListener("change", (ev) => { if (ev.target.id === "f-ca") fillLas(); refresh(); });
     $("reset").addEventListener("click", () => { $("filters").reset(); fillLas(); refresh(); });
     $("export").addEventListener("click", exportCsv);
+    $("export-indicators").addEventListener("click", exportIndicators);
+    $("f-quarter").addEventListener("change", renderIndicators);
+    $("f-waiting-by").addEventListener("change", () => {
+      refreshWaiting().catch((err) => {
+        if (err instanceof AuthError) return showSignIn(err.message);
+        $("status").textContent = "Could not load the reports: " + err.message;
+      });
+    });
     start();
   });
 })();
