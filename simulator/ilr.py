@@ -257,6 +257,7 @@ class IlrFileSpec:
     drop: frozenset[int] = frozenset()  # learner indexes left out of this file
     faults: Mapping[int, str] = field(default_factory=dict)  # index → one of FAULTS
     duplicate_of: Mapping[int, int] = field(default_factory=dict)  # index → copy's LearnRef
+    limit: int | None = None  # stop after this many learners in the file
 
     @property
     def ilr_year(self) -> IlrYear:
@@ -597,7 +598,10 @@ def iter_learners(
 ) -> Iterator[tuple[LearnerStory, list[tuple[AimStory, list[AimRecord]]]]]:
     """Each learner in the file with its aims' records (learners with none left out)."""
     year = spec.ilr_year
+    written = 0
     for index in range(spec.learners):
+        if spec.limit is not None and written >= spec.limit:
+            return
         if index in spec.drop:
             continue
         learner = story(spec, index)
@@ -611,6 +615,7 @@ def iter_learners(
             continue
         if learner.fault is not None and not _fault_applies(learner.fault, chains):
             learner = LearnerStory(**{**learner.__dict__, "fault": None})
+        written += 1
         yield learner, chains
 
 
