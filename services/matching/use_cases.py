@@ -538,9 +538,9 @@ class MatchingService:
                 for p in await self.repo.waiting_participants(ca)
                 if local_authority is None or p.local_authority == local_authority
             ]
-            out.append(
-                WaitingView(ca, tuple(diagnose_pool(waiting, volunteers, today)), len(volunteers))
-            )
+            # CPU work over the whole pool: off the event loop, like the optimiser.
+            diagnoses = await asyncio.to_thread(diagnose_pool, waiting, volunteers, today)
+            out.append(WaitingView(ca, tuple(diagnoses), len(volunteers)))
         return out
 
     async def pool(
@@ -555,10 +555,9 @@ class MatchingService:
             waiting = await self.repo.waiting_participants(ca)
             stats = await self.repo.pool_stats(ca, since=None, today=today)
             volunteers = [v.view() for v in await self.repo.volunteers_in(ca)]
-            reasons = {
-                d.participant: d.reason
-                for d in diagnose_pool([p.view() for p in waiting], volunteers, today)
-            }
+            views = [p.view() for p in waiting]
+            diagnoses = await asyncio.to_thread(diagnose_pool, views, volunteers, today)
+            reasons = {d.participant: d.reason for d in diagnoses}
             out.append(PoolView(ca, tuple(waiting), stats.volunteers_available, reasons))
         return out
 
