@@ -28,12 +28,11 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
 from faststream.kafka import KafkaBroker
 from pydantic import BaseModel, Field
@@ -43,13 +42,17 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.kafka import aiokafka_security_kwargs, publish_event
-from shared.positions import log_resets_counter
+from shared.kafka import publish_event
+from shared.positions import Anchor, LogCheck, log_resets_counter
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
+
+# While nothing is pending the broker's log is checked at this pace (a lost log's events
+# are re-published within it even when nothing new is committed).
+IDLE_LOG_CHECK_INTERVAL_S = 5.0
 
 
 class OutboxSettings(BaseModel):
@@ -153,18 +156,6 @@ class Delivered:
 
     partition: int
     offset: int
-
-
-@dataclass(frozen=True)
-class Anchor:
-    """The last event the relay published to a partition, and since when it has been
-    publishing into this partition's current log."""
-
-    topic: str
-    partition: int
-    offset: int
-    ce_id: str
-    log_since: datetime
 
 
 class Sequencer:
@@ -443,137 +434,6 @@ def contract_publisher(broker: KafkaBroker, registry: EventRegistry) -> Publish:
     return publish
 
 
-class LogCheck(Protocol):
-    async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]: ...
-    async def close(self) -> None: ...
-
-
-class LogProbe:
-    """Tells whether the broker still holds the log an anchor was recorded in: the
-    record at the anchor's offset must exist and carry the anchor's ``ce_id``.
-
-    Kafka offsets restart at 0 in a new log (a broker that lost its storage, a topic
-    deleted and re-created), so an offset alone cannot tell two logs apart; the event
-    id stored at that offset can."""
-
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        *,
-        security: Any = None,
-        fetch_timeout_s: float = 3.0,
-    ) -> None:
-        self._bootstrap = bootstrap_servers
-        self._security = security
-        self._timeout_s = fetch_timeout_s
-        self._consumer: AIOKafkaConsumer | None = None
-
-    async def _client(self) -> AIOKafkaConsumer:
-        if self._consumer is None:
-            consumer = AIOKafkaConsumer(
-                bootstrap_servers=self._bootstrap,
-                group_id=None,
-                enable_auto_commit=False,
-                auto_offset_reset="none",
-                client_id="commonground-log-probe",
-                **aiokafka_security_kwargs(self._security),
-            )
-            await consumer.start()
-            self._consumer = consumer
-        return self._consumer
-
-    async def close(self) -> None:
-        if self._consumer is not None:
-            consumer, self._consumer = self._consumer, None
-            with contextlib.suppress(Exception):
-                await consumer.stop()
-
-    async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
-        if not anchors:
-            return []
-        try:
-            return await self._replaced(anchors)
-        except Exception:
-            await self.close()  # a fresh client next time (the broker may have restarted)
-            raise
-
-    async def _replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
-        consumer = await self._client()
-        by_tp = {TopicPartition(a.topic, a.partition): a for a in anchors}
-        existing = await _partitions_of(consumer, {a.topic for a in anchors})
-        gone = [a for tp, a in by_tp.items() if tp not in existing]
-        present = {tp: a for tp, a in by_tp.items() if tp in existing}
-        if not present:
-            return gone
-        tps = list(present)
-        consumer.assign(tps)
-        ends = await consumer.end_offsets(tps)
-        starts = await consumer.beginning_offsets(tps)
-        replaced = list(gone)
-        to_fetch: dict[TopicPartition, Anchor] = {}
-        for tp, anchor in present.items():
-            if starts[tp] > anchor.offset:
-                # Retention removed the anchor's record: nothing to compare. The log is
-                # taken to be the same one (a lost or re-created log starts at 0).
-                continue
-            to_fetch[tp] = anchor
-            consumer.seek(tp, anchor.offset)
-        found: dict[TopicPartition, str | None] = {}
-        if to_fetch:
-            consumer.assign(list(to_fetch))
-            for tp, anchor in to_fetch.items():
-                consumer.seek(tp, anchor.offset)
-            deadline = asyncio.get_running_loop().time() + self._timeout_s
-            while len(found) < len(to_fetch):
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                batch = await consumer.getmany(
-                    *[tp for tp in to_fetch if tp not in found],
-                    timeout_ms=int(min(remaining, 0.5) * 1000),
-                )
-                for tp, records in batch.items():
-                    for record in records:
-                        if record.offset == to_fetch[tp].offset:
-                            found[tp] = _ce_id(record.headers)
-                        elif record.offset > to_fetch[tp].offset and tp not in found:
-                            found[tp] = None  # the anchor's offset holds nothing now
-        for tp, anchor in to_fetch.items():
-            if tp in found:
-                if found[tp] != anchor.ce_id:
-                    replaced.append(anchor)
-            elif ends[tp] <= anchor.offset:
-                replaced.append(anchor)  # the log is shorter than what was published
-            else:
-                logger.warning(
-                    "could not read %s[%d] at offset %d to check its log; assuming it is "
-                    "the same log",
-                    anchor.topic,
-                    anchor.partition,
-                    anchor.offset,
-                )
-        consumer.unsubscribe()
-        return replaced
-
-
-async def _partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> set[TopicPartition]:
-    existing: set[TopicPartition] = set()
-    cluster_topics = await consumer.topics()
-    for topic in topics:
-        if topic not in cluster_topics:
-            continue
-        for partition in consumer.partitions_for_topic(topic) or ():
-            existing.add(TopicPartition(topic, partition))
-    return existing
-
-
-def _ce_id(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
-    for key, value in headers or ():
-        if key == "ce_id" and value is not None:
-            return bytes(value).decode("utf-8", "replace")
-    return None
-
-
 # ------------------------------------------------------------------------------ the relay
 
 
@@ -684,20 +544,22 @@ class OutboxRelay:
         )
         return requeued
 
-    def _check_due(self) -> bool:
+    def _check_due(self, idle: bool) -> bool:
         if self._log_check is None:
             return False
         if self._checked_at is None:
             return True
-        elapsed = asyncio.get_running_loop().time() - self._checked_at
-        return elapsed >= self._settings.outbox_log_check_interval_s
+        interval = self._settings.outbox_log_check_interval_s
+        if idle:  # nothing to publish: a slower look suffices
+            interval = max(interval, IDLE_LOG_CHECK_INTERVAL_S)
+        return asyncio.get_running_loop().time() - self._checked_at >= interval
 
     async def run_once(self) -> int:
         """Publish one round of pending rows; returns how many messages were published.
         Raises after marking the complete rows if any message failed (caller backs off)."""
-        if self._check_due():
-            await self.check_log()
         rows = await self._store.pending(self._settings.outbox_batch_size)
+        if self._check_due(idle=not rows) and await self.check_log():
+            rows = await self._store.pending(self._settings.outbox_batch_size)
         if not rows:
             return 0
         round_started = datetime.now(UTC)
@@ -847,8 +709,3 @@ class OutboxRelay:
             await self._store.release_lease(self._owner)
         except Exception as exc:  # the lease lapses by itself
             logger.info("could not release the relay lease: %s", type(exc).__name__)
-
-
-def log_probe_for(settings: Any) -> LogProbe:
-    """The probe for a service's settings (its broker and Kafka security)."""
-    return LogProbe(settings.kafka_bootstrap_servers, security=settings.kafka_security())

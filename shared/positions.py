@@ -14,12 +14,24 @@ offset itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as KafkaPartition
 from prometheus_client import Counter
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
 
+from shared.kafka import aiokafka_security_kwargs
 from shared.telemetry import Telemetry
+
+logger = logging.getLogger(__name__)
 
 TopicPartition = tuple[str, int]
 
@@ -92,3 +104,269 @@ def log_resets_counter(telemetry: Telemetry) -> Counter:
         "its log, a topic deleted and re-created), by component, topic and partition.",
         ("component", "topic", "partition"),
     )
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """The last event the relay published to a partition, and since when it has been
+    publishing into this partition's current log."""
+
+    topic: str
+    partition: int
+    offset: int
+    ce_id: str
+    log_since: datetime
+
+
+class LogCheck(Protocol):
+    async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]: ...
+    async def close(self) -> None: ...
+
+
+class LogProbe:
+    """Tells whether the broker still holds the log an anchor was recorded in: the
+    record at the anchor's offset must exist and carry the anchor's ``ce_id``.
+
+    Kafka offsets restart at 0 in a new log (a broker that lost its storage, a topic
+    deleted and re-created), so an offset alone cannot tell two logs apart; the event
+    id stored at that offset can."""
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        security: Any = None,
+        fetch_timeout_s: float = 3.0,
+    ) -> None:
+        self._bootstrap = bootstrap_servers
+        self._security = security
+        self._timeout_s = fetch_timeout_s
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def _client(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            consumer = AIOKafkaConsumer(
+                bootstrap_servers=self._bootstrap,
+                group_id=None,
+                enable_auto_commit=False,
+                auto_offset_reset="none",
+                client_id="commonground-log-probe",
+                **aiokafka_security_kwargs(self._security),
+            )
+            await consumer.start()
+            self._consumer = consumer
+        return self._consumer
+
+    async def close(self) -> None:
+        if self._consumer is not None:
+            consumer, self._consumer = self._consumer, None
+            with contextlib.suppress(Exception):
+                await consumer.stop()
+
+    async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
+        if not anchors:
+            return []
+        try:
+            return await self._replaced(anchors)
+        except Exception:
+            await self.close()  # a fresh client next time (the broker may have restarted)
+            raise
+
+    async def _replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
+        consumer = await self._client()
+        by_tp = {KafkaPartition(a.topic, a.partition): a for a in anchors}
+        existing = await _partitions_of(consumer, {a.topic for a in anchors})
+        gone = [a for tp, a in by_tp.items() if tp not in existing]
+        present = {tp: a for tp, a in by_tp.items() if tp in existing}
+        if not present:
+            return gone
+        tps = list(present)
+        ends = await consumer.end_offsets(tps)
+        starts = await consumer.beginning_offsets(tps)
+        replaced = list(gone)
+        to_fetch: dict[KafkaPartition, Anchor] = {}
+        for tp, anchor in present.items():
+            if starts[tp] > anchor.offset:
+                # Retention removed the anchor's record: nothing to compare. The log is
+                # taken to be the same one (a lost or re-created log starts at 0).
+                continue
+            to_fetch[tp] = anchor
+        found: dict[KafkaPartition, str | None] = {}
+        if to_fetch:
+            if set(consumer.assignment()) != set(to_fetch):
+                consumer.assign(list(to_fetch))  # (aiokafka logs each assignment)
+            for tp, anchor in to_fetch.items():
+                consumer.seek(tp, anchor.offset)
+            deadline = asyncio.get_running_loop().time() + self._timeout_s
+            while len(found) < len(to_fetch):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                batch = await consumer.getmany(
+                    *[tp for tp in to_fetch if tp not in found],
+                    timeout_ms=int(min(remaining, 0.5) * 1000),
+                )
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset == to_fetch[tp].offset:
+                            found[tp] = ce_id_of(record.headers)
+                        elif record.offset > to_fetch[tp].offset and tp not in found:
+                            found[tp] = None  # the anchor's offset holds nothing now
+        for tp, anchor in to_fetch.items():
+            if tp in found:
+                if found[tp] != anchor.ce_id:
+                    replaced.append(anchor)
+            elif ends[tp] <= anchor.offset:
+                replaced.append(anchor)  # the log is shorter than what was published
+            else:
+                logger.warning(
+                    "could not read %s[%d] at offset %d to check its log; assuming it is "
+                    "the same log",
+                    anchor.topic,
+                    anchor.partition,
+                    anchor.offset,
+                )
+        return replaced
+
+
+async def _partitions_of(consumer: AIOKafkaConsumer, topics: Iterable[str]) -> set[KafkaPartition]:
+    existing: set[KafkaPartition] = set()
+    cluster_topics = await consumer.topics()
+    for topic in topics:
+        if topic not in cluster_topics:
+            continue
+        for partition in consumer.partitions_for_topic(topic) or ():
+            existing.add(KafkaPartition(topic, partition))
+    return existing
+
+
+def ce_id_of(headers: Sequence[tuple[str, bytes]] | None) -> str | None:
+    for key, value in headers or ():
+        if key == "ce_id" and value is not None:
+            return bytes(value).decode("utf-8", "replace")
+    return None
+
+
+def log_probe_for(settings: Any) -> LogProbe:
+    """The probe for a service's settings (its broker and Kafka security)."""
+    return LogProbe(settings.kafka_bootstrap_servers, security=settings.kafka_security())
+
+
+class LogFence:
+    """Keeps a consumer from reading a new log as if it were the old one.
+
+    A consumer resumes a partition at its committed offset. In the log it committed in,
+    the next record follows the stored position exactly (offsets are contiguous:
+    nothing is compacted and no transactions are used). So when the first record of a
+    partition in a batch lies *beyond* the stored position + 1, the records between
+    were never read: the log was replaced (a topic deleted and re-created while the
+    consumer kept its place, offsets reset) and the consumer must start again at the
+    beginning. And when it lies exactly at position + 1, the first time this process
+    sees the partition, the record at the stored position must still be the one
+    recorded there (a broker or topic replaced while the consumer was down, with the
+    group's committed offsets kept). Both cases are logged, counted and rewound;
+    de-duplication by event id makes the re-read safe."""
+
+    def __init__(self, component: str, resets: Counter, probe: LogCheck | None = None) -> None:
+        self._component = component
+        self._resets = resets
+        self._probe = probe
+        self._verified: set[TopicPartition] = set()
+
+    async def replaced(
+        self, first: Mapping[TopicPartition, int], stored: Mapping[TopicPartition, Position]
+    ) -> set[TopicPartition]:
+        """Of the partitions whose next records start at ``first``, those that must be
+        read again from the beginning."""
+        out: set[TopicPartition] = set()
+        to_verify: list[Anchor] = []
+        for tp, offset in first.items():
+            position = stored.get(tp)
+            if position is None or position.offset < 0:
+                self._verified.add(tp)
+                continue
+            if offset > position.offset + 1:
+                out.add(tp)
+                self._report(tp, f"offset {offset} follows position {position.offset}")
+            elif (
+                offset == position.offset + 1
+                and tp not in self._verified
+                and position.ce_id is not None
+                and self._probe is not None
+            ):
+                to_verify.append(
+                    Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
+                )
+            else:
+                self._verified.add(tp)
+        if to_verify and self._probe is not None:
+            try:
+                gone = await self._probe.replaced(to_verify)
+            except Exception as exc:  # checked again with the next batch
+                logger.warning(
+                    "%s: could not check the logs of %d partition(s) (%s)",
+                    self._component,
+                    len(to_verify),
+                    type(exc).__name__,
+                )
+                return out
+            for anchor in to_verify:
+                tp = (anchor.topic, anchor.partition)
+                self._verified.add(tp)
+                if anchor in gone:
+                    out.add(tp)
+                    self._report(tp, f"the event at position {anchor.offset} is gone")
+        return out
+
+    def _report(self, tp: TopicPartition, why: str) -> None:
+        self._resets.labels(self._component, tp[0], str(tp[1])).inc()
+        logger.error(
+            "%s: %s[%d] holds another log than the one its position was recorded in (%s); "
+            "reading it again from the beginning (events already applied are skipped by id)",
+            self._component,
+            tp[0],
+            tp[1],
+            why,
+        )
+
+
+class MongoPositions:
+    """Per-partition positions (offset and the event id found there) in a service's own
+    database, for a consumer that keeps no other per-partition bookkeeping."""
+
+    def __init__(self, db: AsyncDatabase[Any], collection: str = "consumer_positions") -> None:
+        self._positions = db[collection]
+        self._cache: dict[TopicPartition, Position] = {}
+
+    async def get(self, tp: TopicPartition) -> Position | None:
+        if tp not in self._cache:
+            doc = await self._positions.find_one({"_id": f"{tp[0]}:{tp[1]}"})
+            if doc is None:
+                return None
+            self._cache[tp] = Position(int(doc["offset"]), doc.get("ce_id"))
+        return self._cache[tp]
+
+    async def save(self, positions: Mapping[TopicPartition, Position]) -> None:
+        if not positions:
+            return
+        await self._positions.bulk_write(
+            [
+                UpdateOne(
+                    {"_id": f"{tp[0]}:{tp[1]}"},
+                    {"$set": {"offset": p.offset, "ce_id": p.ce_id, "topic": tp[0]}},
+                    upsert=True,
+                )
+                for tp, p in positions.items()
+            ],
+            ordered=False,
+        )
+        self._cache.update(positions)
+
+
+async def rewind(consumer: Any, partitions: Iterable[TopicPartition]) -> None:
+    """Seek ``partitions`` of a live consumer back to the start of their log."""
+    tps = [KafkaPartition(topic, partition) for topic, partition in partitions]
+    owned = set(consumer.assignment())
+    tps = [tp for tp in tps if tp in owned]
+    if tps:
+        await consumer.seek_to_beginning(*tps)

@@ -28,7 +28,8 @@ from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
 from shared.health import DependencyWatch
-from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher, log_probe_for
+from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
+from shared.positions import log_probe_for
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
 

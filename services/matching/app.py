@@ -18,7 +18,8 @@ from services.matching.workers import Leases, Workers, instance_id
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
 from shared.learner_keys import MongoLearnerKeys
-from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher, log_probe_for
+from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
+from shared.positions import LogFence, MongoPositions, log_probe_for, log_resets_counter
 from shared.service import Runtime, create_service_app
 from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
@@ -63,8 +64,14 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             keys=keys,
         )
         learner_keys = MongoLearnerKeys(runtime.db)
+        probe = log_probe_for(settings)
         runtime.state["matching"] = handlers.MatchingContext(
-            service=service, keys=keys, learner_keys=learner_keys, key_ring=settings.key_ring()
+            service=service,
+            keys=keys,
+            learner_keys=learner_keys,
+            key_ring=settings.key_ring(),
+            positions=MongoPositions(runtime.db),
+            fence=LogFence("matching", log_resets_counter(runtime.telemetry), probe),
         )
         workers = Workers(
             service,
@@ -78,6 +85,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             yield
         finally:
             await workers.stop()
+            await probe.close()
 
     return create_service_app(
         settings,

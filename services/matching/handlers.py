@@ -79,6 +79,7 @@ from shared.crypto import KeyRing
 from shared.dead_letters import TRANSIENT_ERRORS, RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
 from shared.mongo import mongo_ping
+from shared.positions import LogFence, MongoPositions, Position, ce_id_of, rewind
 from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 
@@ -104,6 +105,8 @@ class MatchingContext:
     keys: ApiKeyStore
     learner_keys: MongoLearnerKeys | None = None
     key_ring: KeyRing | None = None
+    positions: MongoPositions | None = None
+    fence: LogFence | None = None
 
 
 def context_of(runtime: Runtime) -> MatchingContext:
@@ -137,13 +140,28 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         decoder=raw_body_decoder,
     )
     async def on_enrolment_event(message: KafkaMessage) -> None:
+        record = message.raw_message
+        assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
+        ctx = context_of(runtime)
+        tp = (record.topic, record.partition)
+        if ctx.positions is not None and ctx.fence is not None:
+            positions, fence = ctx.positions, ctx.fence
+            stored = await retrying(lambda: positions.get(tp), retry_policy)
+            if await fence.replaced({tp: record.offset}, {tp: stored} if stored else {}):
+                # Another log: read it again from its start (opt-ins are de-duplicated
+                # by event id, the other effects are idempotent).
+                await rewind(message.consumer, [tp])
+                await retrying(lambda: positions.save({tp: Position(-1)}), retry_policy)
+                return
         try:
             await handle_enrolment_event(message)
         except TRANSIENT_ERRORS as exc:
             verdict = await classify_transient(exc, lambda: mongo_ping(runtime.mongo))
-            record = message.raw_message
-            assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
             await runtime.dead_letters.send(record, verdict, kind="exhausted")
+        if ctx.positions is not None:
+            handled = {tp: Position(record.offset, ce_id_of(record.headers))}
+            saving = ctx.positions
+            await retrying(lambda: saving.save(handled), retry_policy)
 
     async def handle_enrolment_event(message: KafkaMessage) -> None:
         event = await decode_or_dead_letter(message, ENROLMENT_EVENTS, runtime.dead_letters)

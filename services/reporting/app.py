@@ -20,6 +20,7 @@ from services.reporting.settings import ReportingSettings
 from shared.auth import ApiKeyStore
 from shared.dead_letters import RetryPolicy
 from shared.learner_keys import MongoLearnerKeys
+from shared.positions import LogFence, log_probe_for, log_resets_counter
 from shared.service import Runtime, create_service_app
 from shared.telemetry import build_telemetry
 
@@ -35,6 +36,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         keys = ApiKeyStore(runtime.db["api_keys"])
         await keys.ensure_indexes()
         store = MongoProjectionStore(runtime.db, metrics=metrics)
+        probe = log_probe_for(settings)
         runtime.state.update(
             api_keys=keys,
             reader=MongoReportReader(runtime.db),
@@ -47,9 +49,13 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
                 retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),
                 learner_keys=MongoLearnerKeys(runtime.db),
                 key_ring=settings.key_ring(),
+                fence=LogFence("reporting", log_resets_counter(telemetry), probe),
             ),
         )
-        yield
+        try:
+            yield
+        finally:
+            await probe.close()
 
     return create_service_app(
         settings,

@@ -43,6 +43,7 @@ from shared.contracts.reference import (
 from shared.contracts.registry import registry_for
 from shared.dead_letters import TRANSIENT_ERRORS, RecordLike
 from shared.mongo import mongo_ping
+from shared.positions import rewind
 from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
@@ -89,7 +90,9 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         projector: Projector = runtime.state["projector"]
         continue_traces(runtime.telemetry, records)
         try:
-            result = await projector.handle(records)
+            result = await projector.handle(
+                records, rewind=lambda partitions: rewind(message.consumer, partitions)
+            )
         except TRANSIENT_ERRORS as exc:
             # Retried with backoff already. Database down: rewind, retried until it is
             # back. Database up: the batch's records go one by one, and any that still

@@ -17,7 +17,7 @@ For each batch of Kafka records (both topics, any partitions):
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,9 +34,12 @@ from shared.contracts.enrolment import LearnerKeyIssued
 from shared.crypto import KeyRing
 from shared.dead_letters import RecordLike, RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
-from shared.positions import Position, Seen, advanced_positions, replaced_logs
+from shared.positions import LogFence, Position, Seen, advanced_positions, replaced_logs
 
 logger = logging.getLogger(__name__)
+
+
+Rewind = Callable[[set[TopicPartition]], Awaitable[None]]
 
 
 class DeadLetterSink(Protocol):
@@ -82,6 +85,7 @@ class BatchReport:
     ignored: int = 0
     poison: int = 0
     replaced_logs: int = 0
+    rewound: int = 0
     applied_by_topic: dict[str, int] = field(default_factory=dict)
 
 
@@ -105,7 +109,9 @@ class Projector:
         retry_policy: RetryPolicy | None = None,
         learner_keys: MongoLearnerKeys | None = None,
         key_ring: KeyRing | None = None,
+        fence: LogFence | None = None,
     ) -> None:
+        self._fence = fence
         self._learner_keys = learner_keys
         self._key_ring = key_ring
         self._store = store
@@ -135,13 +141,12 @@ class Projector:
         self,
         poison: list[tuple[RecordLike, Exception]],
         decoded: list[_Decoded],
-        partitions: set[TopicPartition],
+        stored: Mapping[TopicPartition, Position],
         report: BatchReport,
     ) -> None:
         """Dead-letter poison once: a poison record at or below its partition's stored
         position was dead-lettered when first seen, unless that position belongs to a
         log that has since been replaced (read outside the transaction: a hint)."""
-        stored = await retrying(lambda: self._store.read_positions(partitions), self._retry)
         replaced: set[TopicPartition] = set()
         if any(r.offset <= _offset(stored, r) for r, _ in poison):
             ids = [d.ce_id for d in decoded]
@@ -169,12 +174,30 @@ class Projector:
             report.poison += 1
             await self._dead_letters.send(record, exc, kind="poison")
 
-    async def handle(self, records: Sequence[RecordLike]) -> BatchReport:
+    async def handle(
+        self, records: Sequence[RecordLike], rewind: Rewind | None = None
+    ) -> BatchReport:
+        """Apply one batch. ``rewind`` seeks partitions of the live consumer back to the
+        start of their log (given by the subscriber; without it no partition is
+        rewound, e.g. when a batch is retried record by record)."""
         report = BatchReport(records=len(records))
         if not records:
             return report
         self._metrics.batch(len(records))
         partitions = {(r.topic, r.partition) for r in records}
+        stored = await retrying(lambda: self._store.read_positions(partitions), self._retry)
+        rewound: set[TopicPartition] = set()
+        if rewind is not None and self._fence is not None:
+            first: dict[TopicPartition, int] = {}
+            for r in records:
+                tp = (r.topic, r.partition)
+                first[tp] = min(first.get(tp, r.offset), r.offset)
+            rewound = await self._fence.replaced(first, stored)
+            if rewound:
+                await rewind(rewound)
+                report.replaced_logs += len(rewound)
+                records = [r for r in records if (r.topic, r.partition) not in rewound]
+                report.rewound = len(rewound)
 
         decoded: list[_Decoded] = []
         poison: list[tuple[RecordLike, Exception]] = []
@@ -196,7 +219,7 @@ class Projector:
                 continue
             decoded.append(_Decoded(record, cloud_event.id, cloud_event.data))
         if poison:
-            await self._dead_letter_new_poison(poison, decoded, partitions, report)
+            await self._dead_letter_new_poison(poison, decoded, stored, report)
 
         decoded = await self._open_sealed(decoded)
         keys_only = [d for d in decoded if isinstance(d.event, LearnerKeyIssued)]
@@ -213,6 +236,8 @@ class Projector:
                 ignored=report.ignored,
                 poison=report.poison,
                 duplicate_offsets=report.duplicate_offsets,
+                replaced_logs=report.replaced_logs,
+                rewound=report.rewound,
             )
             positions = await tx.positions(partitions)
             # De-duplication is by event id only: offsets restart in a new log.
@@ -241,6 +266,8 @@ class Projector:
                     topic = d.record.topic
                     result.applied_by_topic[topic] = result.applied_by_topic.get(topic, 0) + 1
             advanced = advanced_positions(coordinates, positions, replaced)
+            # A rewound partition is read again from the start of its (new) log.
+            advanced.update({tp: Position(-1) for tp in rewound})
             await tx.write(outcome, advanced, [d.ce_id for d in to_apply])
             return result
 
@@ -251,7 +278,7 @@ class Projector:
             final.poison += 1
             logger.error("event %s could not be applied: %s", d.ce_id, type(error).__name__)
             await self._dead_letters.send(d.record, error, kind="poison")
-        for topic, partition in sorted(replaced):
+        for topic, partition in sorted(replaced - rewound):
             final.replaced_logs += 1
             self._metrics.log_reset(topic, partition)
             logger.error(

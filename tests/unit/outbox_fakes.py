@@ -6,7 +6,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 
-from shared.outbox import Anchor, OutboxRow
+from shared.outbox import OutboxRow
+from shared.positions import Anchor
 
 
 class FakeOutboxStore:

@@ -1,0 +1,103 @@
+"""shared.positions.LogFence: a consumer never reads a new log as the old one."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from services.reporting.handlers import CONSUMED
+from services.reporting.projector import Projector
+from shared.dead_letters import RetryPolicy
+from shared.positions import Anchor, LogFence, Position, TopicPartition, log_resets_counter
+from shared.telemetry import Telemetry
+from shared.topics import ENROLMENT_EVENTS
+from tests.unit.reporting.reporting_factories import accepted, cloud, record_of
+from tests.unit.reporting.reporting_fakes import InMemoryStore, RecordingDeadLetters
+
+TP: TopicPartition = (ENROLMENT_EVENTS, 0)
+
+
+class Probe:
+    def __init__(self, gone: bool) -> None:
+        self.gone = gone
+        self.asked: list[Anchor] = []
+
+    async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
+        self.asked.extend(anchors)
+        return list(anchors) if self.gone else []
+
+    async def close(self) -> None:
+        return None
+
+
+def fence(probe: Probe | None = None) -> tuple[LogFence, Telemetry]:
+    telemetry = Telemetry(service_name="fence-unit")
+    return LogFence("unit", log_resets_counter(telemetry), probe), telemetry
+
+
+def resets(telemetry: Telemetry) -> float:
+    labels = {"component": "unit", "topic": ENROLMENT_EVENTS, "partition": "0"}
+    return (
+        telemetry.registry.get_sample_value("commonground_log_resets_detected_total", labels) or 0
+    )
+
+
+async def test_records_that_skip_past_the_stored_position_come_from_another_log() -> None:
+    f, telemetry = fence()
+    assert await f.replaced({TP: 11}, {TP: Position(10, "e10")}) == set()  # the next one
+    assert await f.replaced({TP: 5}, {TP: Position(10, "e10")}) == set()  # a redelivery
+    assert await f.replaced({TP: 40}, {TP: Position(10, "e10")}) == {TP}  # a gap
+    assert resets(telemetry) == 1
+
+
+async def test_resuming_right_after_the_position_is_checked_against_the_broker_once() -> None:
+    probe = Probe(gone=True)
+    f, telemetry = fence(probe)
+    assert await f.replaced({TP: 11}, {TP: Position(10, "e10")}) == {TP}
+    assert [a.ce_id for a in probe.asked] == ["e10"] and resets(telemetry) == 1
+    # Verified once per partition and process: later batches are not probed.
+    assert await f.replaced({TP: 12}, {TP: Position(11, "e11")}) == set()
+    assert len(probe.asked) == 1
+
+
+async def test_the_same_log_is_left_alone_and_a_fresh_position_needs_no_check() -> None:
+    probe = Probe(gone=False)
+    f, _ = fence(probe)
+    assert await f.replaced({TP: 11}, {TP: Position(10, "e10")}) == set()
+    assert (
+        await f.replaced({(ENROLMENT_EVENTS, 1): 500}, {(ENROLMENT_EVENTS, 1): Position(-1)})
+        == set()
+    )
+    assert await f.replaced({(ENROLMENT_EVENTS, 2): 7}, {}) == set()
+    assert len(probe.asked) == 1
+
+
+async def test_the_projector_rewinds_a_replaced_partition_and_reads_it_again() -> None:
+    store, dlq = InMemoryStore(), RecordingDeadLetters()
+    f, _ = fence()
+    projector = Projector(
+        store, CONSUMED, dlq, retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0), fence=f
+    )
+    rewound: list[set[TopicPartition]] = []
+
+    async def rewind(partitions: set[TopicPartition]) -> None:
+        rewound.append(partitions)
+
+    first = [cloud(accepted()) for _ in range(3)]
+    await projector.handle(
+        [record_of(ce, ENROLMENT_EVENTS, i) for i, ce in enumerate(first)], rewind
+    )
+    # The topic was re-created while the consumer kept its place: the next records it
+    # fetches sit far beyond its position, and everything before them is unread.
+    later = [cloud(accepted()) for _ in range(2)]
+    report = await projector.handle(
+        [record_of(ce, ENROLMENT_EVENTS, 100 + i) for i, ce in enumerate(later)], rewind
+    )
+    assert rewound == [{TP}] and report.applied == 0 and report.rewound == 1
+    assert store.positions[TP] == Position(-1)
+    # Read again from the start of the new log: everything is applied once.
+    again = [cloud(accepted()) for _ in range(4)] + later
+    report = await projector.handle(
+        [record_of(ce, ENROLMENT_EVENTS, i) for i, ce in enumerate(again)], rewind
+    )
+    assert report.applied == 6 and rewound == [{TP}]
+    assert store.positions[TP].offset == 5
