@@ -608,8 +608,10 @@ async def test_no_learner_identifier_reaches_any_topic(stack: Stack) -> None:
         ).decode(errors="replace")
         if record.topic == DLQ:
             continue  # dead letters keep the original bytes for replay, by design
+        if dict(record.headers).get("ce_source") != b"/commonground/enrolment":
+            continue  # other tests' events share the topics (and may hold any date)
         scanned += 1
         for value in SENSITIVE.values:
             assert value not in text, f"{value!r} leaked on {record.topic}"
         assert "OL9 7ZZ" not in text
-    assert scanned >= 10
+    assert scanned >= 6  # at least this test's own events: 2 accepted, 2 opt-ins, 2 keys
