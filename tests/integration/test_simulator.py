@@ -206,12 +206,17 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
 
     async with httpx.AsyncClient(transport=platform.transport, base_url=MATCHING_URL) as client:
 
-        async def proposals() -> list[dict[str, Any]]:
-            response = await client.get("/v1/matches", params={"limit": 500}, headers=headers)
+        async def proposals(**status: str) -> list[dict[str, Any]]:
+            params: dict[str, str | int] = {"limit": 500, **status}
+            response = await client.get("/v1/matches", params=params, headers=headers)
             items: list[dict[str, Any]] = response.json()["items"]
             return [m for m in items if m["volunteer_id"].startswith(prefix)]
 
-        await poll_until(proposals, timeout_s=60, what="proposals for simulated volunteers")
+        async def open_proposals() -> list[dict[str, Any]]:
+            # Undecided ones: the first run decided every proposal it found.
+            return await proposals(status="proposed")
+
+        await poll_until(open_proposals, timeout_s=60, what="open simulated proposals")
 
         report = await run(platform, linger_s=1.0)
 
