@@ -303,6 +303,8 @@ def story(spec: IlrFileSpec, index: int) -> LearnerStory:
             # the file, or consecutive months would tell different stories).
             span = (year.last_day - year.first_day).days - 30
             start = year.first_day + timedelta(days=rng.randint(0, span))
+        if any((a.programme, a.level, a.start) == (programme, level, start) for a in aims):
+            start += timedelta(days=1)  # two aims of a learner never share a natural key
         weeks = rng.randint(w_lo, w_hi)
         planned_end = start + timedelta(weeks=weeks)
         if carried and planned_end <= year.first_day + timedelta(days=14):
