@@ -1,6 +1,7 @@
 """The thin I/O half of the simulator: sends a generated population to the real APIs.
 
-* volunteers → ``POST /v1/volunteers`` (matching, coordinator key);
+* volunteers → ``POST /v1/volunteers`` (matching, coordinator key; each by its
+  ``external_ref`` ``sim-<tag>-v<n>``, so a rerun updates them; matching issues the ids);
 * enrolments → ``POST /v1/enrolments/batch`` (enrolment, provider key), or records on
   ``enrolment.inbound.v1`` (``--channel kafka``) whose enrolment ids are then looked up
   through the same idempotent batch endpoint (a resubmission answers ``duplicate`` with
@@ -104,6 +105,8 @@ class RateLimiter:
 class RunReport:
     counts: Counter[str] = field(default_factory=Counter)
     enrolment_ids: dict[NaturalKey, str] = field(default_factory=dict)
+    volunteer_ids: dict[str, str] = field(default_factory=dict)
+    """external_ref (``sim-<tag>-v<n>``) → the id matching issued."""
     seconds: float = 0.0
 
     @property
@@ -225,6 +228,10 @@ class Simulation:
                     "POST", url, key.get_secret_value(), json=body, what="register a volunteer"
                 )
             outcome = {201: "created", 200: "updated"}.get(response.status_code, "failed")
+            if outcome != "failed":
+                self.report.volunteer_ids[str(body["external_ref"])] = response.json()[
+                    "volunteer_id"
+                ]
             if outcome == "failed":
                 logger.warning(
                     "volunteer refused (%d): %s", response.status_code, _detail(response)
@@ -350,7 +357,9 @@ class Simulation:
         key = self.options.coordinator_key
         if key is None:
             return 0
-        prefix = f"sim-{self.population.tag}-"
+        # Ours: the ids matching issued for this run's volunteers (registered, or
+        # found again by their external_ref on a rerun).
+        ours = set(self.report.volunteer_ids.values())
         decided = 0
         offset = 0
         pending: list[dict[str, Any]] = []
@@ -368,7 +377,7 @@ class Simulation:
             pending += [
                 m
                 for m in items
-                if str(m["volunteer_id"]).startswith(prefix) and m["match_id"] not in self.decided
+                if str(m["volunteer_id"]) in ours and m["match_id"] not in self.decided
             ]
             if len(items) < 500:
                 break

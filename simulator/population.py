@@ -189,7 +189,8 @@ class Learner:
 
 @dataclass(frozen=True)
 class PlannedVolunteer:
-    volunteer_id: str
+    external_ref: str
+    """``sim-<tag>-v<n>``: the coordinators' reference; matching issues the id."""
     person: Person
     body: Mapping[str, Any]
 
@@ -701,7 +702,7 @@ class Generator:
         languages = ["en"] if person.first_language == "en" else ["en", person.first_language]
         consent = self.draw.chance(v["consent_matching"])
         body: dict[str, Any] = {
-            "volunteer_id": f"sim-{self.tag}-v{index:06d}",
+            "external_ref": f"sim-{self.tag}-v{index:06d}",
             "local_authority": person.local_authority,
             "capacity": int(self.draw.weighted(v["capacity"])),
             "dbs_expires_on": dbs.isoformat(),
@@ -721,7 +722,7 @@ class Generator:
                 "religion": person.religion.value,
                 "country_of_birth": person.country_of_birth,
             }
-        return PlannedVolunteer(body["volunteer_id"], person, body)
+        return PlannedVolunteer(body["external_ref"], person, body)
 
 
 def _next_level(level: Level | None) -> Level | None:

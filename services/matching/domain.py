@@ -276,6 +276,9 @@ class Volunteer:
     """Proposed plus confirmed matches (what counts against capacity)."""
     dbs_expiry_notified_for: date | None = None
     version: int = 0
+    external_ref: str | None = None
+    """The coordinators' own reference, unique within the combined authority where the
+    volunteer was registered (never part of an event)."""
 
     def __post_init__(self) -> None:
         if not self.consent_matching and self.background is not None:
@@ -359,6 +362,7 @@ def register_or_update_volunteer(
         active=existing.active if existing else 0,
         dbs_expiry_notified_for=existing.dbs_expiry_notified_for if existing else None,
         version=existing.version + 1 if existing else 1,
+        external_ref=existing.external_ref if existing else None,
     )
 
 

@@ -54,7 +54,8 @@ from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event
 from shared.consuming import (
-    classify_transient,
+    consume_policy,
+    dead_letter_to,
     decode_or_dead_letter,
     raw_body_decoder,
     tolerant_parser,
@@ -76,7 +77,7 @@ from shared.contracts.reference import (
 )
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
-from shared.dead_letters import TRANSIENT_ERRORS, RetryPolicy, retrying
+from shared.dead_letters import RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
 from shared.mongo import mongo_ping
 from shared.positions import LogFence, MongoPositions, Position, ce_id_of, rewind
@@ -153,11 +154,14 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
                 await rewind(message.consumer, [tp])
                 await retrying(lambda: positions.save({tp: Position(-1)}), retry_policy)
                 return
-        try:
-            await handle_enrolment_event(message)
-        except TRANSIENT_ERRORS as exc:
-            verdict = await classify_transient(exc, lambda: mongo_ping(runtime.mongo))
-            await runtime.dead_letters.send(record, verdict, kind="exhausted")
+        await consume_policy(
+            [record],
+            lambda: handle_enrolment_event(message),
+            None,  # one record: after the retries, an outage waits, a failure dead-letters
+            healthy=lambda: mongo_ping(runtime.mongo),
+            failed=dead_letter_to(runtime.dead_letters),
+            what="enrolment event",
+        )
         if ctx.positions is not None:
             handled = {tp: Position(record.offset, ce_id_of(record.headers))}
             saving = ctx.positions
@@ -299,7 +303,17 @@ class VolunteerIn(BaseModel):
     volunteer_id: str | None = Field(
         default=None,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
-        description="Omit to register a new volunteer; give an existing id to update it.",
+        description="Only to update: the id issued when the volunteer was registered. An "
+        "id that is unknown or outside your combined authorities answers 404 "
+        "volunteer-not-found (ids are never chosen by the caller).",
+    )
+    external_ref: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$",
+        description="Your own reference for the volunteer, unique within the combined "
+        "authority: the volunteer registered with it there is updated (200), otherwise a "
+        "new volunteer is registered under an issued id (201). Makes registration "
+        "idempotent. Not together with volunteer_id.",
     )
     local_authority: LocalAuthority = Field(description="ONS LAD code of the volunteer's borough.")
     capacity: int = Field(ge=1, le=10, description="How many participants at once.")
@@ -321,6 +335,12 @@ class VolunteerIn(BaseModel):
         "not stored.",
     )
     background: BackgroundIn | None = None
+
+    @model_validator(mode="after")
+    def _one_identity(self) -> VolunteerIn:
+        if self.volunteer_id is not None and self.external_ref is not None:
+            raise ValueError("give volunteer_id or external_ref, not both")
+        return self
 
     def details(self) -> VolunteerDetails:
         bg = self.background
@@ -344,7 +364,8 @@ class VolunteerIn(BaseModel):
 
 
 class VolunteerOut(BaseModel):
-    volunteer_id: str
+    volunteer_id: str = Field(description="Issued by the service at registration.")
+    external_ref: str | None = None
     combined_authority: CombinedAuthority
     local_authority: str
     capacity: int
@@ -364,6 +385,7 @@ class VolunteerOut(BaseModel):
     def of(cls, v: Volunteer, today: date) -> VolunteerOut:
         return cls(
             volunteer_id=v.volunteer_id,
+            external_ref=v.external_ref,
             combined_authority=v.combined_authority,
             local_authority=v.local_authority,
             capacity=v.capacity,
@@ -595,7 +617,12 @@ class PoolOut(BaseModel):
     "/volunteers",
     response_model=VolunteerOut,
     status_code=201,
-    summary="Register (201) or update (200) a volunteer",
+    summary="Register (201, id issued) or update (200) a volunteer",
+    description="Without volunteer_id a new volunteer is registered under an id the "
+    "service issues (in the body and Location), or, with an external_ref already "
+    "registered in that combined authority, that volunteer is updated. With "
+    "volunteer_id an existing volunteer in your combined authorities is updated; any "
+    "other id answers 404, whether or not it exists elsewhere.",
     responses={200: {"model": VolunteerOut, "description": "Updated"}},
 )
 async def register_volunteer(
@@ -603,11 +630,13 @@ async def register_volunteer(
 ) -> VolunteerOut:
     try:
         volunteer, created = await service.register_volunteer(
-            principal, body.volunteer_id, body.details()
+            principal, body.volunteer_id, body.details(), body.external_ref
         )
     except (DomainError, Conflict) as exc:
         raise problem_for(exc) from None
     response.status_code = 201 if created else 200
+    if created:
+        response.headers["Location"] = f"/v1/volunteers/{volunteer.volunteer_id}"
     return VolunteerOut.of(volunteer, service.clock().date())
 
 
@@ -762,6 +791,21 @@ async def list_check_ins(
 
 
 VolunteerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
+
+
+@router.get(
+    "/volunteers/{volunteer_id}",
+    response_model=VolunteerOut,
+    summary="A volunteer (404 unless in your combined authorities)",
+)
+async def get_volunteer(
+    volunteer_id: VolunteerId, principal: Coordinator, service: Service
+) -> VolunteerOut:
+    try:
+        volunteer = await service.get_volunteer(principal, volunteer_id)
+    except DomainError as exc:
+        raise problem_for(exc) from None
+    return VolunteerOut.of(volunteer, service.clock().date())
 
 
 @router.post(

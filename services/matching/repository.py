@@ -109,6 +109,10 @@ class MatchingRepository(Protocol):
 
     async def get_volunteer(self, volunteer_id: str) -> Volunteer | None: ...
 
+    async def volunteer_by_ref(
+        self, authority: CombinedAuthority, external_ref: str
+    ) -> Volunteer | None: ...
+
     async def save_volunteer(
         self,
         volunteer: Volunteer,
@@ -241,6 +245,7 @@ def volunteer_fields(v: Volunteer) -> Doc:
         # Structural: never stored without consent.
         "background": _background_doc(v.background) if v.consent_matching else None,
         "version": v.version,
+        "external_ref": v.external_ref,
     }
 
 
@@ -265,7 +270,13 @@ def volunteer_from_doc(doc: Doc) -> Volunteer:
         active=int(doc.get("active", 0)),
         dbs_expiry_notified_for=_from_day(doc.get("dbs_expiry_notified_for")),
         version=int(doc.get("version", 1)),
+        external_ref=doc.get("external_ref"),
     )
+
+
+def ref_key(authority: CombinedAuthority, external_ref: str) -> str:
+    """``volunteer_refs._id``: a coordinator reference is unique per combined authority."""
+    return f"{authority.value}:{external_ref}"
 
 
 def participant_doc(p: Participant) -> Doc:
@@ -412,6 +423,7 @@ class MongoMatchingRepository:
         self.schedule = db["schedule"]
         self.leases = db["leases"]
         self.check_in_docs = db["check_ins"]
+        self.volunteer_refs = db["volunteer_refs"]
 
     async def ensure_indexes(self) -> None:
         await self.participants.create_index(
@@ -509,6 +521,12 @@ class MongoMatchingRepository:
         doc = await self.volunteers.find_one({"_id": volunteer_id})
         return volunteer_from_doc(doc) if doc else None
 
+    async def volunteer_by_ref(
+        self, authority: CombinedAuthority, external_ref: str
+    ) -> Volunteer | None:
+        ref = await self.volunteer_refs.find_one({"_id": ref_key(authority, external_ref)})
+        return await self.get_volunteer(ref["volunteer_id"]) if ref else None
+
     async def save_volunteer(
         self,
         volunteer: Volunteer,
@@ -534,6 +552,23 @@ class MongoMatchingRepository:
                     )
                 except DuplicateKeyError:
                     raise Conflict(f"volunteer {volunteer.volunteer_id} already exists") from None
+                if volunteer.external_ref is not None:
+                    # Claimed in the same transaction: two concurrent registrations with
+                    # one reference cannot both create a volunteer.
+                    try:
+                        await self.volunteer_refs.insert_one(
+                            {
+                                "_id": ref_key(
+                                    volunteer.combined_authority, volunteer.external_ref
+                                ),
+                                "volunteer_id": volunteer.volunteer_id,
+                            },
+                            session=s,
+                        )
+                    except DuplicateKeyError:
+                        raise Conflict(
+                            "a volunteer with this external_ref was registered concurrently"
+                        ) from None
             else:
                 result = await self.volunteers.update_one(
                     {"_id": volunteer.volunteer_id, "version": expected_version},

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -186,21 +186,49 @@ class MatchingService:
     # ------------------------------------------------------------------ volunteers
 
     async def register_volunteer(
-        self, principal: Principal, volunteer_id: str | None, details: VolunteerDetails
+        self,
+        principal: Principal,
+        volunteer_id: str | None,
+        details: VolunteerDetails,
+        external_ref: str | None = None,
     ) -> tuple[Volunteer, bool]:
-        """Register (no id, or an unknown id) or update a volunteer; returns it and
-        whether it was created."""
+        """Register or update a volunteer; returns it and whether it was created.
+
+        Ids are issued here, never chosen by the caller (a chosen id could be squatted
+        and would reveal whether it is taken in another combined authority). A
+        ``volunteer_id`` only names a volunteer to update: unknown, or outside the
+        caller's combined authorities, it is the same ``VolunteerNotFound``. An
+        ``external_ref`` (the coordinators' own reference, unique per combined
+        authority) updates the volunteer registered with it there, or registers a new
+        one under an issued id.
+        """
         authority = combined_authority_of(details.local_authority)
         if authority is None:
             raise DomainError(f"unknown local authority {details.local_authority!r}")
         _require_scope(principal, authority)
-        existing = await self.repo.get_volunteer(volunteer_id) if volunteer_id else None
-        if existing is not None:
-            _require_scope(principal, existing.combined_authority)
+        existing: Volunteer | None = None
+        if volunteer_id is not None:
+            existing = await self.repo.get_volunteer(volunteer_id)
+            if (
+                existing is None
+                or existing.combined_authority not in principal.combined_authorities
+            ):
+                raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        elif external_ref is not None:
+            existing = await self.repo.volunteer_by_ref(authority, external_ref)
+            if existing is not None and (
+                existing.combined_authority not in principal.combined_authorities
+            ):
+                raise VolunteerNotFound(
+                    f"the volunteer registered as {external_ref} has moved outside your "
+                    "combined authorities"
+                )
         now = self.clock()
         volunteer = register_or_update_volunteer(
-            existing, volunteer_id or new_id("vol"), details, now
+            existing, existing.volunteer_id if existing else new_id("vol"), details, now
         )
+        if existing is None and external_ref is not None:
+            volunteer = replace(volunteer, external_ref=external_ref)
         renewed = (
             existing is not None
             and volunteer.dbs_valid(now.date())
@@ -481,6 +509,14 @@ class MatchingService:
             )
             for m in matches
         }
+
+    async def get_volunteer(self, principal: Principal, volunteer_id: str) -> Volunteer:
+        """A volunteer in the caller's combined authorities; any other id (unknown, or
+        elsewhere) is the same ``VolunteerNotFound``."""
+        volunteer = await self.repo.get_volunteer(volunteer_id)
+        if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
+            raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        return volunteer
 
     async def issue_volunteer_key(self, principal: Principal, volunteer_id: str) -> str:
         """A new key for a volunteer (shown once). Their earlier keys stop working: one

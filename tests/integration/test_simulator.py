@@ -59,6 +59,7 @@ class Platform:
     coordinator_key: str
     infra: Infra
     ukprn: str
+    matching_db: Any
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +110,7 @@ async def platform(infra: Infra) -> AsyncIterator[Platform]:
             coordinator_key,
             infra,
             ukprn,
+            matching.state.runtime.db,
         )
 
 
@@ -203,6 +205,14 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
     reach the proposals matching made for the simulated volunteers meanwhile."""
     headers = {"Authorization": f"Bearer {platform.coordinator_key}"}
     prefix = f"sim-{POPULATION.tag}-"
+    # Matching issued the volunteers' ids; the simulator knows them by external_ref.
+    ours = {
+        d["_id"]
+        async for d in platform.matching_db["volunteers"].find({}, {"external_ref": 1})
+        if str(d.get("external_ref")).startswith(prefix)
+    }
+    assert len(ours) == len(POPULATION.volunteers)
+    assert not any(v.startswith(prefix) for v in ours)
 
     async with httpx.AsyncClient(transport=platform.transport, base_url=MATCHING_URL) as client:
 
@@ -210,7 +220,7 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
             params: dict[str, str | int] = {"limit": 500, **status}
             response = await client.get("/v1/matches", params=params, headers=headers)
             items: list[dict[str, Any]] = response.json()["items"]
-            return [m for m in items if m["volunteer_id"].startswith(prefix)]
+            return [m for m in items if m["volunteer_id"] in ours]
 
         async def open_proposals() -> list[dict[str, Any]]:
             # Undecided ones: the first run decided every proposal it found.
@@ -225,6 +235,7 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
         assert report.counts["enrolments.duplicate"] == len(enrolments)
         assert report.counts["enrolments.created"] == 0
         assert report.counts["volunteers.updated"] == len(POPULATION.volunteers)
+        assert set(report.volunteer_ids.values()) == ours
         assert not [k for k in report.counts if k.endswith(".applied")]
         decided = report.counts["decisions.accept"] + report.counts["decisions.decline"]
         assert decided >= 1

@@ -215,10 +215,76 @@ async def check_volunteers(p: Platform) -> None:
     status(await m.post("/v1/volunteers", json=volunteer("E08000025"), headers=gm), 403)
     created = await m.post("/v1/volunteers", json=volunteer("E08000004"), headers=gm)
     status(created, 201)
-    # A coordinator of another authority cannot update it.
+    # A coordinator of another authority cannot update it, nor learn that it exists.
     update = {**volunteer("E08000025"), "volunteer_id": created.json()["volunteer_id"]}
     wm = p.auth(p.keys.coordinator_wm)
-    status(await m.post("/v1/volunteers", json=update, headers=wm), 403)
+    status(await m.post("/v1/volunteers", json=update, headers=wm), 404)
+
+
+async def check_get_volunteer(p: Platform) -> None:
+    gm = p.auth(p.keys.coordinator_gm)
+    created = await p.matching.post("/v1/volunteers", json=volunteer("E08000004"), headers=gm)
+    status(created, 201)
+    path = created.headers["location"]
+    assert path == f"/v1/volunteers/{created.json()['volunteer_id']}"
+    await unauthenticated(p.matching, "GET", path)
+    status(await p.matching.get(path, headers=p.auth(p.keys.matching_analyst)), 403)
+    status(await p.matching.get(path, headers=p.auth(p.keys.coordinator_wm)), 404)
+    got = await p.matching.get(path, headers=gm)
+    status(got, 200)
+    assert got.json() == created.json()
+
+
+async def test_volunteer_ids_are_issued_and_reveal_nothing_across_authorities(
+    platform: Platform,
+) -> None:
+    """Issue 17 item 9: the caller never chooses a volunteer id. An id taken in another
+    combined authority and a free one answer the same 404 (it used to be 403 vs 201,
+    and the free id was squatted); an external_ref is scoped to the combined authority."""
+    m = platform.matching
+    gm = platform.auth(platform.keys.coordinator_gm)
+    wm = platform.auth(platform.keys.coordinator_wm)
+    taken = await m.post("/v1/volunteers", json=volunteer("E08000004"), headers=gm)
+    status(taken, 201)
+    taken_id = taken.json()["volunteer_id"]
+    answers = []
+    for candidate in (taken_id, unique("vol-free")):
+        r = await m.post(
+            "/v1/volunteers", json={**volunteer("E08000025"), "volunteer_id": candidate}, headers=wm
+        )
+        status(r, 404)
+        answers.append((r.status_code, r.json()["type"], r.json()["title"]))
+    assert answers[0] == answers[1]
+    for candidate in (taken_id, unique("vol-free")):
+        status(await m.get(f"/v1/volunteers/{candidate}", headers=wm), 404)
+    # The free id was not squatted, and a new volunteer's id is the service's own.
+    fresh = await m.post("/v1/volunteers", json=volunteer("E08000025"), headers=wm)
+    status(fresh, 201)
+    assert fresh.json()["volunteer_id"].startswith("vol-")
+    assert fresh.headers["location"] == f"/v1/volunteers/{fresh.json()['volunteer_id']}"
+    # The owner updates with the issued id.
+    moved = {**volunteer("E08000004"), "capacity": 2, "volunteer_id": taken_id}
+    updated = await m.post("/v1/volunteers", json=moved, headers=gm)
+    status(updated, 200)
+    assert updated.json()["capacity"] == 2
+    # external_ref: idempotent within an authority, independent across authorities.
+    ref = unique("ref")
+    first = await m.post(
+        "/v1/volunteers", json={**volunteer("E08000004"), "external_ref": ref}, headers=gm
+    )
+    status(first, 201)
+    again = await m.post(
+        "/v1/volunteers", json={**volunteer("E08000004"), "external_ref": ref}, headers=gm
+    )
+    status(again, 200)
+    assert again.json()["volunteer_id"] == first.json()["volunteer_id"]
+    elsewhere = await m.post(
+        "/v1/volunteers", json={**volunteer("E08000025"), "external_ref": ref}, headers=wm
+    )
+    status(elsewhere, 201)
+    assert elsewhere.json()["volunteer_id"] != first.json()["volunteer_id"]
+    both = {**volunteer("E08000004"), "external_ref": ref, "volunteer_id": taken_id}
+    status(await m.post("/v1/volunteers", json=both, headers=gm), 422)
 
 
 async def check_list_matches(p: Platform) -> None:
@@ -471,6 +537,7 @@ CHECKS: dict[tuple[str, str, str], Check] = {
     ("enrolment", "POST", "/v1/enrolments/{enrolment_id}/consent"): check_consent,
     ("enrolment", "DELETE", "/v1/learners/{learner}"): check_erase,
     ("matching", "POST", "/v1/volunteers"): check_volunteers,
+    ("matching", "GET", "/v1/volunteers/{volunteer_id}"): check_get_volunteer,
     ("matching", "GET", "/v1/matches"): check_list_matches,
     ("matching", "GET", "/v1/matches/{match_id}"): check_get_match,
     ("matching", "POST", "/v1/matches/{match_id}/decision"): check_decision,
