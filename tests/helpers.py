@@ -44,13 +44,14 @@ async def send_signed(
 
 
 async def poll_until(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout_s: float = 20.0,
     interval_s: float = 0.1,
     what: str = "condition",
 ) -> T:
-    """Await ``probe()`` until it returns a truthy value; fail with ``what`` on timeout."""
+    """Await ``probe()`` until it returns a truthy value (never ``None``, so a probe typed
+    ``-> X | None`` gives an ``X``); fail with ``what`` on timeout."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from aiokafka import AIOKafkaProducer
+from fastapi import FastAPI
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
@@ -23,7 +24,7 @@ class LagProbeSettings(ServiceSettings):
     consumer_lag_interval_s: float = 0.3
 
 
-def lag_app(topic: str, group: str, seen: list[bytes]):  # type: ignore[no-untyped-def]
+def lag_app(topic: str, group: str, seen: list[bytes]) -> FastAPI:
     def routers(runtime: Runtime) -> list[KafkaRouter]:
         router = KafkaRouter()
 
@@ -31,7 +32,9 @@ def lag_app(topic: str, group: str, seen: list[bytes]):  # type: ignore[no-untyp
             topic, group_id=group, auto_offset_reset="earliest", ack_policy=AckPolicy.ACK
         )
         async def consume(message: KafkaMessage) -> None:
-            seen.append(message.raw_message.value)
+            record = message.raw_message
+            assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
+            seen.append(record.value)
 
         return [router]
 

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -36,6 +36,15 @@ from shared.telemetry import configure_logging
 from tests.conftest import require_tool
 from tests.helpers import poll_until, running_app, send_signed, unique
 from tests.infra import Infra
+
+
+class InfraSettings(TypedDict):
+    """The settings every service here shares, typed so ``**common`` checks."""
+
+    kafka_bootstrap_servers: str
+    mongodb_url: str
+    log_level: str
+
 
 # Distinctive personal values: none of them may ever reach a log line.
 DISTINCT = {
@@ -93,7 +102,7 @@ def submission(**overrides: Any) -> dict[str, Any]:
 
 @pytest_asyncio.fixture(scope="module")
 async def observed(infra: Infra) -> AsyncIterator[Observed]:
-    common = {
+    common: InfraSettings = {
         "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
         "mongodb_url": infra.mongodb_url,
         "log_level": "DEBUG",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import string
 from contextlib import AsyncExitStack
+from typing import TypedDict
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -22,12 +23,19 @@ from tests.helpers import poll_until, running_app, unique
 from tests.infra import Infra
 
 
+class InfraSettings(TypedDict):
+    """The settings every service here shares, typed so ``**common`` checks."""
+
+    kafka_bootstrap_servers: str
+    mongodb_url: str
+
+
 def service_of(span: ReadableSpan) -> str:
     return str(span.resource.attributes.get("service.name"))
 
 
 async def test_one_enrolment_is_one_trace_across_three_services(infra: Infra) -> None:
-    common = {
+    common: InfraSettings = {
         "kafka_bootstrap_servers": infra.kafka_bootstrap_servers,
         "mongodb_url": infra.mongodb_url,
     }

@@ -39,7 +39,7 @@ Check = Callable[[Platform], Awaitable[None]]
 def _walk(routes: Iterable[BaseRoute], prefix: str = "") -> Iterator[tuple[str, str]]:
     for route in routes:
         if isinstance(route, APIRoute):
-            for method in route.methods - {"HEAD", "OPTIONS"}:
+            for method in (route.methods or set()) - {"HEAD", "OPTIONS"}:
                 yield method, prefix + route.path
         included = getattr(route, "original_router", None)  # FastAPI's lazy include
         if included is not None:

@@ -133,7 +133,7 @@ async def database_findings(p: Platform, who: Person) -> list[str]:
     ):
         for collection in await db.list_collection_names():
             async for doc in db[collection].find({}):
-                raw = BSON.encode(doc)
+                raw = bytes(BSON.encode(doc))  # plain bytes: a substring search
                 for tok in who.distinctive_tokens():
                     if tok in raw:
                         findings.append(f"{name}.{collection}: {tok!r}")
