@@ -13,6 +13,10 @@
     reissue-keys
         Publishes every live learner's data key again, wrapped under the current platform
         wrapping key (step 2 of a wrapping-key rotation, docs/privacy.md).
+    rotate-master-key
+        Re-wraps every live learner's data key under the first key of
+        ENROLMENT_DATA_KEY_ENCRYPTION_KEYS; when it reports 0 remaining, the older master
+        keys may be removed and destroyed (docs/privacy.md: erasure and the oplog).
     seed-demo
         If COMMONGROUND_DEMO_PROVIDER_KEY is set: (re)registers "Demo Provider"
         (UKPRN 10000000, all six combined authorities) with that key. Idempotent.
@@ -35,6 +39,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, PyMongoError
 
+from services.enrolment.privacy import RewrapReport
 from services.enrolment.repository import MongoProviderDirectory
 from services.enrolment.settings import EnrolmentSettings
 from shared.auth import ApiKeyStore, Principal, Role, hash_key, new_api_key
@@ -199,7 +204,7 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
     publishes them)."""
     from services.enrolment.app import key_rings_for, pseudonymiser_for
     from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
-    from services.enrolment.privacy import LearnerVault
+    from services.enrolment.privacy import LearnerVault, SubmissionSealer
     from services.enrolment.repository import MongoEnrolmentRepository
     from shared.outbox import MongoOutbox
     from shared.telemetry import build_telemetry
@@ -212,7 +217,7 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
         max_messages_per_row=settings.outbox_row_max_messages,
     )
     vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
-    repository = MongoEnrolmentRepository(client, db, outbox)
+    repository = MongoEnrolmentRepository(client, db, outbox, sealer=SubmissionSealer(vault))
     service = EnrolmentService(
         repository,
         MongoProviderDirectory(db),
@@ -221,6 +226,21 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
         vault=vault,
     )
     return await PrivacyService(service, repository, vault).reissue_keys()
+
+
+async def rotate_master_key(
+    client: AsyncMongoClient[Any], settings: EnrolmentSettings
+) -> RewrapReport:
+    """Re-wrap every live learner data key under the current master key."""
+    from services.enrolment.app import key_rings_for
+    from services.enrolment.privacy import LearnerVault
+    from shared.outbox import MongoOutbox
+
+    db = client[settings.database_name]
+    master, platform = key_rings_for(settings)
+    outbox = MongoOutbox(db, retention_s=settings.outbox_retention_s)
+    vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
+    return await vault.rewrap_all()
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -254,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     dpo.add_argument("--name", required=True)
     sub.add_parser("reissue-keys", help="re-publish live learner keys under the current ring")
+    sub.add_parser(
+        "rotate-master-key",
+        help="re-wrap live learner data keys under the first master key",
+    )
     sub.add_parser("seed-demo", help="register the demo provider (COMMONGROUND_DEMO_PROVIDER_KEY)")
     return parser
 
@@ -297,6 +321,22 @@ async def run(args: argparse.Namespace, settings: EnrolmentSettings) -> str:
         if args.command == "reissue-keys":
             count = await reissue_keys(client, settings)
             return f"queued {count} learner key(s) for publication under the current ring\n"
+        if args.command == "rotate-master-key":
+            report = await rotate_master_key(client, settings)
+            if report.unreadable:
+                raise AdminError(
+                    f"{report.unreadable} learner key(s) are wrapped under a master key that is "
+                    "not in ENROLMENT_DATA_KEY_ENCRYPTION_KEYS; put it back and run again"
+                )
+            return (
+                f"re-wrapped {report.rewrapped} learner key(s) under the current master key; "
+                f"{report.remaining} still under an older one"
+                + (
+                    " (run again)\n"
+                    if report.remaining
+                    else "\nthe older master keys may now be removed and destroyed\n"
+                )
+            )
         if args.command == "seed-demo":
             if settings.demo_provider_key is None:
                 return "COMMONGROUND_DEMO_PROVIDER_KEY is not set: no demo provider seeded\n"

@@ -16,7 +16,7 @@ from services.enrolment.ilr.repository import MongoUploadStore
 from services.enrolment.ilr.service import IlrIntake, IlrOptions
 from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
-from services.enrolment.privacy import LearnerVault
+from services.enrolment.privacy import LearnerVault, SubmissionSealer
 from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
 from services.enrolment.settings import (
     DEV_DATA_KEY_ENCRYPTION_KEYS,
@@ -92,11 +92,14 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             retention_s=settings.outbox_retention_s,
             max_messages_per_row=settings.outbox_row_max_messages,
         )
-        repository = MongoEnrolmentRepository(runtime.mongo, db, outbox)
         providers = MongoProviderDirectory(db)
         keys = ApiKeyStore(db["api_keys"])
         vault = LearnerVault(
             runtime.mongo, db, outbox=outbox, master=master_ring, platform=platform_ring
+        )
+        # Personal submission fields are stored sealed under the learner's data key.
+        repository = MongoEnrolmentRepository(
+            runtime.mongo, db, outbox, sealer=SubmissionSealer(vault)
         )
         for component in (repository, outbox, providers, keys, vault):
             await component.ensure_indexes()

@@ -90,6 +90,14 @@ class BulkEnrolmentRepository(EnrolmentRepository, Protocol):
         ...
 
 
+class SubmissionSealer(Protocol):
+    """Personal submission fields sealed at rest (``services.enrolment.privacy``)."""
+
+    async def seal_documents(self, docs: Sequence[dict[str, Any]]) -> None: ...
+
+    async def open_documents(self, docs: Sequence[dict[str, Any]]) -> None: ...
+
+
 class ProviderDirectory(Protocol):
     async def by_ukprns(self, ukprns: Sequence[str]) -> dict[str, Provider]: ...
 
@@ -182,10 +190,22 @@ class MongoEnrolmentRepository:
         client: AsyncMongoClient[Any],
         db: AsyncDatabase[Any],
         outbox: MongoOutbox,
+        sealer: SubmissionSealer | None = None,
     ) -> None:
         self._client = client
         self._enrolments = db["enrolments"]
         self._outbox = outbox
+        self._sealer = sealer
+
+    async def _sealed(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._sealer is not None:
+            await self._sealer.seal_documents(docs)
+        return docs
+
+    async def _opened(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if self._sealer is not None:
+            await self._sealer.open_documents(docs)
+        return docs
 
     async def ensure_indexes(self) -> None:
         await self._enrolments.create_index([("provider_id", ASCENDING)])
@@ -193,7 +213,7 @@ class MongoEnrolmentRepository:
 
     async def get(self, enrolment_id: str) -> Enrolment | None:
         doc = await self._enrolments.find_one({"_id": enrolment_id})
-        return enrolment_from_document(doc) if doc else None
+        return enrolment_from_document((await self._opened([doc]))[0]) if doc else None
 
     async def fingerprints(self, enrolment_ids: Sequence[str]) -> dict[str, str]:
         if not enrolment_ids:
@@ -209,7 +229,7 @@ class MongoEnrolmentRepository:
         if not enrolments and not outbox:
             return
         now = datetime.now(UTC)
-        docs = [enrolment_document(e, now) for e in enrolments]
+        docs = await self._sealed([enrolment_document(e, now) for e in enrolments])
 
         async def write(session: AsyncClientSession) -> None:
             if docs:
@@ -228,7 +248,7 @@ class MongoEnrolmentRepository:
         self, enrolment: Enrolment, expected_version: int, outbox: Sequence[OutboxMessage]
     ) -> None:
         now = datetime.now(UTC)
-        doc = enrolment_document(enrolment, now)
+        (doc,) = await self._sealed([enrolment_document(enrolment, now)])
         doc["version"] = expected_version + 1
         doc.pop("_id")
         doc.pop("accepted_at")
@@ -246,12 +266,12 @@ class MongoEnrolmentRepository:
         async with self._client.start_session() as session:
             await session.with_transaction(write)
 
-
     async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
         if not enrolment_ids:
             return {}
         cursor = self._enrolments.find({"_id": {"$in": list(set(enrolment_ids))}})
-        return {doc["_id"]: enrolment_from_document(doc) async for doc in cursor}
+        docs = await self._opened([doc async for doc in cursor])
+        return {doc["_id"]: enrolment_from_document(doc) for doc in docs}
 
     async def write_changes(
         self,
@@ -262,10 +282,10 @@ class MongoEnrolmentRepository:
         if not created and not updated and not outbox:
             return
         now = datetime.now(UTC)
-        docs = [enrolment_document(e, now) for e in created]
+        docs = await self._sealed([enrolment_document(e, now) for e in created])
+        changed = await self._sealed([enrolment_document(e, now) for e, _ in updated])
         changes = []
-        for enrolment, expected in updated:
-            doc = enrolment_document(enrolment, now)
+        for (enrolment, expected), doc in zip(updated, changed, strict=True):
             doc["version"] = expected + 1
             doc.pop("_id")
             doc.pop("accepted_at")
