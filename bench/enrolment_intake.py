@@ -7,8 +7,13 @@ the same run, on the embedded broker and database (started here on free ports).
   outbox relay's publishing is included.
 - The outbox relay alone, draining a committed backlog: events grouped per transaction
   into outbox documents, against one outbox document per event (both in the same run).
+- The ceilings of the same machine in the same run, with no platform code in the way:
+  bare ``insert_many`` of enrolment-sized documents on the embedded database (docs/s)
+  and bare aiokafka produce (futures, ``acks=all``) of event-sized records (msg/s).
+- CPU used per item in each phase by this process (the service, in process, and the
+  benchmark's client), the database server and the broker (/proc).
 
-Prints a Markdown table (figure | baseline | measured | ratio); rates are items/s.
+Prints Markdown tables (figure | baseline | measured | ratio); rates are items/s.
 
     uv run python bench/enrolment_intake.py [--items 2000] [--singles 300]
 """
@@ -17,8 +22,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import logging
+import os
 import random
 import string
 import sys
@@ -38,6 +45,9 @@ from services.enrolment.settings import EnrolmentSettings
 from shared.kafka import ensure_topics
 from shared.record_signing import sign_record
 from shared.topics import ENROLMENT_EVENTS, ENROLMENT_INBOUND, all_topics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cpu import CpuMeter, cpu_table
 
 
 def submission(i: int, run: str) -> dict[str, Any]:
@@ -61,10 +71,58 @@ def submission(i: int, run: str) -> dict[str, Any]:
     }
 
 
+async def insert_many_ceiling(url: str, n: int) -> float:
+    """Bare ``insert_many`` (1000 per call) of enrolment-sized documents: docs/s."""
+    from pymongo import AsyncMongoClient
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        coll = client["bench_ceiling"]["docs"]
+        docs = [
+            {"_id": f"c{i}", "learner": f"lp_{i:032d}", "submission": submission(i, "C"), "v": 0}
+            for i in range(n)
+        ]
+        started = time.perf_counter()
+        for k in range(0, n, 1000):
+            await coll.insert_many(docs[k : k + 1000], ordered=True)
+        return n / (time.perf_counter() - started)
+    finally:
+        await client.close()
+
+
+async def produce_ceiling(bootstrap: str, n: int) -> float:
+    """Bare aiokafka produce (futures awaited together, acks=all) of ~1 KB records."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        value = json.dumps({**submission(0, "P"), "pad": "x" * 300}).encode()
+        started = time.perf_counter()
+        futures = [
+            await producer.send("bench.ceiling", value, key=f"lp_{i % 997}".encode())
+            for i in range(n)
+        ]
+        await asyncio.gather(*futures)
+        return n / (time.perf_counter() - started)
+    finally:
+        await producer.stop()
+
+
+async def wait_published(relay: Any, timeout_s: float = 300) -> None:
+    deadline = time.monotonic() + timeout_s
+    while await relay.refresh_backlog():
+        if time.monotonic() > deadline:
+            raise RuntimeError("the relay did not publish the backlog")
+        await asyncio.sleep(0.02)
+
+
 async def bench(
-    kafka: EmbeddedKafka, mongo: EmbeddedMongo, items: int, singles: int
-) -> list[tuple[str, float, float]]:
-    await ensure_topics(kafka.bootstrap_servers, all_topics())
+    kafka: EmbeddedKafka, mongo: EmbeddedMongo, items: int, singles: int, meter: CpuMeter
+) -> tuple[list[tuple[str, float, float]], dict[str, float]]:
+    await ensure_topics(kafka.bootstrap_servers, [*all_topics(), "bench.ceiling"])
+    ceilings = {
+        "insert_many": await insert_many_ceiling(mongo.url, max(items, 2000)),
+        "produce": await produce_ceiling(kafka.bootstrap_servers, max(items, 5000)),
+    }
     settings = EnrolmentSettings(
         kafka_bootstrap_servers=kafka.bootstrap_servers,
         mongodb_url=mongo.url,
@@ -85,25 +143,28 @@ async def bench(
                 assert r.status_code == 201, r.text
             single_rate = singles / (time.perf_counter() - started)
 
-            started = time.perf_counter()
-            for start in range(0, items, 1000):
-                chunk = [submission(i, "H") for i in range(start, min(items, start + 1000))]
-                r = await client.post("/v1/enrolments/batch", json={"items": chunk}, headers=auth)
-                assert r.status_code == 200 and r.json()["summary"]["created"] == len(chunk)
-            batch_rate = items / (time.perf_counter() - started)
-
-            # Let the relay publish the HTTP phase's events first, so the Kafka figure
-            # measures its own work only.
             relay = app.state.runtime.state["enrolment"].relay
-            for _ in range(1500):
-                if not await relay.refresh_backlog():
-                    break
-                await asyncio.sleep(0.2)
-            kafka_rate = await kafka_intake(kafka.bootstrap_servers, ukprn, key, items)
+            await wait_published(relay)
+            started = time.perf_counter()
+            with meter.phase("HTTP batch intake"):
+                for start in range(0, items, 1000):
+                    chunk = [submission(i, "H") for i in range(start, min(items, start + 1000))]
+                    r = await client.post(
+                        "/v1/enrolments/batch", json={"items": chunk}, headers=auth
+                    )
+                    assert r.status_code == 200 and r.json()["summary"]["created"] == len(chunk)
+                batch_rate = items / (time.perf_counter() - started)
+                # Stored and published: until the relay has published every event.
+                await wait_published(relay)
+            batch_published_rate = items / (time.perf_counter() - started)
+
+            with meter.phase("Kafka intake"):
+                kafka_rate = await kafka_intake(kafka.bootstrap_servers, ukprn, key, items)
     unbatched = await relay_rate(kafka, mongo, items // 4, per_row=1, batch_size=1000)
-    batched = await relay_rate(kafka, mongo, items, per_row=200, batch_size=1000)
-    return [
+    batched = await relay_rate(kafka, mongo, items, per_row=200, batch_size=1000, meter=meter)
+    rows = [
         ("HTTP batch (1000/request), stored", single_rate, batch_rate),
+        ("HTTP batch (1000/request), stored and published", single_rate, batch_published_rate),
         ("Kafka intake, stored and published", single_rate, kafka_rate),
         (
             "outbox relay, events published (baseline: one outbox document per event)",
@@ -111,10 +172,20 @@ async def bench(
             batched,
         ),
     ]
+    ceilings["http_published"] = batch_published_rate
+    ceilings["kafka"] = kafka_rate
+    ceilings["relay"] = batched
+    return rows, ceilings
 
 
 async def relay_rate(
-    kafka: EmbeddedKafka, mongo: EmbeddedMongo, n: int, *, per_row: int, batch_size: int
+    kafka: EmbeddedKafka,
+    mongo: EmbeddedMongo,
+    n: int,
+    *,
+    per_row: int,
+    batch_size: int,
+    meter: CpuMeter | None = None,
 ) -> float:
     """Events/s the relay drains from a backlog of ``n`` committed events."""
     settings = EnrolmentSettings(
@@ -144,14 +215,16 @@ async def relay_rate(
                     headers={"Authorization": f"Bearer {key}"},
                 )
         relay = app.state.runtime.state["enrolment"].relay
-        started = time.perf_counter()
-        published = 0
-        while published < n:
-            done = await relay.run_once()
-            if not done:
-                raise RuntimeError(f"relay stopped at {published}/{n}")
-            published += done
-        return n / (time.perf_counter() - started)
+        phase = meter.phase("outbox relay") if meter else contextlib.nullcontext()
+        with phase:
+            started = time.perf_counter()
+            published = 0
+            while published < n:
+                done = await relay.run_once()
+                if not done:
+                    raise RuntimeError(f"relay stopped at {published}/{n}")
+                published += done
+            return n / (time.perf_counter() - started)
 
 
 async def kafka_intake(bootstrap: str, ukprn: str, api_key: str, items: int) -> float:
@@ -204,7 +277,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         kafka.start()
         mongo.start()
-        rows = asyncio.run(bench(kafka, mongo, args.items, args.singles))
+        assert kafka.process and kafka.process.popen and mongo.process and mongo.process.popen
+        meter = CpuMeter(
+            {
+                "service": os.getpid(),
+                "database": mongo.process.popen.pid,
+                "broker": kafka.process.popen.pid,
+            }
+        )
+        rows, measured = asyncio.run(bench(kafka, mongo, args.items, args.singles, meter))
     finally:
         kafka.stop()
         mongo.stop()
@@ -216,8 +297,30 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print("| figure | baseline | measured | ratio |")
     print("|---|---:|---:|---:|")
-    for name, baseline, measured in rows:
-        print(f"| {name} | {baseline:,.0f}/s | {measured:,.0f}/s | {measured / baseline:.1f}x |")
+    for name, baseline, rate in rows:
+        print(f"| {name} | {baseline:,.0f}/s | {rate:,.0f}/s | {rate / baseline:.1f}x |")
+    print()
+    print("Against the ceilings measured in the same run (bare `insert_many` of enrolment-sized")
+    print("documents, 1000 per call; bare aiokafka produce of ~1 KB records, futures, acks=all):")
+    print()
+    print("| figure | ceiling | measured | platform / ceiling |")
+    print("|---|---:|---:|---:|")
+    ins, prod = measured["insert_many"], measured["produce"]
+    for name, ceiling, label, rate in (
+        ("HTTP batch, stored and published", ins, "insert_many", measured["http_published"]),
+        ("Kafka intake, stored and published", ins, "insert_many", measured["kafka"]),
+        ("outbox relay, events published", prod, "produce", measured["relay"]),
+    ):
+        print(f"| {name} | {label}: {ceiling:,.0f}/s | {rate:,.0f}/s | {rate / ceiling:.1%} |")
+    print()
+    print("CPU per item by process (this process holds the service *and* the benchmark's")
+    print("client: HTTP requests, Kafka producer and consumer):")
+    print()
+    for line in cpu_table(
+        meter,
+        {"HTTP batch intake": args.items, "Kafka intake": args.items, "outbox relay": args.items},
+    ):
+        print(line)
     return 0
 
 

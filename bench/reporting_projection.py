@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import tempfile
@@ -52,6 +53,9 @@ from tests.unit.reporting.reporting_factories import (
     withdrawn,
 )
 from tests.unit.reporting.reporting_fakes import RecordingDeadLetters
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _cpu import CpuMeter, cpu_table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -125,12 +129,42 @@ async def run(url: str, db_name: str, recs: list[FakeRecord], batch: int) -> dic
         await client.close()
 
 
+async def ceilings(url: str, n: int) -> dict[str, float]:
+    """The database alone: bare ``insert_many`` (docs/s) and bare bulk upserts of small
+    counter documents (``$inc``, upsert; ops/s), 500 per call."""
+    from pymongo import UpdateOne
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
+    try:
+        coll = client["bench_ceiling"]["docs"]
+        docs = [{"_id": f"e{i}", "at": i, "learner": f"lp_{i:032d}"} for i in range(n)]
+        started = time.perf_counter()
+        for k in range(0, n, 500):
+            await coll.insert_many(docs[k : k + 500], ordered=True)
+        inserts = n / (time.perf_counter() - started)
+        agg = client["bench_ceiling"]["agg"]
+        ops = [
+            UpdateOne({"_id": f"a{i % 400}"}, {"$inc": {"counts.x": 1}}, upsert=True)
+            for i in range(n)
+        ]
+        started = time.perf_counter()
+        for k in range(0, n, 500):
+            await agg.bulk_write(ops[k : k + 500], ordered=True)
+        upserts = n / (time.perf_counter() - started)
+        return {"insert_many": inserts, "upserts": upserts}
+    finally:
+        await client.close()
+
+
 async def main_async(n_events: int, baseline_events: int) -> int:
     log_dir = Path(tempfile.mkdtemp(prefix="bench-reporting-"))
     mongo = EmbeddedMongo(free_port(), None, log_dir)
     mongo.start()
+    assert mongo.process and mongo.process.popen
+    meter = CpuMeter({"service": os.getpid(), "database": mongo.process.popen.pid})
     try:
         recs = records(n_events)
+        ceiling = await ceilings(mongo.url, n_events)
         base = await run(mongo.url, "bench_base", recs[:baseline_events], 1)
         same = await run(mongo.url, "bench_check", recs[:baseline_events], 500)
         if same["aggregates"] != base["aggregates"]:
@@ -138,7 +172,8 @@ async def main_async(n_events: int, baseline_events: int) -> int:
             return 1
         rows = []
         for batch in (100, 500):
-            measured = await run(mongo.url, f"bench_{batch}", recs, batch)
+            with meter.phase(f"projection, batches of {batch}"):
+                measured = await run(mongo.url, f"bench_{batch}", recs, batch)
             rows.append((batch, measured))
     finally:
         mongo.stop()
@@ -159,11 +194,26 @@ async def main_async(n_events: int, baseline_events: int) -> int:
             f"| MongoDB write requests per event, batches of {batch} | "
             f"{base_per_event:.2f} | {per_event:.3f} | {base_per_event / per_event:.0f}x fewer |"
         )
+    for batch, measured in rows:
+        ratio = measured["events_per_s"] / ceiling["insert_many"]
+        print(
+            f"| projection, batches of {batch}, against bare `insert_many` (docs/s) | "
+            f"{ceiling['insert_many']:.0f} | {measured['events_per_s']:.0f} | {ratio:.1%} |"
+        )
+    print(f"| bare bulk upserts (`$inc`, 500 per call), ops/s | | {ceiling['upserts']:.0f} | |")
     print()
     print(
         f"Baseline on the first {base['events']} of {n_events} events (it is slow); "
-        "aggregates checked identical between per-event and batched runs."
+        "aggregates checked identical between per-event and batched runs. "
+        "Ceilings measured on the same database server in the same run."
     )
+    print()
+    print("CPU per event by process (this process: the projector; /proc):")
+    print()
+    for line in cpu_table(
+        meter, {f"projection, batches of {b}": m["events"] for b, m in rows}, unit="event"
+    ):
+        print(line)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "reporting_projection.json").write_text(
         json.dumps(

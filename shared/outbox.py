@@ -42,7 +42,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.kafka import publish_event
+from shared.kafka import DirectSender, publish_event
 from shared.positions import Anchor, LogCheck, log_resets_counter
 from shared.telemetry import Telemetry
 
@@ -418,17 +418,33 @@ class UnpublishableMessage(Exception):
 
 def contract_publisher(broker: KafkaBroker, registry: EventRegistry) -> Publish:
     """Publishes an outbox message re-validated against its contract (``ce_id`` = the
-    id fixed when it was written)."""
+    id fixed when it was written).
+
+    The stored bytes are sent as they are (they were written by the contract's own
+    serialiser) through the broker's producer directly (:class:`DirectSender`: no
+    second serialisation, no per-message FastStream pipeline; the publish span and
+    FastStream's publish metrics are kept)."""
+    direct = DirectSender(broker)
 
     async def publish(message: OutboxMessage) -> Delivered:
+        body = message.body.encode()
         try:
-            event = registry.decode(message.body.encode(), message.headers)
+            event = registry.decode(body, message.headers)
         except EnvelopeError:
             # Not the decoder's text: pydantic quotes input values, and a body may hold
             # special category data.
             ce_type = message.headers.get("ce_type", "unknown type")
             raise UnpublishableMessage(f"{ce_type} does not decode as its contract") from None
-        metadata = await publish_event(broker, message.topic, event, key=message.key)
+        if direct.available():
+            metadata = await direct.send(
+                message.topic,
+                body,
+                key=message.key,
+                headers=message.headers,
+                traceparent=event.traceparent,
+            )
+        else:
+            metadata = await publish_event(broker, message.topic, event, key=message.key)
         return Delivered(partition=metadata.partition, offset=metadata.offset)
 
     return publish
