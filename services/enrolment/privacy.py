@@ -7,6 +7,11 @@
   under the DEK and their clear counterparts empty, preceded on the same Kafka key (so
   the same partition, so in order) by ``LearnerKeyIssued``: the DEK wrapped under the
   platform key ring that consumers hold.
+* At rest, an enrolment document's personal submission fields are sealed under the same
+  DEK (:class:`SubmissionSealer`), so MongoDB's own copies (oplog, backups) hold them
+  only as ciphertext; :meth:`LearnerVault.rewrap_all` (``enrolment-admin
+  rotate-master-key``) re-wraps live DEKs under the current master key so an old one can
+  be destroyed, leaving every older copy of an erased learner's DEK unopenable.
 * Erasure (:meth:`LearnerVault.erase`) deletes the learner's enrolment documents (the
   submission: names, date of birth, postcode, background), the DEK, and every
   ``LearnerKeyIssued`` still in the outbox, records the pseudonym in
@@ -17,6 +22,7 @@ See docs/privacy.md for the whole design and what it guarantees.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -36,14 +42,30 @@ from shared.contracts.enrolment import (
     ParticipantOptedIn,
     SealedPersonalData,
 )
-from shared.contracts.privacy import WrappedKey
-from shared.crypto import KeyRing, new_data_key, new_key_id, seal_personal
+from shared.contracts.privacy import SealedBox, WrappedKey
+from shared.crypto import (
+    CryptoError,
+    KeyRing,
+    new_data_key,
+    new_key_id,
+    open_box,
+    seal,
+    seal_personal,
+)
 from shared.mongo import in_chunks
 from shared.outbox import MongoOutbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
 Doc = dict[str, Any]
+
+
+@dataclass
+class RewrapReport:
+    rewrapped: int = 0
+    unreadable: int = 0
+    remaining: int = 0
+    """Keys still wrapped under an older master key (0: the old keys may be removed)."""
 
 
 @dataclass(frozen=True)
@@ -157,6 +179,44 @@ class LearnerVault:
                 found.update({d["_id"]: d async for d in self._keys.find({"_id": {"$in": ids}})})
         return {learner: self._unwrap(doc) for learner, doc in found.items()}
 
+    async def rewrap_all(self) -> RewrapReport:
+        """Re-wrap every live learner's data key under the current (first) master key.
+
+        Step 2 of a master-key rotation (docs/privacy.md): afterwards no live key needs
+        an older master key, so it can be removed from ``ENROLMENT_DATA_KEY_ENCRYPTION_KEYS``
+        and destroyed, and every copy of a key wrapped under it (an erased learner's in
+        the oplog or a backup) opens with nothing. Each key is replaced only if it is
+        still the one read (compare-and-set on its wrapping): a key erased meanwhile is
+        not brought back, and running it twice changes nothing. Keys the ring cannot
+        open are counted, never dropped."""
+        current = self._master.current
+        report = RewrapReport()
+        async for doc in self._keys.find({"wrapped.wrapping_key_id": {"$ne": current}}):
+            wrapped = WrappedKey.model_validate(doc["wrapped"])
+            try:
+                key = self._master.unwrap(doc["_id"], doc["key_id"], wrapped)
+            except CryptoError:
+                report.unreadable += 1
+                continue
+            rewrapped = self._master.wrap(doc["_id"], doc["key_id"], key)
+            result = await self._keys.update_one(
+                {"_id": doc["_id"], "wrapped.nonce": doc["wrapped"]["nonce"]},
+                {"$set": {"wrapped": rewrapped.model_dump(mode="json")}},
+            )
+            report.rewrapped += result.modified_count
+        report.remaining = await self._keys.count_documents(
+            {"wrapped.wrapping_key_id": {"$ne": current}}
+        )
+        logger.info(
+            "master key rotation: %d learner key(s) re-wrapped under %s, %d unreadable, "
+            "%d still under an older master key",
+            report.rewrapped,
+            current,
+            report.unreadable,
+            report.remaining,
+        )
+        return report
+
     def key_event(self, dek: DataKey, now: datetime) -> LearnerKeyIssued:
         return LearnerKeyIssued(
             learner=dek.learner,
@@ -212,3 +272,57 @@ class LearnerVault:
         async with self._client.start_session() as session:
             result: bool = await session.with_transaction(work)
         return result
+
+
+# Fields of a stored submission that identify the learner or are special category data.
+# At rest they live only in ``submission_sealed`` (under the learner's data key), so a
+# copy of the document outside the collection (MongoDB's oplog, a backup) holds them
+# only as ciphertext, which erasure plus a master-key rotation leave without a key.
+# ``learner_ref`` (the provider's own reference, needed in clear by ILR intake) and the
+# programme fields stay in clear.
+PERSONAL_SUBMISSION_FIELDS = (
+    "given_names",
+    "family_name",
+    "postcode",
+    "date_of_birth",
+    "ethnicity",
+    "religion",
+    "country_of_birth",
+    "first_language",
+    "year_of_arrival",
+    "interests",
+)
+
+
+class SubmissionSealer:
+    """Seals the personal fields of enrolment documents before they are written and
+    opens them after they are read (``MongoEnrolmentRepository(sealer=...)``)."""
+
+    def __init__(self, vault: LearnerVault) -> None:
+        self._vault = vault
+
+    async def seal_documents(self, docs: Sequence[Doc]) -> None:
+        """In place: each document's personal submission fields move into one box."""
+        if not docs:
+            return
+        keys = await self._vault.keys_for({d["learner"] for d in docs})
+        for doc in docs:
+            dek = keys[doc["learner"]]
+            submission = doc["submission"]
+            personal = {f: submission.pop(f) for f in PERSONAL_SUBMISSION_FIELDS if f in submission}
+            box = seal(dek.key, dek.key_id, dek.learner, json.dumps(personal).encode())
+            doc["submission_sealed"] = box.model_dump(mode="json")
+
+    async def open_documents(self, docs: Sequence[Doc]) -> None:
+        """In place: the sealed fields back into each document's submission. Documents
+        written before sealing at rest (no ``submission_sealed``) are left as they are."""
+        sealed = [d for d in docs if d.get("submission_sealed")]
+        if not sealed:
+            return
+        keys = await self._vault.keys_for({d["learner"] for d in sealed}, create=False)
+        for doc in sealed:
+            dek = keys.get(doc["learner"])
+            if dek is None:
+                raise CryptoError(f"enrolment {doc['_id']}: its learner has no data key (erased)")
+            box = SealedBox.model_validate(doc.pop("submission_sealed"))
+            doc["submission"].update(json.loads(open_box(dek.key, dek.learner, box)))
