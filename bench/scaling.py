@@ -46,7 +46,7 @@ from shared.cloudevents import Event
 from shared.contracts.reference import LOCAL_AUTHORITIES, Level, Programme
 from shared.kafka import ensure_topics
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, all_topics
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     Pair,
     accepted,
     assessed,

@@ -43,9 +43,7 @@ from shared.contracts.reference import (
 )
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES
 from tests.conftest import require_tool
-from tests.helpers import unique
-from tests.infra import Infra
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     Pair,
     accepted,
     assessed,
@@ -55,6 +53,8 @@ from tests.unit.reporting.reporting_factories import (
     opted_in,
     withdrawn,
 )
+from tests.helpers import unique
+from tests.infra import Infra
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
@@ -222,7 +222,7 @@ def expected_indicators(events: list[Any]) -> dict[str, Any]:
     from services.reporting.domain.reports import Filters
     from services.reporting.integration_schemas import IndicatorsReport
     from services.reporting.settings import ReportingSettings
-    from tests.unit.reporting.integration_fakes import InMemoryIntegrationReader
+    from tests.factories.reporting_integration import InMemoryIntegrationReader
 
     reader = InMemoryIntegrationReader([ce.data for ce in events])
     filters = Filters(

@@ -46,9 +46,7 @@ from shared.contracts.reference import (
     WithdrawalReason,
 )
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES
-from tests.helpers import poll_until, unique
-from tests.infra import Infra
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     Pair,
     accepted,
     assessed,
@@ -58,6 +56,8 @@ from tests.unit.reporting.reporting_factories import (
     opted_in,
     withdrawn,
 )
+from tests.helpers import poll_until, unique
+from tests.infra import Infra
 
 YEAR = random.randint(1901, 1999)
 ANALYST_KEY = "cg_it_scale_analyst_" + unique("k")
@@ -141,9 +141,7 @@ class Instance:
         text = (await self.client.get("/metrics")).text
         prefixes = (f"{name}{{{labels}",) if labels else (name + "{", name + " ")
         return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith(prefixes)
+            float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefixes)
         )
 
 

@@ -78,7 +78,7 @@ from shared.topics import (
     MATCHING_MATCHES,
     all_topics,
 )
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     Pair,
     accepted,
     assessed,

@@ -25,6 +25,7 @@ from shared.contracts.enrolment import EnrolmentAccepted
 from shared.contracts.matching import MatchProposed, VolunteerRegistered
 from shared.contracts.registry import registry_for
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, MATCHING_VOLUNTEERS
+from tests.factories.reporting import accepted, cloud, opted_in
 from tests.reliability.database import Database
 from tests.reliability.harness import (
     SEED,
@@ -38,7 +39,6 @@ from tests.reliability.harness import (
     wait_until,
 )
 from tests.reliability.pipeline import BOROUGHS, Pipeline
-from tests.unit.reporting.reporting_factories import accepted, cloud, opted_in
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 

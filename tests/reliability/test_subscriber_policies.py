@@ -45,7 +45,7 @@ from shared.service import Runtime
 from shared.settings import ServiceSettings
 from shared.telemetry import Telemetry
 from shared.topics import ENROLMENT_EVENTS
-from tests.unit.reporting.reporting_factories import accepted
+from tests.factories.reporting import accepted
 
 
 def _services() -> list[tuple[str, ServiceSettings, Callable[[Runtime], Any]]]:

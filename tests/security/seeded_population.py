@@ -30,7 +30,7 @@ from shared.contracts.reference import (
     Programme,
     WithdrawalReason,
 )
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     Pair,
     accepted,
     assessed,

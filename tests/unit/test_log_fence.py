@@ -10,8 +10,9 @@ from shared.dead_letters import RetryPolicy
 from shared.positions import Anchor, LogFence, Position, TopicPartition, log_resets_counter
 from shared.telemetry import Telemetry
 from shared.topics import ENROLMENT_EVENTS
-from tests.unit.reporting.reporting_factories import accepted, cloud, record_of
-from tests.unit.reporting.reporting_fakes import InMemoryStore, RecordingDeadLetters
+from tests.factories.dead_letters import RecordingDeadLetters
+from tests.factories.reporting import accepted, cloud, record_of
+from tests.unit.reporting.reporting_fakes import InMemoryStore
 
 TP: TopicPartition = (ENROLMENT_EVENTS, 0)
 

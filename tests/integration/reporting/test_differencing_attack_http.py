@@ -25,6 +25,7 @@ from shared.auth import ApiKeyStore, Principal, Role
 from shared.contracts.enrolment import EnrolmentAccepted
 from shared.contracts.reference import LOCAL_AUTHORITIES, CombinedAuthority, Programme
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES
+from tests.factories.reporting import cloud
 from tests.helpers import poll_until, running_app, unique
 from tests.infra import Infra
 from tests.security.differencing_attacker import (
@@ -38,7 +39,6 @@ from tests.security.differencing_attacker import (
     table_from_csv,
 )
 from tests.security.seeded_population import seeded_events
-from tests.unit.reporting.reporting_factories import cloud
 
 YEAR = random.randint(1901, 1999)
 CA = CombinedAuthority.TEES_VALLEY

@@ -50,13 +50,7 @@ from shared.contracts.reference import (
     WithdrawalReason,
 )
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, dead_letter_topic
-from tests.helpers import poll_until, running_app, unique
-from tests.infra import Infra
-from tests.unit.reporting.integration_fakes import (
-    InMemoryIntegrationReader,
-    integration_scenario,
-)
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     GM,
     MANCHESTER,
     OLDHAM,
@@ -70,6 +64,12 @@ from tests.unit.reporting.reporting_factories import (
     ref_of,
     withdrawn,
 )
+from tests.factories.reporting_integration import (
+    InMemoryIntegrationReader,
+    integration_scenario,
+)
+from tests.helpers import poll_until, running_app, unique
+from tests.infra import Infra
 
 YEAR = random.randint(1901, 1999)
 # The integration reports' scenario (issue 16) lives in another year of its own.

@@ -22,7 +22,6 @@ from services.reporting.domain.projection import (
     StateKeys,
 )
 from services.reporting.repository import ProjectionTx, TopicPartition
-from shared.dead_letters import RecordLike
 from shared.positions import Position
 
 T = TypeVar("T")
@@ -109,11 +108,3 @@ class _Tx:
     def commit(self) -> None:
         for apply in self._pending:
             apply()
-
-
-@dataclass
-class RecordingDeadLetters:
-    sent: list[tuple[RecordLike, str, str]] = field(default_factory=list)
-
-    async def send(self, record: RecordLike, error: BaseException, *, kind: str) -> None:
-        self.sent.append((record, kind, f"{type(error).__name__}: {error}"))

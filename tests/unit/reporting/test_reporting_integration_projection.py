@@ -20,7 +20,7 @@ from services.reporting.domain.projection import (
 from shared.cloudevents import Event
 from shared.contracts.enrolment import LearnerErased
 from shared.contracts.reference import AgeBand, Ethnicity, Level, Programme, Sex
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     GM,
     MANCHESTER,
     Pair,

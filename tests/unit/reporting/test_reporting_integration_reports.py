@@ -21,12 +21,12 @@ from services.reporting.domain.integration import (
     wilson,
 )
 from services.reporting.domain.reports import Filters
-from tests.unit.reporting.integration_fakes import InMemoryIntegrationReader, integration_scenario
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     GM,
     MANCHESTER,
     OLDHAM,
 )
+from tests.factories.reporting_integration import InMemoryIntegrationReader, integration_scenario
 
 JAN = date(1950, 1, 10)
 LATER = date(2000, 1, 1)  # every mark reached

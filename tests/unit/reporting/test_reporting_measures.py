@@ -19,7 +19,7 @@ from services.reporting.domain.reports import (
     months_between,
 )
 from shared.contracts.reference import LOCAL_AUTHORITIES, CombinedAuthority
-from tests.unit.reporting.reporting_factories import GM, MANCHESTER, OLDHAM, WIGAN
+from tests.factories.reporting import GM, MANCHESTER, OLDHAM, WIGAN
 
 ALL_GM = Filters(combined_authorities=(GM.value,))
 

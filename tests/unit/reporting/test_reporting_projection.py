@@ -26,7 +26,7 @@ from services.reporting.domain.projection import (
 from shared.cloudevents import Event
 from shared.contracts.enrolment import AttendanceRecorded
 from shared.contracts.reference import Level, Outcome, Programme, WithdrawalReason
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     GM,
     MANCHESTER,
     OLDHAM,

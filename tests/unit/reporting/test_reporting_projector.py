@@ -13,7 +13,8 @@ from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import AttendanceRecorded
 from shared.dead_letters import RetryPolicy
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.dead_letters import RecordingDeadLetters
+from tests.factories.reporting import (
     GM,
     MANCHESTER,
     FakeRecord,
@@ -24,7 +25,7 @@ from tests.unit.reporting.reporting_factories import (
     record_of,
     ref_of,
 )
-from tests.unit.reporting.reporting_fakes import InMemoryStore, RecordingDeadLetters
+from tests.unit.reporting.reporting_fakes import InMemoryStore
 
 KEY: AggregateKey = ("outcomes", (GM.value, MANCHESTER, "esol", "entry_1", "2025-01"))
 FAST = RetryPolicy(attempts=3, initial_delay_s=0.0)

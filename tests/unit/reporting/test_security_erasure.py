@@ -18,7 +18,7 @@ from services.reporting.domain.projection import (
 from shared.cloudevents import Event
 from shared.contracts.enrolment import LearnerErased
 from shared.contracts.reference import Ethnicity
-from tests.unit.reporting.reporting_factories import accepted, completed, withdrawn
+from tests.factories.reporting import accepted, completed, withdrawn
 
 ERASED_AT = datetime(2025, 6, 1, tzinfo=UTC)
 

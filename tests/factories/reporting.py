@@ -1,7 +1,7 @@
 """Builders of contract events for the reporting tests (pure: no I/O).
 
-Used by the unit, integration and e2e tests of the reporting service. Every builder
-takes the facts a test cares about and fills the rest with valid values.
+Used by the unit, integration, reliability, security and e2e tests and by bench/. Every
+builder takes the facts a test cares about and fills the rest with valid values.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The ``IntegrationReader`` port over events projected in memory (no database), for
-unit tests and for computing the figures the e2e dashboard test expects."""
+unit tests and for computing the figures the integration and e2e tests expect."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from services.reporting.domain.projection import (
 from services.reporting.domain.reports import Filters
 from shared.cloudevents import Event
 from shared.contracts.reference import AgeBand, Level, Outcome, Programme, Sex
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.reporting import (
     MANCHESTER,
     OLDHAM,
     Pair,
