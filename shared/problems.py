@@ -233,6 +233,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 _PROBLEM_CONTENT = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
 _API_KEY_SCHEME = "ApiKey"
 _STANDARD = {
+    400: "The body could not be parsed (not JSON, or not the declared media type)",
     401: "No, unknown or revoked API key",
     403: "The key's role or scope does not allow this",
     404: "Unknown, or outside the caller's scope (existence not revealed)",
@@ -247,7 +248,7 @@ def document_problems(app: FastAPI, api_prefix: str = "/v1/") -> None:
     """Make the OpenAPI document say what the API does: every ``/v1`` operation needs a
     bearer key (a security scheme is added where a route reads the header itself) and
     declares its problem+json answers (401, 403, 429; 422 when it takes input; 404 with
-    path parameters; 409 for state changes; 413 with a body), each with the Problem
+    path parameters; 409 for state changes; 400 and 413 with a body), each with the Problem
     schema; FastAPI's default 422 body is replaced by it."""
 
     def openapi() -> dict[str, Any]:
@@ -285,7 +286,7 @@ def document_problems(app: FastAPI, api_prefix: str = "/v1/") -> None:
                     if method == "post":
                         wanted.add(409)
                 if "requestBody" in op:
-                    wanted.add(413)
+                    wanted |= {400, 413}
                 responses = op["responses"]
                 for status in sorted(wanted):
                     responses.setdefault(str(status), {"description": _STANDARD[status]})
