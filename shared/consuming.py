@@ -16,8 +16,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeAlias
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
@@ -228,6 +228,95 @@ async def classify_transient(error: BaseException, healthy: Probe) -> RetriesExh
     return RetriesExhausted(f"{type(error).__name__}: {error}"[:500])
 
 
+# ---------------------------------------------------------------------------------------
+# The consume policy of every subscriber: handle; after transient retries, wait out an
+# outage (rewind) or go one by one and dead-letter only the records that keep failing.
+
+R = TypeVar("R")
+T = TypeVar("T")
+Failed = Callable[[R, BaseException], Awaitable[None]]
+
+
+def dead_letter_to(dead_letters: DeadLetterPublisher) -> Failed[Record]:
+    """A ``failed`` callback for :func:`consume_policy` that dead-letters the record at
+    once: ``exhausted`` for :class:`RetriesExhausted`, ``poison`` for anything else."""
+
+    async def send(record: Record, error: BaseException) -> None:
+        kind = "exhausted" if isinstance(error, RetriesExhausted) else "poison"
+        await dead_letters.send(record, error, kind=kind)
+
+    return send
+
+
+async def consume_policy(
+    records: Sequence[R],
+    handle_all: Callable[[], Awaitable[T]],
+    handle_one: Callable[[R], Awaitable[object]] | None,
+    *,
+    healthy: Probe | None,
+    failed: Failed[R],
+    what: str,
+    poison: Callable[[Exception], BaseException] | None = None,
+) -> T | None:
+    """Handle ``records`` with ``handle_all()`` (which retries transient errors itself)
+    and return its result; ``None`` when the records had to go one by one.
+
+    When a transient error outlasts those retries, the dependency's ``healthy`` probe
+    tells an outage (:class:`DependencyUnavailable` is raised: the records are rewound
+    and come again once it is back) from a failure that belongs to the records. Then,
+    with ``handle_one``, each record is handled on its own, in order, so one bad record
+    never sinks the good ones, and only those that still fail go to ``failed`` (the
+    verdict :class:`RetriesExhausted`); without it (one record per message) every record
+    goes to ``failed`` at once. Without a ``healthy`` probe a transient error is always
+    an outage (re-raised). With ``poison``, any other error of the batch also sends it
+    one by one, and a record failing with one goes to ``failed`` as ``poison(error)``;
+    without it, such errors propagate (the records are rewound)."""
+    isolating = (Exception,) if poison is not None else TRANSIENT_ERRORS
+    try:
+        return await handle_all()
+    except isolating as exc:
+        transient = isinstance(exc, TRANSIENT_ERRORS)
+        if transient:
+            if healthy is None:
+                raise
+            verdict = await classify_transient(exc, healthy)
+            if handle_one is None:
+                for record in records:
+                    await failed(record, verdict)
+                return None
+        if handle_one is None:
+            raise
+        logger.error(
+            "%s %s (%s); handling its records one by one",
+            what,
+            "kept failing" if transient else "failed",
+            type(exc).__name__,
+        )
+    await _one_by_one(records, handle_one, healthy=healthy, failed=failed, poison=poison)
+    return None
+
+
+async def _one_by_one(
+    records: Iterable[R],
+    handle_one: Callable[[R], Awaitable[object]],
+    *,
+    healthy: Probe | None,
+    failed: Failed[R],
+    poison: Callable[[Exception], BaseException] | None,
+) -> None:
+    for record in records:
+        try:
+            await handle_one(record)
+        except TRANSIENT_ERRORS as exc:
+            if healthy is None:
+                raise
+            await failed(record, await classify_transient(exc, healthy))
+        except Exception as exc:
+            if poison is None:
+                raise
+            await failed(record, poison(exc))
+
+
 async def isolate(
     records: Iterable[Record],
     handle: Callable[[Record], Awaitable[object]],
@@ -235,16 +324,17 @@ async def isolate(
     healthy: Probe,
     dead_letters: DeadLetterPublisher,
 ) -> int:
-    """Handle ``records`` one at a time, in order (used when a whole batch kept failing
-    transiently while its dependency answered). A record that still fails transiently is
-    dead-lettered as ``exhausted``; an outage raises :class:`DependencyUnavailable`.
-    Returns how many were dead-lettered."""
+    """Handle ``records`` one at a time, in order (the second half of
+    :func:`consume_policy`). A record that still fails transiently is dead-lettered as
+    ``exhausted``; an outage raises :class:`DependencyUnavailable`. Returns how many
+    were dead-lettered."""
+    send = dead_letter_to(dead_letters)
     exhausted = 0
-    for record in records:
-        try:
-            await handle(record)
-        except TRANSIENT_ERRORS as exc:
-            verdict = await classify_transient(exc, healthy)
-            await dead_letters.send(record, verdict, kind="exhausted")
-            exhausted += 1
+
+    async def count(record: Record, error: BaseException) -> None:
+        nonlocal exhausted
+        exhausted += 1
+        await send(record, error)
+
+    await _one_by_one(records, handle, healthy=healthy, failed=count, poison=None)
     return exhausted

@@ -2,7 +2,7 @@
 key and headers untouched, plus headers naming the error and the original coordinates.
 
 Poison (unparseable, schema-invalid, unknown type/version) goes at once; transient
-failures are retried with capped exponential backoff first (:func:`retrying`).
+failures are retried with capped exponential backoff first (:func:`shared.retries.retrying`).
 
 A dead letter never fails on size: when the record (plus the ``dlq_*`` headers) would
 exceed the producer's maximum request size, a *bounded* dead letter is sent instead. It
@@ -16,28 +16,25 @@ original's.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import (
-    KafkaConnectionError,
-    KafkaTimeoutError,
     MessageSizeTooLargeError,
     RecordListTooLargeError,
     RecordTooLargeError,
-    RequestTimedOutError,
 )
 from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from faststream.security import BaseSecurity
-from pymongo.errors import AutoReconnect, ConnectionFailure, NetworkTimeout
 
 from shared.kafka import aiokafka_security_kwargs
+from shared.retries import TRANSIENT_ERRORS as TRANSIENT_ERRORS  # re-exported
+from shared.retries import RetryPolicy as RetryPolicy  # re-exported
+from shared.retries import retrying as retrying  # re-exported
 from shared.telemetry import Telemetry
 from shared.topics import dead_letter_topic
 
@@ -83,17 +80,6 @@ _TOO_LARGE: tuple[type[BaseException], ...] = (
 )
 
 Headers = list[tuple[str, bytes | None]]
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    ConnectionFailure,  # includes AutoReconnect / NetworkTimeout / ServerSelectionTimeoutError
-    AutoReconnect,
-    NetworkTimeout,
-    KafkaConnectionError,
-    KafkaTimeoutError,
-    RequestTimedOutError,
-    TimeoutError,
-    ConnectionError,
-)
 
 
 class RecordLike(Protocol):
@@ -311,40 +297,3 @@ class DeadLetterPublisher:
             kind,
             type(error).__name__,
         )
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 5
-    initial_delay_s: float = 0.2
-    max_delay_s: float = 5.0
-    multiplier: float = 2.0
-
-    def delays(self) -> list[float]:
-        out, delay = [], self.initial_delay_s
-        for _ in range(self.attempts - 1):
-            out.append(min(delay, self.max_delay_s))
-            delay *= self.multiplier
-        return out
-
-
-T = TypeVar("T")
-
-
-async def retrying(
-    operation: Callable[[], Awaitable[T]],
-    policy: RetryPolicy,
-    *,
-    transient: tuple[type[BaseException], ...] = TRANSIENT_ERRORS,
-) -> T:
-    """Run ``operation``, retrying transient errors with capped exponential backoff.
-    The last transient error is re-raised once the attempts are used up."""
-    for delay in [*policy.delays(), None]:
-        try:
-            return await operation()
-        except transient as exc:
-            if delay is None:
-                raise
-            logger.info("transient %s, retrying in %.2fs", type(exc).__name__, delay)
-            await asyncio.sleep(delay)
-    raise AssertionError("unreachable")

@@ -57,13 +57,13 @@ from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import (
     Probe,
-    RetriesExhausted,
-    classify_transient,
+    consume_policy,
+    dead_letter_to,
     raw_body_decoder,
     tolerant_batch_parser,
 )
 from shared.contracts.enrolment import Consent, EnrolmentSubmission, InboundCoordinates
-from shared.dead_letters import TRANSIENT_ERRORS, PoisonMessage, RetryPolicy, retrying
+from shared.dead_letters import PoisonMessage, RetryPolicy, retrying
 from shared.health import DependencyWatch
 from shared.mongo import mongo_ping
 from shared.outbox import OutboxRelay
@@ -644,28 +644,20 @@ async def store_inbound(
     and only the ones that fail are returned to be dead-lettered (``RetriesExhausted``
     for transient ones), so one bad record never sinks the good ones. Without a
     ``healthy`` probe, transient failures are always treated as an outage."""
-    try:
-        await retrying(lambda: service.submit_inbound([i for _, i in decoded]), INTAKE_RETRY)
-        return []
-    except TRANSIENT_ERRORS as exc:
-        if healthy is None:
-            raise
-        await classify_transient(exc, healthy)
-        logger.error(
-            "intake batch kept failing (%s); storing its records one by one", type(exc).__name__
-        )
-    except Exception as exc:
-        logger.error("intake batch failed (%s); storing its records one by one", type(exc).__name__)
     failed: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
-    for record, item in decoded:
-        try:
-            await retrying(functools.partial(service.submit_inbound, [item]), INTAKE_RETRY)
-        except TRANSIENT_ERRORS as exc:
-            if healthy is None:
-                raise
-            failed.append((record, await classify_transient(exc, healthy)))
-        except Exception as exc:
-            failed.append((record, PoisonMessage(f"intake failed: {type(exc).__name__}")))
+
+    async def note(pair: tuple[ConsumerRecord[Any, Any], InboundItem], e: BaseException) -> None:
+        failed.append((pair[0], e))
+
+    await consume_policy(
+        decoded,
+        lambda: retrying(lambda: service.submit_inbound([i for _, i in decoded]), INTAKE_RETRY),
+        lambda pair: retrying(functools.partial(service.submit_inbound, [pair[1]]), INTAKE_RETRY),
+        healthy=healthy,
+        failed=note,
+        what="intake batch",
+        poison=lambda exc: PoisonMessage(f"intake failed: {type(exc).__name__}"),
+    )
     return failed
 
 
@@ -712,8 +704,8 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
                 poison.append((record, exc))
         if decoded:
             poison += await store_inbound(ctx.service, decoded, lambda: mongo_ping(runtime.mongo))
+        dead_letter = dead_letter_to(runtime.dead_letters)
         for record, error in poison:
-            kind = "exhausted" if isinstance(error, RetriesExhausted) else "poison"
-            await runtime.dead_letters.send(record, error, kind=kind)
+            await dead_letter(record, error)
 
     return [kafka]

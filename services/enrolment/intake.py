@@ -61,6 +61,7 @@ from shared.contracts.enrolment import (
 )
 from shared.contracts.reference import CombinedAuthority
 from shared.outbox import OutboxMessage
+from shared.retries import retry_on_conflict
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -265,7 +266,10 @@ class EnrolmentService:
                     entry.checked.submission, entry.provider, self._pseudonyms, now
                 )
         candidates = [e for e in entries if e.enrolment is not None]
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+
+        async def decide_and_write() -> tuple[
+            dict[int, ItemResult], list[OutboxMessage], list[OutboxMessage]
+        ]:
             existing = await self._repo.fingerprints(
                 [e.enrolment.enrolment_id for e in candidates if e.enrolment]
             )
@@ -313,18 +317,19 @@ class EnrolmentService:
                 if entry.inbound is not None
                 and results[entry.index].status in (ItemStatus.REJECTED, ItemStatus.CONFLICT)
             ]
-            try:
-                await self._repo.insert(
-                    [e.enrolment for e in new if e.enrolment is not None], outbox + rejections
-                )
-            except AlreadyExists:
-                # A concurrent submission of the same enrolment committed between our
-                # read and our write: re-read and decide again.
-                logger.info("concurrent duplicate during intake, retrying (attempt %d)", attempt)
-                continue
-            break
-        else:
-            raise RuntimeError("intake kept colliding with concurrent submissions")
+            await self._repo.insert(
+                [e.enrolment for e in new if e.enrolment is not None], outbox + rejections
+            )
+            return results, outbox, rejections
+
+        # A concurrent submission of the same enrolment committed between our read and
+        # our write (AlreadyExists): re-read and decide again.
+        results, outbox, rejections = await retry_on_conflict(
+            decide_and_write,
+            conflict=AlreadyExists,
+            attempts=_WRITE_ATTEMPTS,
+            what="intake",
+        )
         if outbox or rejections:
             self._on_commit()
         ordered = [results[e.index] for e in entries]
@@ -455,7 +460,8 @@ class EnrolmentService:
         Raises IllegalTransition / InvalidProgress from the domain.
         """
         kind = str(getattr(progress, "kind", "progress"))
-        for _attempt in range(_WRITE_ATTEMPTS):
+
+        async def apply() -> tuple[Enrolment, bool] | None:
             enrolment = await self.get(provider, enrolment_id)
             if enrolment is None:
                 return None
@@ -476,15 +482,17 @@ class EnrolmentService:
                 topic=topics.ENROLMENT_EVENTS,
                 key=enrolment.learner,
             )
-            try:
-                await self._repo.save_transition(transition.enrolment, enrolment.version, [message])
-            except VersionConflict:
-                logger.info("concurrent progress on one enrolment, retrying")
-                continue
+            await self._repo.save_transition(transition.enrolment, enrolment.version, [message])
             self._on_commit()
             self._metrics.progress.labels(kind, "applied").inc()
             return replace(transition.enrolment, version=enrolment.version + 1), True
-        raise RuntimeError("progress kept colliding with concurrent updates")
+
+        return await retry_on_conflict(
+            apply,
+            conflict=VersionConflict,
+            attempts=_WRITE_ATTEMPTS,
+            what="progress on one enrolment",
+        )
 
 
 def _submission_ref(entry: _Entry) -> str | None:
@@ -536,7 +544,8 @@ class PrivacyService:
     ) -> tuple[Enrolment, bool] | None:
         """Record the learner's new consent; (enrolment, changed) or None when not the
         provider's. Publishes ``ConsentChanged``; later events carry the new consent."""
-        for _attempt in range(_WRITE_ATTEMPTS):
+
+        async def change() -> tuple[Enrolment, bool] | None:
             enrolment = await self._service.get(provider, enrolment_id)
             if enrolment is None:
                 return None
@@ -556,14 +565,17 @@ class PrivacyService:
                 topic=topics.ENROLMENT_EVENTS,
                 key=enrolment.learner,
             )
-            try:
-                await self._repo.save_transition(updated, enrolment.version, [message])
-            except VersionConflict:
-                continue
+            await self._repo.save_transition(updated, enrolment.version, [message])
             self._on_commit()
             logger.info("consent changed on enrolment %s", enrolment_id)
             return replace(updated, version=enrolment.version + 1), True
-        raise RuntimeError("consent change kept colliding with concurrent updates")
+
+        return await retry_on_conflict(
+            change,
+            conflict=VersionConflict,
+            attempts=_WRITE_ATTEMPTS,
+            what="consent change",
+        )
 
     async def erase(self, principal: Principal, learner: str) -> ErasureResult:
         """Erase a learner: the data protection role for anyone, a provider for the

@@ -32,7 +32,12 @@ from services.reporting.schemas import BreakdownReport, QarReport, SummaryReport
 from services.reporting.settings import ReportingSettings
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
-from shared.consuming import classify_transient, isolate, raw_body_decoder, tolerant_batch_parser
+from shared.consuming import (
+    consume_policy,
+    dead_letter_to,
+    raw_body_decoder,
+    tolerant_batch_parser,
+)
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
     LOCAL_AUTHORITIES,
@@ -41,7 +46,7 @@ from shared.contracts.reference import (
     Programme,
 )
 from shared.contracts.registry import registry_for
-from shared.dead_letters import TRANSIENT_ERRORS, RecordLike
+from shared.dead_letters import RecordLike
 from shared.mongo import mongo_ping
 from shared.positions import rewind
 from shared.problems import Problem
@@ -89,22 +94,21 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         records = raw if isinstance(raw, tuple) else (raw,)
         projector: Projector = runtime.state["projector"]
         continue_traces(runtime.telemetry, records)
-        try:
-            result = await projector.handle(
+        # Transient errors are retried with backoff in the projector. Then, database
+        # down: rewind, retried until it is back. Database up: the batch's records go
+        # one by one, and any that still fail are dead-lettered (exhausted) instead of
+        # blocking their partitions.
+        result = await consume_policy(
+            records,
+            lambda: projector.handle(
                 records, rewind=lambda partitions: rewind(message.consumer, partitions)
-            )
-        except TRANSIENT_ERRORS as exc:
-            # Retried with backoff already. Database down: rewind, retried until it is
-            # back. Database up: the batch's records go one by one, and any that still
-            # fail are dead-lettered (exhausted) instead of blocking their partitions.
-            await classify_transient(exc, healthy)
-            logger.error("batch kept failing (%s); applying it one by one", type(exc).__name__)
-            await isolate(
-                records,
-                lambda r: projector.handle([r]),
-                healthy=healthy,
-                dead_letters=runtime.dead_letters,
-            )
+            ),
+            lambda r: projector.handle([r]),
+            healthy=healthy,
+            failed=dead_letter_to(runtime.dead_letters),
+            what="projection batch",
+        )
+        if result is None:
             return
         logger.debug(
             "batch of %d: %d applied, %d duplicates, %d poison",

@@ -54,6 +54,7 @@ from services.reporting.domain.projection import (
 )
 from services.reporting.domain.reports import Filters
 from shared.positions import Position
+from shared.retries import retry_on_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -354,22 +355,27 @@ class MongoProjectionStore:
         return Generation(self._db, number)
 
     async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
-        for attempt in range(self._max_generation_retries):
+        async def transaction() -> T:
             async with self._db.client.start_session() as session:
 
                 async def callback(s: AsyncClientSession) -> T:
                     generation = await self._generation(s)
                     return await work(_MongoTx(generation, s, self._metrics))
 
-                try:
-                    return await session.with_transaction(
-                        callback,
-                        read_concern=ReadConcern("snapshot"),
-                        write_concern=WriteConcern("majority"),
-                    )
-                except GenerationRetired:
-                    logger.info("generation swapped during a batch; retrying (%d)", attempt + 1)
-        raise GenerationRetired("the active generation kept changing")
+                return await session.with_transaction(
+                    callback,
+                    read_concern=ReadConcern("snapshot"),
+                    write_concern=WriteConcern("majority"),
+                )
+
+        # The generation was swapped during the batch (GenerationRetired): run it again.
+        return await retry_on_conflict(
+            transaction,
+            conflict=GenerationRetired,
+            attempts=self._max_generation_retries,
+            what="projection batch (generation swapped)",
+            exhausted=lambda: GenerationRetired("the active generation kept changing"),
+        )
 
     async def read_positions(
         self, partitions: Iterable[TopicPartition]

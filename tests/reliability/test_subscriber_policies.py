@@ -18,10 +18,12 @@ import pytest
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError
 from faststream import AckPolicy
+from faststream._internal.context.repository import ContextRepo
 from faststream.kafka import KafkaBroker
 from faststream.kafka.message import KafkaAckableMessage
 from faststream.kafka.parser import AioKafkaBatchParser, AioKafkaParser
 from faststream.kafka.subscriber.usecase import LogicSubscriber
+from faststream.middlewares import AcknowledgementMiddleware
 from pymongo import AsyncMongoClient
 from pymongo.errors import AutoReconnect
 
@@ -214,6 +216,53 @@ async def test_a_commit_refused_after_a_rebalance_is_not_an_error() -> None:
     message = await tolerant_parser(_record(1), parser.parse_message)
     await message.ack()  # logged; the records come again and are skipped as applied
     assert message.committed is not None
+
+
+class SeekingConsumer(FakeConsumer):
+    def __init__(self, assigned: set[TopicPartition]) -> None:
+        super().__init__(assigned)
+        self.seeks: list[tuple[TopicPartition, int]] = []
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition, offset))
+
+
+async def test_faststream_nack_on_error_acks_exactly_or_rewinds_every_partition() -> None:
+    """What the consume policy relies on from FastStream, through FastStream's own
+    acknowledgement middleware (as every subscriber is wired with NACK_ON_ERROR): a
+    handler that returns commits exactly its records (our ``ack``); one that raises
+    seeks every partition of the batch back to its earliest record (FastStream's
+    ``nack``) and commits nothing. A FastStream upgrade that changes either fails here."""
+    tp0, tp1 = (TopicPartition(ENROLMENT_EVENTS, p) for p in (0, 1))
+    records = (_record(8, partition=0), _record(5, partition=1), _record(9, partition=0))
+    acks = AcknowledgementMiddleware(
+        logger=None,  # type: ignore[arg-type]  # FastStream's LoggerState; None logs nothing
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        fallback_parser=AioKafkaBatchParser(msg_class=KafkaAckableMessage, regex=None).parse_batch,
+    )
+
+    async def handled(message: Any) -> None:
+        return None
+
+    async def failed(message: Any) -> None:
+        raise DependencyUnavailable("database down")
+
+    for handler, commits, seeks in (
+        (handled, [{tp0: 10, tp1: 6}], []),
+        (failed, [], [(tp0, 8), (tp1, 5)]),
+    ):
+        consumer = SeekingConsumer({tp0, tp1})
+        parser = AioKafkaBatchParser(msg_class=KafkaAckableMessage, regex=None)
+        parser._setup(consumer)
+        message = await tolerant_batch_parser(records, parser.parse_batch)
+        scope = acks(records, context=ContextRepo())
+        try:
+            async with scope:
+                await scope.consume_scope(handler, message)
+        except DependencyUnavailable:
+            assert handler is failed
+        assert consumer.commits == commits, handler.__name__
+        assert sorted(consumer.seeks) == seeks, handler.__name__
 
 
 def test_cloudevent_attributes_must_be_utf8_other_headers_need_not_be() -> None:

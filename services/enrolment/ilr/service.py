@@ -56,6 +56,7 @@ from services.enrolment.intake import Channel, EnrolmentService
 from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
 from shared.cloudevents import Event
 from shared.contracts.ilr import IlrYear
+from shared.retries import retry_on_conflict
 
 logger = logging.getLogger(__name__)
 
@@ -437,8 +438,8 @@ class IlrIntake:
             accepted.append(plan)
         targets = [(plan, t) for plan in accepted for t in plan.targets]
         ids = {id(t): self._enrolment_id(provider, t) for _, t in targets}
-        results: list[AimResult] = []
-        for attempt in range(1, _WRITE_ATTEMPTS + 1):
+
+        async def diff_and_write() -> list[AimResult]:
             stored = await self._repo.get_many(list(set(ids.values())))
             now = self._clock()
             pairs = [(stored.get(ids[id(t)]), t) for _, t in targets]
@@ -457,20 +458,17 @@ class IlrIntake:
                 if r.status in (AimStatus.CREATED, AimStatus.UPDATED) and r.enrolment is not None
             ]
             messages = await self._service.event_messages(changed, now)
-            try:
-                await self._repo.write_changes(
-                    [e for e in created if e is not None], updated, messages
-                )
-            except (AlreadyExists, VersionConflict):
-                logger.info(
-                    "ILR upload %s: concurrent change, chunk retried (%d)", upload_id, attempt
-                )
-                continue
+            await self._repo.write_changes([e for e in created if e is not None], updated, messages)
             if messages:
                 self._service.committed()
-            break
-        else:
-            raise RuntimeError("ILR chunk kept colliding with concurrent changes")
+            return results
+
+        results = await retry_on_conflict(
+            diff_and_write,
+            conflict=(AlreadyExists, VersionConflict),
+            attempts=_WRITE_ATTEMPTS,
+            what=f"ILR upload {upload_id} chunk",
+        )
         # Counting and the report.
         by_plan: dict[int, list[AimResult]] = {}
         for (plan, _), result in zip(targets, results, strict=True):
