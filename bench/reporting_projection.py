@@ -40,7 +40,8 @@ from services.reporting.repository import (
 from shared.cloudevents import Event
 from shared.contracts.reference import LOCAL_AUTHORITIES, CombinedAuthority, Level
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES
-from tests.unit.reporting.reporting_factories import (
+from tests.factories.dead_letters import RecordingDeadLetters
+from tests.factories.reporting import (
     FakeRecord,
     Pair,
     accepted,
@@ -52,7 +53,6 @@ from tests.unit.reporting.reporting_factories import (
     record_of,
     withdrawn,
 )
-from tests.unit.reporting.reporting_fakes import RecordingDeadLetters
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _cpu import CpuMeter, cpu_table
