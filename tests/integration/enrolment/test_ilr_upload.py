@@ -13,6 +13,7 @@ because the topics are shared with the rest of the suite.
 
 from __future__ import annotations
 
+import json
 import random
 import string
 from collections import Counter
@@ -282,6 +283,17 @@ async def test_a_2000_learner_file_lands_in_the_reports_exactly(stack: Stack) ->
         stack, breakdown, plus(base_la, expected_breakdown(truth.enrolments)), "month 1 figures"
     )
     await settled(stack, qar, plus(base_qar, expected_qar(truth.enrolments)), "month 1 QAR")
+    # Personal fields leave sealed, exactly as for JSON intake (crypto-shredding).
+    accepted = [
+        json.loads(m["body"])
+        async for row in stack.db["outbox"].find({})
+        for m in row["messages"]
+        if m["headers"]["ce_type"].endswith(".EnrolmentAccepted.v1")
+    ]
+    assert len(accepted) == len(truth.enrolments)
+    assert all(a["sealed"] and a["background"].get("ethnicity") is None for a in accepted)
+    learner_refs = {e.learn_ref for e in truth.enrolments}
+    assert not any(ref in json.dumps(a) for a in accepted[:200] for ref in learner_refs)
     stack_state["month_1"] = truth
     stack_state["base"] = (base_la, base_qar)
 
