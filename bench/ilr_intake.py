@@ -194,6 +194,7 @@ def run_child(mode: str, kafka: str, mongo: str, learners: int, workdir: str) ->
     if out.returncode != 0:
         raise RuntimeError(f"{mode} child failed:\n{out.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    print(json.dumps(result), file=sys.stderr, flush=True)  # kept if a later side fails
     return result
 
 
@@ -232,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---:|---:|---:|")
     rows = [
         ("learners/s, stored", js["learners_per_s"], ilr["learners_per_s"], "{:,.0f}"),
+        (
+            "events/s written (accepted + lifecycle)",
+            js["events"] / js["seconds"],
+            ilr["events"] / ilr["seconds"],
+            "{:,.0f}",
+        ),
         ("seconds", js["seconds"], ilr["seconds"], "{:,.1f}"),
         ("peak RSS growth (MiB)", js["rss_growth_mib"], ilr["rss_growth_mib"], "{:,.1f}"),
         ("peak RSS (MiB)", js["rss_peak_mib"], ilr["rss_peak_mib"], "{:,.0f}"),
