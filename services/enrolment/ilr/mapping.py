@@ -270,6 +270,12 @@ def _check_aim(
         return "out_of_scope"  # apprenticeships, 16-19, bootcamps
     if sof is not None and sof in SOURCE_OF_FUNDING[year] and sof not in SOF_COMBINED_AUTHORITY:
         return "out_of_scope"  # funded by another body than the six combined authorities
+    if (
+        sof is None
+        and fund_model == int(FundModel.NON_FUNDED)
+        and (home_la is None and local_authority_of(raw.get("DelLocPostCode")) is None)
+    ):
+        return "out_of_scope"  # non-funded learning outside the six combined authorities
     ok = True
 
     def bad(rule: str, message: str, field_name: str) -> None:

@@ -404,3 +404,14 @@ async def test_refused_files_store_nothing_and_one_upload_runs_per_provider_and_
     uploads.locks[f"{UKPRN}|2627"] = ("ilr_busy", NOW)
     with pytest.raises(UploadInProgress):
         await intake.receive(PROVIDER, body((HEADER + "</Message>").encode()))
+
+
+def test_non_funded_learning_outside_the_six_areas_is_out_of_scope() -> None:
+    ctx = MappingContext(ILR_YEARS["2627"], PROVIDER, TODAY, AimCatalogue())
+    xml = learner_xml(aim(FundModel="99", SOF=""), Postcode="SW1A 1AA")
+    plan = plan_learner(parse_one(xml), ctx)
+    assert not plan.issues and not plan.targets and plan.out_of_scope == 1
+    inside = plan_learner(parse_one(learner_xml(aim(FundModel="99", SOF=""))), ctx)
+    [target] = inside.targets
+    assert target.submission is not None
+    assert target.submission.combined_authority is CombinedAuthority.GREATER_MANCHESTER
