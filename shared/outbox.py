@@ -42,7 +42,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.kafka import DirectSender, publish_event
+from shared.kafka import publish_event
 from shared.positions import Anchor, LogCheck, log_resets_counter
 from shared.telemetry import Telemetry
 
@@ -418,33 +418,17 @@ class UnpublishableMessage(Exception):
 
 def contract_publisher(broker: KafkaBroker, registry: EventRegistry) -> Publish:
     """Publishes an outbox message re-validated against its contract (``ce_id`` = the
-    id fixed when it was written).
-
-    The stored bytes are sent as they are (they were written by the contract's own
-    serialiser) through the broker's producer directly (:class:`DirectSender`: no
-    second serialisation, no per-message FastStream pipeline; the publish span and
-    FastStream's publish metrics are kept)."""
-    direct = DirectSender(broker)
+    id fixed when it was written)."""
 
     async def publish(message: OutboxMessage) -> Delivered:
-        body = message.body.encode()
         try:
-            event = registry.decode(body, message.headers)
+            event = registry.decode(message.body.encode(), message.headers)
         except EnvelopeError:
             # Not the decoder's text: pydantic quotes input values, and a body may hold
             # special category data.
             ce_type = message.headers.get("ce_type", "unknown type")
             raise UnpublishableMessage(f"{ce_type} does not decode as its contract") from None
-        if direct.available():
-            metadata = await direct.send(
-                message.topic,
-                body,
-                key=message.key,
-                headers=message.headers,
-                traceparent=event.traceparent,
-            )
-        else:
-            metadata = await publish_event(broker, message.topic, event, key=message.key)
+        metadata = await publish_event(broker, message.topic, event, key=message.key)
         return Delivered(partition=metadata.partition, offset=metadata.offset)
 
     return publish
@@ -532,6 +516,10 @@ class OutboxRelay:
         anchors = await self._store.anchors()
         replaced = await self._log_check.replaced(anchors)
         self._checked_at = asyncio.get_running_loop().time()
+        return await self._republish(replaced, "its event at that offset is gone")
+
+    async def _republish(self, replaced: Sequence[Anchor], why: str) -> int:
+        """Queue again every row sent into the logs of ``replaced`` anchors."""
         if not replaced:
             return 0
         for anchor in replaced:
@@ -540,13 +528,13 @@ class OutboxRelay:
             ).inc()
             logger.error(
                 "%s: the broker no longer holds the log of %s[%d] this relay published "
-                "into since %s (its event at offset %d is gone): re-publishing from the "
-                "outbox",
+                "into since %s (offset %d: %s): re-publishing from the outbox",
                 self._component,
                 anchor.topic,
                 anchor.partition,
                 anchor.log_since.isoformat(),
                 anchor.offset,
+                why,
             )
         since = min(a.log_since for a in replaced)
         requeued = await self._store.requeue_sent_since(since)
@@ -638,6 +626,17 @@ class OutboxRelay:
         done = [row.id for row in rows if row.id not in failed_rows]
         await self._store.mark_parked(parked)
         await self._store.mark_sent(done)
+        if delivered and self._log_check is not None:
+            # Offsets only grow in one log: an acknowledged offset at or below the last
+            # one recorded for its partition means the log was replaced since the last
+            # check (e.g. a topic re-created, auto-created again by this very publish).
+            recorded = {(a.topic, a.partition): a for a in await self._store.anchors()}
+            behind = [
+                recorded[tp]
+                for tp, anchor in delivered.items()
+                if tp in recorded and anchor.offset <= recorded[tp].offset
+            ]
+            await self._republish(behind, "a newer publish got a lower offset")
         await self._store.save_anchors(list(delivered.values()))
         self._metrics.batch.observe(published)
         if failures:

@@ -211,3 +211,23 @@ async def test_relay_publishes_in_rounds_and_drains() -> None:
         await relay.stop()
     assert len(store.sent) == 12 and len(broker.published()) == 60
     assert store.lease_owner is None  # released on stop
+
+
+async def test_a_lower_offset_than_recorded_reveals_a_replaced_log_between_checks() -> None:
+    # The topic was re-created (and auto-created again by the next publish) after the
+    # last check: the broker's answer itself shows it, and what went into the old log
+    # is published again.
+    store = FakeOutboxStore([OutboxRow(f"r{i}", i, (_message(i, "k"),)) for i in range(4)])
+    broker = Broker()
+    check = ScriptedLogCheck()  # finds nothing: the new log already has records
+    relay, telemetry = _relay(store, broker, log_check=check)
+    assert await relay.run_once() == 4
+    broker.log = {0: [], 1: []}
+    store.rows.append(OutboxRow("r9", 9, (_message(9, "k"),)))
+    assert await relay.run_once() == 1
+    assert store.requeued == 5  # the old log's four and the one just sent
+    assert await relay.run_once() == 5
+    partition = sum(b"k") % 2
+    assert broker.log[partition] == ["m-9", "m-0", "m-1", "m-2", "m-3", "m-9"]
+    labels = {"component": "unit", "topic": topics.ENROLMENT_EVENTS, "partition": str(partition)}
+    assert _value(telemetry, "commonground_log_resets_detected_total", **labels) == 1
