@@ -193,8 +193,7 @@ class LogProbe:
             to_fetch[tp] = anchor
         found: dict[KafkaPartition, str | None] = {}
         if to_fetch:
-            if set(consumer.assignment()) != set(to_fetch):
-                consumer.assign(list(to_fetch))  # (aiokafka logs each assignment)
+            consumer.assign(list(to_fetch))
             for tp, anchor in to_fetch.items():
                 consumer.seek(tp, anchor.offset)
             deadline = asyncio.get_running_loop().time() + self._timeout_s
@@ -226,6 +225,8 @@ class LogProbe:
                     anchor.partition,
                     anchor.offset,
                 )
+        # Unassigned again: an assigned consumer keeps fetching in the background.
+        consumer.unsubscribe()
         return replaced
 
 
