@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import random
 import statistics
@@ -38,14 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.reliability.database import Database
 from tests.reliability.faults import (
     figures,
-    kill_9,
+    kill_everything_mid_chunk,
     resend,
-    restart_broker,
     settle,
-    stored_count,
-    stream_until_killed,
 )
-from tests.reliability.harness import log_dir, start_broker, wait_until
+from tests.reliability.harness import log_dir, start_broker
 from tests.reliability.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak_broker_loss.json"
@@ -74,31 +70,15 @@ async def soak(events: int, trials: int, seed: int) -> dict[str, Any]:
 
         for trial in range(trials):
             chunk = p.new_submissions(chunk_size, rng)
-            before = await stored_count(p)
             point = rng.randint(0, chunk_size - 1)
-            sender = asyncio.create_task(stream_until_killed(p, chunk))
-
-            async def reached(
-                before: int = before, point: int = point, sender: asyncio.Task[None] = sender
-            ) -> bool:
-                return await stored_count(p) - before >= point or sender.done()
-
-            await wait_until(reached, timeout_s=3600, what=f"trial {trial}: {point} stored")
-            for svc in p.services.values():
-                kill_9(svc.process)
-            kill_9(broker.kafka.process)
-            kill_9(database.process)
-            sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sender
-            restarted = time.monotonic()
-            await asyncio.to_thread(database.start)
-            await restart_broker(broker)
-            await p.start()
-            up_s = time.monotonic() - restarted
+            up_s = await kill_everything_mid_chunk(
+                p, broker, database, chunk, point, timeout_s=3600
+            )
+            up_at = time.monotonic()
             await resend(p, chunk)
             final = await settle(p, f"trial {trial + 1}", timeout_s=3600)
-            recovery_s = time.monotonic() - restarted
+            # From the restart until every figure is exact again.
+            recovery_s = up_s + time.monotonic() - up_at
             rows.append(
                 {
                     "trial": trial + 1,

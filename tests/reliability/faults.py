@@ -155,3 +155,36 @@ def record(test: str, **figures: Any) -> None:
     FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
     with FIGURES_FILE.open("a") as out:
         out.write(json.dumps(entry, default=str) + "\n")
+
+
+async def kill_everything_mid_chunk(
+    p: Pipeline,
+    broker: Broker,
+    database: Any,
+    chunk: Sequence[Submission],
+    point: int,
+    *,
+    timeout_s: float,
+) -> float:
+    """Stream ``chunk``; once ``point`` of it are stored, kill -9 every process at once
+    (services, broker, database) and start them again. Returns seconds until all are up.
+    The caller re-sends the chunk (the broker lost what it had not delivered)."""
+    before = await stored_count(p)
+    sender = asyncio.create_task(stream_until_killed(p, chunk))
+
+    async def reached() -> bool:
+        return await stored_count(p) - before >= point or sender.done()
+
+    await wait_until(reached, timeout_s=timeout_s, what=f"{point} of the chunk stored")
+    for svc in p.services.values():
+        kill_9(svc.process)
+    kill_9(broker.kafka.process)
+    kill_9(database.process)
+    sender.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sender
+    began = time.monotonic()
+    await asyncio.to_thread(database.start)
+    await restart_broker(broker)
+    await p.start()
+    return time.monotonic() - began

@@ -35,6 +35,7 @@ from shared.topics import ENROLMENT_EVENTS
 from tests.reliability.database import Database
 from tests.reliability.faults import (
     kill_9,
+    kill_everything_mid_chunk,
     record,
     resend,
     restart_broker,
@@ -98,29 +99,10 @@ async def test_kill_9_of_everything_at_once_at_random_points(
     recoveries: list[float] = []
     for trial in range(LOSS_TRIALS):
         chunk = p.new_submissions(CHUNK, rng)
-        before = await stored_count(p)
         point = rng.randint(0, CHUNK - 1)  # how many of the chunk are stored at the kill
-        sender = asyncio.create_task(stream_until_killed(p, chunk))
-
-        async def reached(
-            before: int = before, point: int = point, sender: asyncio.Task[None] = sender
-        ) -> bool:
-            return await stored_count(p) - before >= point or sender.done()
-
-        await wait_until(reached, timeout_s=120, what=f"trial {trial}: {point} stored")
-        # Everything at once: services, broker and database.
-        for svc in p.services.values():
-            kill_9(svc.process)
-        kill_9(broker.kafka.process)
-        kill_9(database.process)
-        sender.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await sender
-        began = time.monotonic()
-        await asyncio.to_thread(database.start)
-        await restart_broker(broker)
-        await p.start()
-        recoveries.append(time.monotonic() - began)
+        recoveries.append(
+            await kill_everything_mid_chunk(p, broker, database, chunk, point, timeout_s=120)
+        )
         log(
             "trial %d: killed everything at %d/%d stored; up again in %.1fs",
             trial,
