@@ -118,6 +118,10 @@ class Anchor:
     log_since: datetime
 
 
+# How long the quick check waits for the anchor's record before the full check decides.
+QUICK_CHECK_S = 0.2
+
+
 class LogCheck(Protocol):
     async def replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]: ...
     async def close(self) -> None: ...
@@ -175,6 +179,57 @@ class LogProbe:
     async def _replaced(self, anchors: Sequence[Anchor]) -> list[Anchor]:
         consumer = await self._client()
         by_tp = {KafkaPartition(a.topic, a.partition): a for a in anchors}
+        # The common case, checked before every batch a consumer applies: the anchor's
+        # record is there. One fetch decides it; only the rest needs the full check.
+        quick = await self._read_at(consumer, by_tp, QUICK_CHECK_S, quiet=True)
+        replaced = [a for tp, a in by_tp.items() if tp in quick and quick[tp] != a.ce_id]
+        undecided = [a for tp, a in by_tp.items() if tp not in quick]
+        if not undecided:
+            return replaced
+        return replaced + await self._checked(consumer, undecided)
+
+    async def _read_at(
+        self,
+        consumer: AIOKafkaConsumer,
+        anchors: Mapping[KafkaPartition, Anchor],
+        timeout_s: float,
+        *,
+        quiet: bool = False,
+    ) -> dict[KafkaPartition, str | None]:
+        """The ``ce_id`` at each anchor's offset (None: another offset came instead);
+        partitions not read within ``timeout_s`` are left out."""
+        found: dict[KafkaPartition, str | None] = {}
+        consumer.assign(list(anchors))
+        try:
+            for tp, anchor in anchors.items():
+                consumer.seek(tp, anchor.offset)
+            deadline = asyncio.get_running_loop().time() + timeout_s
+            while len(found) < len(anchors):
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    break
+                try:
+                    batch = await consumer.getmany(
+                        *[tp for tp in anchors if tp not in found],
+                        timeout_ms=int(min(remaining, 0.5) * 1000),
+                    )
+                except Exception:
+                    if not quiet:
+                        raise
+                    break  # e.g. the offset is out of range: the full check decides
+                for tp, records in batch.items():
+                    for record in records:
+                        if record.offset == anchors[tp].offset:
+                            found[tp] = ce_id_of(record.headers)
+                        elif record.offset > anchors[tp].offset and tp not in found:
+                            found[tp] = None  # the anchor's offset holds nothing now
+        finally:
+            # Unassigned again: an assigned consumer keeps fetching in the background.
+            consumer.unsubscribe()
+        return found
+
+    async def _checked(self, consumer: AIOKafkaConsumer, anchors: Sequence[Anchor]) -> list[Anchor]:
+        by_tp = {KafkaPartition(a.topic, a.partition): a for a in anchors}
         existing = await _partitions_of(consumer, {a.topic for a in anchors})
         gone = [a for tp, a in by_tp.items() if tp not in existing]
         present = {tp: a for tp, a in by_tp.items() if tp in existing}
@@ -191,26 +246,7 @@ class LogProbe:
                 # taken to be the same one (a lost or re-created log starts at 0).
                 continue
             to_fetch[tp] = anchor
-        found: dict[KafkaPartition, str | None] = {}
-        if to_fetch:
-            consumer.assign(list(to_fetch))
-            for tp, anchor in to_fetch.items():
-                consumer.seek(tp, anchor.offset)
-            deadline = asyncio.get_running_loop().time() + self._timeout_s
-            while len(found) < len(to_fetch):
-                remaining = deadline - asyncio.get_running_loop().time()
-                if remaining <= 0:
-                    break
-                batch = await consumer.getmany(
-                    *[tp for tp in to_fetch if tp not in found],
-                    timeout_ms=int(min(remaining, 0.5) * 1000),
-                )
-                for tp, records in batch.items():
-                    for record in records:
-                        if record.offset == to_fetch[tp].offset:
-                            found[tp] = ce_id_of(record.headers)
-                        elif record.offset > to_fetch[tp].offset and tp not in found:
-                            found[tp] = None  # the anchor's offset holds nothing now
+        found = await self._read_at(consumer, to_fetch, self._timeout_s) if to_fetch else {}
         for tp, anchor in to_fetch.items():
             if tp in found:
                 if found[tp] != anchor.ce_id:
@@ -225,8 +261,6 @@ class LogProbe:
                     anchor.partition,
                     anchor.offset,
                 )
-        # Unassigned again: an assigned consumer keeps fetching in the background.
-        consumer.unsubscribe()
         return replaced
 
 
@@ -262,17 +296,18 @@ class LogFence:
     partition in a batch lies *beyond* the stored position + 1, the records between
     were never read: the log was replaced (a topic deleted and re-created while the
     consumer kept its place, offsets reset) and the consumer must start again at the
-    beginning. And when it lies exactly at position + 1, the first time this process
-    sees the partition, the record at the stored position must still be the one
-    recorded there (a broker or topic replaced while the consumer was down, with the
-    group's committed offsets kept). Both cases are logged, counted and rewound;
+    beginning. And when it lies exactly at position + 1, the record at the stored
+    position must still be the one recorded there. That is checked on the broker before
+    every batch, not only on resuming: a topic deleted and re-created under a running
+    consumer leaves it fetching at its old offset, and once the new log grows past it the
+    records before are skipped with no gap to see (the broker answers a fetch beyond a
+    log's end with nothing, not an error). Both cases are logged, counted and rewound;
     de-duplication by event id makes the re-read safe."""
 
     def __init__(self, component: str, resets: Counter, probe: LogCheck | None = None) -> None:
         self._component = component
         self._resets = resets
         self._probe = probe
-        self._verified: set[TopicPartition] = set()
 
     async def replaced(
         self, first: Mapping[TopicPartition, int], stored: Mapping[TopicPartition, Position]
@@ -284,22 +319,18 @@ class LogFence:
         for tp, offset in first.items():
             position = stored.get(tp)
             if position is None or position.offset < 0:
-                self._verified.add(tp)
                 continue
             if offset > position.offset + 1:
                 out.add(tp)
                 self._report(tp, f"offset {offset} follows position {position.offset}")
             elif (
                 offset == position.offset + 1
-                and tp not in self._verified
                 and position.ce_id is not None
                 and self._probe is not None
             ):
                 to_verify.append(
                     Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
                 )
-            else:
-                self._verified.add(tp)
         if to_verify and self._probe is not None:
             try:
                 gone = await self._probe.replaced(to_verify)
@@ -313,7 +344,6 @@ class LogFence:
                 return out
             for anchor in to_verify:
                 tp = (anchor.topic, anchor.partition)
-                self._verified.add(tp)
                 if anchor in gone:
                     out.add(tp)
                     self._report(tp, f"the event at position {anchor.offset} is gone")

@@ -12,14 +12,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.infra import Infra, provide_infra
+from tests.infra import Infra, own_broker, provide_infra
 
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[Infra]:
+def session_infra() -> Iterator[Infra]:
     with provide_infra() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def infra(session_infra: Infra) -> Iterator[Infra]:
+    """The broker and database for one test module: each module gets a fresh embedded
+    broker (see ``own_broker``), so its consumers never replay other modules' events."""
+    with own_broker(session_infra) as running:
         yield running
 
 

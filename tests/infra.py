@@ -75,8 +75,35 @@ def external_infra() -> Iterator[Infra]:
         ) from exc
 
 
+TEST_PARTITIONS = 4
+
+
 @contextmanager
-def provide_infra(partitions: int = 4) -> Iterator[Infra]:
+def own_broker(infra: Infra) -> Iterator[Infra]:
+    """``infra`` with a broker of its own: on the embedded default a fresh Tansu, so a
+    consumer that reads its topics from the beginning reads only what its own tests
+    produced, not everything the session produced before (which made figure checks wrong
+    and catch-up slow). The database stays shared: tests name their databases uniquely.
+    With containers or an external cluster the one broker is shared."""
+    if infra.kind != "embedded":
+        yield infra
+        return
+    from devstack.embedded import EmbeddedKafka
+    from devstack.processes import free_port
+
+    kafka = EmbeddedKafka(free_port(), Path(tempfile.mkdtemp(prefix="cg-test-broker-")))
+    try:
+        kafka.start()
+        asyncio.run(
+            ensure_topics(kafka.bootstrap_servers, all_topics(), partitions=TEST_PARTITIONS)
+        )
+        yield Infra(infra.kind, kafka.bootstrap_servers, infra.mongodb_url)
+    finally:
+        kafka.stop()
+
+
+@contextmanager
+def provide_infra(partitions: int = TEST_PARTITIONS) -> Iterator[Infra]:
     kind = os.environ.get("COMMONGROUND_TEST_INFRA", "embedded")
     factory = {
         "embedded": embedded_infra,

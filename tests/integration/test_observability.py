@@ -115,7 +115,11 @@ async def observed(infra: Infra) -> AsyncIterator[Observed]:
     logging.getLogger().addHandler(handler)
     apps = {
         "enrolment": create_enrolment(
-            EnrolmentSettings(**common, consumer_group=unique("obs-enrolment"))
+            EnrolmentSettings(
+                **common,
+                consumer_group=unique("obs-enrolment"),
+                mongodb_database=unique("obs_enrolment"),
+            )
         ),
         "matching": create_matching(
             MatchingSettings(

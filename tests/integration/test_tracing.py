@@ -41,7 +41,11 @@ async def test_one_enrolment_is_one_trace_across_three_services(infra: Infra) ->
     }
     apps = {
         "enrolment": create_enrolment(
-            EnrolmentSettings(**common, consumer_group=unique("trace-enrolment"))
+            EnrolmentSettings(
+                **common,
+                consumer_group=unique("trace-enrolment"),
+                mongodb_database=unique("trace_enrolment"),
+            )
         ),
         "matching": create_matching(
             MatchingSettings(

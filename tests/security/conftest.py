@@ -7,12 +7,13 @@ from __future__ import annotations
 import logging
 import random
 import string
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 import pytest_asyncio
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,7 +28,7 @@ from services.reporting.settings import ReportingSettings
 from shared.auth import ApiKeyStore, Principal, Role, new_api_key
 from shared.contracts.reference import CombinedAuthority
 from tests.helpers import running_app, unique
-from tests.infra import Infra
+from tests.infra import Infra, own_broker
 
 GM = CombinedAuthority.GREATER_MANCHESTER
 WM = CombinedAuthority.WEST_MIDLANDS
@@ -125,6 +126,13 @@ class Recorder(logging.Handler):
         self.lines.append(self.format(record) + " " + repr(record.__dict__))
 
 
+@pytest.fixture(scope="package")
+def infra(session_infra: Infra) -> Iterator[Infra]:
+    """One broker for the whole security package (its platform is package-wide)."""
+    with own_broker(session_infra) as running:
+        yield running
+
+
 @pytest_asyncio.fixture(scope="package")
 async def platform(infra: Infra) -> AsyncIterator[Platform]:
     recorder = Recorder()
@@ -133,7 +141,11 @@ async def platform(infra: Infra) -> AsyncIterator[Platform]:
     root.addHandler(recorder)
     root.setLevel(min(previous_level or logging.INFO, logging.INFO))
     enrolment_settings = EnrolmentSettings(
-        **_common(infra, "enrolment"), outbox_poll_interval_s=0.1, outbox_linger_s=0.01
+        **_common(infra, "enrolment"),
+        outbox_poll_interval_s=0.1,
+        outbox_linger_s=0.01,
+        # Below the input-limit floods' 10 MB, so the ILR upload's own limit is exercised.
+        ilr_max_upload_bytes=4 * 1024 * 1024,
     )
     matching_settings = MatchingSettings(
         **_common(infra, "matching"),

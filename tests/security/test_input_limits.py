@@ -41,6 +41,20 @@ def post_routes(platform: Platform) -> list[tuple[str, str]]:
     )
 
 
+def body_types(platform: Platform, service: str, path: str) -> list[str]:
+    """The media types the route documents for its body (none for a bodyless action)."""
+    operation = platform.apps[service].openapi()["paths"][path]["post"]
+    return list(operation.get("requestBody", {}).get("content", {}))
+
+
+def media_type(documented: list[str]) -> str:
+    """JSON unless the route says otherwise (the ILR upload's XML): a flood must reach the
+    size check, not a 415 in front of it."""
+    if not documented or "application/json" in documented:
+        return "application/json"
+    return documented[0]
+
+
 def client_and_key(platform: Platform, service: str) -> tuple[httpx.AsyncClient, str]:
     return {
         "enrolment": (platform.enrolment, platform.keys.provider_gm),
@@ -86,7 +100,8 @@ async def test_every_post_endpoint_refuses_huge_and_deep_bodies_cheaply(
     latencies: list[float] = []
     for service, path in routes:
         client, key = client_and_key(platform, service)
-        headers = {**platform.auth(key), "content-type": "application/json"}
+        documented = body_types(platform, service, path)
+        headers = {**platform.auth(key), "content-type": media_type(documented)}
         url = concrete(path)
 
         announced = client.post(url, content=b"[" * TEN_MB, headers=headers)
@@ -98,9 +113,11 @@ async def test_every_post_endpoint_refuses_huge_and_deep_bodies_cheaply(
         latencies.append(during)
         latencies.append(await healthz(client))
 
-        for response in (big, chunked):
+        # A bodyless action never reads a streamed body: it answers as without one.
+        for response in (big, chunked) if documented else (big,):
             assert response.status_code == 413, (service, path, response.text[:200])
             assert response.headers["content-type"] == "application/problem+json"
+        assert 400 <= chunked.status_code < 500, (service, path, chunked.text[:200])
         # Refused after reading at most the limit (plus one chunk), not 10 MB.
         assert streamed_body.pulled <= 4 * 1024 * 1024 + 2 * CHUNK, (service, path)
         # 413 where the deep document is also over the route's limit (64 KiB routes).

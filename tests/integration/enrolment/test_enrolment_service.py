@@ -174,6 +174,7 @@ async def stack(infra: Infra) -> AsyncIterator[Stack]:
     settings = EnrolmentSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap_servers,
         mongodb_url=infra.mongodb_url,
+        mongodb_database=unique("cg_enrolment_it"),
         consumer_group=unique("enrolment-it"),
         outbox_poll_interval_s=0.2,
         inbound_batch_timeout_ms=50,
