@@ -49,7 +49,7 @@ from shared.contracts.registry import registry_for
 from shared.dead_letters import RecordLike
 from shared.mongo import mongo_ping
 from shared.positions import rewind
-from shared.problems import Problem
+from shared.problems import Problem, field_errors
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
 
@@ -237,6 +237,30 @@ Caller = Annotated[Principal, Depends(report_caller)]
 Params = Annotated[queries.ReportRequest, Depends(report_request)]
 
 
+# The HTTP answer to each refusal of queries.resolve: status, title, problem slug.
+_REFUSALS: dict[type[queries.ReportRefused], tuple[int, str, str]] = {
+    queries.UnroundedNeedsAnalyst: (403, "Forbidden", "unrounded-needs-analyst"),
+    queries.OutsideScope: (403, "Forbidden", "outside-scope"),
+    queries.InvalidReportQuery: (422, "Validation failed", "validation-failed"),
+}
+
+
+def problem_for(exc: queries.ReportRefused) -> Problem:
+    status, title, slug = _REFUSALS[type(exc)]
+    errors = None
+    if isinstance(exc, queries.InvalidReportQuery):
+        errors = field_errors([{"loc": (exc.field,), "msg": exc.reason, "type": "value_error"}])
+    return Problem(status, title, str(exc), slug=slug, errors=errors)
+
+
+def resolve(caller: Principal, params: queries.ReportRequest) -> tuple[Filters, bool]:
+    """queries.resolve, its refusals answered as problem+json."""
+    try:
+        return queries.resolve(caller, params)
+    except queries.ReportRefused as exc:
+        raise problem_for(exc) from None
+
+
 def _reader(request: Request) -> ReportReader:
     reader: ReportReader = runtime_of(request).state["reader"]
     return reader
@@ -266,7 +290,7 @@ def _private(response: Response) -> None:
 async def get_summary(
     request: Request, response: Response, caller: Caller, params: Params
 ) -> dict[str, Any]:
-    filters, rounded = queries.resolve(caller, params)
+    filters, rounded = resolve(caller, params)
     _private(response)
     control = _control(request, caller, "summary", filters, rounded)
     return await queries.summary(_reader(request), filters, control=control)
@@ -285,7 +309,7 @@ async def get_breakdown(
     params: Params,
     by: Annotated[BreakdownBy, Query()],
 ) -> dict[str, Any]:
-    filters, rounded = queries.resolve(caller, params)
+    filters, rounded = resolve(caller, params)
     _private(response)
     control = _control(request, caller, f"breakdown:{by}", filters, rounded)
     return await queries.breakdown(_reader(request), by, filters, control=control)
@@ -304,7 +328,7 @@ async def export_csv(
     params: Params,
     by: Annotated[BreakdownBy, Query()] = "local_authority",
 ) -> Response:
-    filters, rounded = queries.resolve(caller, params)
+    filters, rounded = resolve(caller, params)
     control = _control(request, caller, f"export:{by}", filters, rounded)
     table = await queries.breakdown(_reader(request), by, filters, control=control)
     suffix = "unrounded" if not rounded else "published"
@@ -390,7 +414,7 @@ async def get_qar(
                 }
             ],
         )
-    filters, rounded = queries.resolve(caller, params)
+    filters, rounded = resolve(caller, params)
     _private(response)
     control = _control(request, caller, f"qar:{by}", filters, rounded)
     reader = MongoQarReader(runtime_of(request).db)

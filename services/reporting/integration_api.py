@@ -20,7 +20,7 @@ from services.reporting import integration_queries, queries
 from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.integration import WaitingBy, indicators_csv
 from services.reporting.domain.reports import Filters
-from services.reporting.handlers import LA_PATTERN, MONTH_PATTERN, Caller
+from services.reporting.handlers import LA_PATTERN, MONTH_PATTERN, Caller, resolve
 from services.reporting.integration_repository import IntegrationReader
 from services.reporting.integration_schemas import (
     BridgesReport,
@@ -105,7 +105,7 @@ def _prepare(
     area: queries.ReportRequest,
     report: str,
 ) -> tuple[Filters, DisclosureMethod | None]:
-    filters, rounded = queries.resolve(caller, area)
+    filters, rounded = resolve(caller, area)
     if response is not None:
         response.headers["Cache-Control"] = "no-store"
     if not rounded:

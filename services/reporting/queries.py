@@ -26,7 +26,6 @@ from services.reporting.qar_repository import QarReader
 from services.reporting.repository import ReportReader
 from shared.auth import Principal, Role
 from shared.contracts.reference import CombinedAuthority, Programme, combined_authority_of
-from shared.problems import Problem
 
 # Audit trail of unrounded (analyst-only) requests: who, when (the log record's time),
 # which report and filters. Never a figure.
@@ -51,66 +50,57 @@ def scope_of(principal: Principal) -> tuple[str, ...]:
     return tuple(ca.value for ca in CombinedAuthority)
 
 
+class ReportRefused(Exception):
+    """A report request that is not answered; the message says why, for the caller."""
+
+
+class UnroundedNeedsAnalyst(ReportRefused):
+    """Unrounded figures were asked for by a role other than analyst."""
+
+    def __init__(self) -> None:
+        super().__init__("Unrounded figures are for the analyst role only.")
+
+
+class OutsideScope(ReportRefused):
+    """The area asked for lies outside the combined authorities the caller may see."""
+
+
+class InvalidReportQuery(ReportRefused):
+    """A filter that cannot be answered as given: ``field`` is the query parameter,
+    ``reason`` what is wrong with it, the message a sentence for the whole request."""
+
+    def __init__(self, field: str, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+        self.reason = reason
+
+
 def resolve(principal: Principal, request: ReportRequest) -> tuple[Filters, bool]:
-    """The filters to apply and whether figures are rounded; 403/422 problems otherwise."""
+    """The filters to apply and whether figures are rounded; raises a ReportRefused
+    otherwise."""
     if request.unrounded and principal.role != Role.ANALYST:
-        raise Problem(
-            403,
-            "Forbidden",
-            "Unrounded figures are for the analyst role only.",
-            slug="unrounded-needs-analyst",
-        )
+        raise UnroundedNeedsAnalyst
     scope = scope_of(principal)
     cas = scope
     if request.combined_authority is not None:
         if request.combined_authority.value not in scope:
-            raise Problem(
-                403,
-                "Forbidden",
-                "You may not report on that combined authority.",
-                slug="outside-scope",
-            )
+            raise OutsideScope("You may not report on that combined authority.")
         cas = (request.combined_authority.value,)
     if request.local_authority is not None:
         owner = combined_authority_of(request.local_authority)
         if owner is None:
-            raise Problem(
-                422,
-                "Validation failed",
+            raise InvalidReportQuery(
+                "local_authority",
+                "not an ONS code of a local authority in a combined authority",
                 "Unknown local authority code.",
-                slug="validation-failed",
-                errors=[
-                    {
-                        "pointer": "/local_authority",
-                        "field": "local_authority",
-                        "message": "not an ONS code of a local authority in a combined authority",
-                        "type": "value_error",
-                    }
-                ],
             )
         if owner.value not in cas:
-            raise Problem(
-                403,
-                "Forbidden",
-                "That local authority is outside the combined authorities you may report on.",
-                slug="outside-scope",
+            raise OutsideScope(
+                "That local authority is outside the combined authorities you may report on."
             )
         cas = (owner.value,)
     if request.month_from and request.month_to and request.month_from > request.month_to:
-        raise Problem(
-            422,
-            "Validation failed",
-            "'from' must not be after 'to'.",
-            slug="validation-failed",
-            errors=[
-                {
-                    "pointer": "/from",
-                    "field": "from",
-                    "message": "must not be after 'to'",
-                    "type": "value_error",
-                }
-            ],
-        )
+        raise InvalidReportQuery("from", "must not be after 'to'", "'from' must not be after 'to'.")
     filters = Filters(
         combined_authorities=cas,
         local_authority=request.local_authority,
