@@ -3,6 +3,7 @@ part of the contract: :class:`shared.contracts.enrolment.EnrolmentSubmission`)."
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -33,7 +34,31 @@ class ItemError(BaseModel):
 
     @classmethod
     def of(cls, error: FieldError) -> ItemError:
-        return cls.model_validate(error.as_problem_error())
+        return cls(
+            pointer=error.pointer,
+            field=error.field,
+            message=error.message,
+            type=error.type,
+            code=error.code,
+        )
+
+
+def problem_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
+    """Field errors as the ``errors`` of a problem+json document."""
+    return [ItemError.of(e).model_dump(mode="json") for e in errors]
+
+
+# HTTP statuses belong to this edge: intake reports what happened, not how to answer.
+_ITEM_STATUS = {ItemStatus.CREATED: 201, ItemStatus.DUPLICATE: 200, ItemStatus.CONFLICT: 409}
+
+
+def status_code_of(result: ItemResult) -> int:
+    """The status of one submission as a single POST (and in a batch's results): a refusal
+    is 403 when the provider is not contracted for the area, 422 otherwise."""
+    if result.status is ItemStatus.REJECTED:
+        not_contracted = any(e.code is RejectionCode.NOT_CONTRACTED for e in result.errors)
+        return 403 if not_contracted else 422
+    return _ITEM_STATUS[result.status]
 
 
 class EnrolmentReceipt(BaseModel):
@@ -73,7 +98,7 @@ class BatchItemResult(BaseModel):
         return cls(
             index=r.index,
             result=r.status,
-            http_status=r.http_status,
+            http_status=status_code_of(r),
             enrolment_id=r.enrolment_id,
             submission_ref=r.submission_ref,
             reason=r.reason,

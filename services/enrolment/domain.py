@@ -68,15 +68,6 @@ class FieldError:
         """The same error, with its pointer inside a larger document (``/items/3``)."""
         return replace(self, pointer=f"{prefix}{self.pointer}")
 
-    def as_problem_error(self) -> dict[str, str]:
-        return {
-            "pointer": self.pointer,
-            "field": self.field,
-            "message": self.message,
-            "type": self.type,
-            "code": self.code.value,
-        }
-
     def as_reason(self) -> RejectionReason:
         return RejectionReason(
             code=self.code,
@@ -536,7 +527,7 @@ Progress = Annotated[
 
 
 class IllegalTransition(Exception):
-    """The progress conflicts with the enrolment's current state (HTTP 409)."""
+    """The progress conflicts with the enrolment's current state."""
 
     def __init__(self, message: str, pointer: str = "/kind") -> None:
         super().__init__(message)
@@ -545,7 +536,7 @@ class IllegalTransition(Exception):
 
 
 class InvalidProgress(Exception):
-    """The progress is wrong in itself or for this enrolment (HTTP 422)."""
+    """The progress is wrong in itself or for this enrolment."""
 
     def __init__(self, errors: Sequence[FieldError]) -> None:
         super().__init__("; ".join(e.message for e in errors))

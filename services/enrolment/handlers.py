@@ -27,6 +27,8 @@ from services.enrolment.api import (
     EnrolmentView,
     ProgressReceipt,
     enrolment_path,
+    problem_errors,
+    status_code_of,
 )
 from services.enrolment.domain import (
     AssessmentProgress,
@@ -48,6 +50,7 @@ from services.enrolment.intake import (
     Channel,
     EnrolmentService,
     InboundItem,
+    ItemResult,
     ItemStatus,
     NotFound,
     PrivacyService,
@@ -195,26 +198,9 @@ async def submit_enrolment(
 ) -> EnrolmentReceipt:
     checked = ctx.service.check_valid(submission, provider)
     result = await ctx.service.submit_checked(provider, checked, Channel.HTTP)
-    if result.status is ItemStatus.REJECTED:
-        forbidden = result.http_status == 403
-        raise Problem(
-            result.http_status,
-            "Forbidden" if forbidden else "Validation failed",
-            "The provider is not contracted for this combined authority."
-            if forbidden
-            else "The submission breaks the enrolment rules; see errors for each field.",
-            slug="not-contracted" if forbidden else "validation-failed",
-            errors=[e.as_problem_error() for e in result.errors],
-        )
+    if result.status in (ItemStatus.REJECTED, ItemStatus.CONFLICT):
+        raise refusal_problem(result)
     assert result.enrolment_id is not None
-    if result.status is ItemStatus.CONFLICT:
-        raise Problem(
-            409,
-            "Conflict",
-            result.errors[0].message,
-            slug="conflicting-duplicate",
-            errors=[e.as_problem_error() for e in result.errors],
-        )
     href = enrolment_path(result.enrolment_id)
     response.headers["Location"] = href
     status = Status.CONTINUING
@@ -228,6 +214,31 @@ async def submit_enrolment(
         status=status,
         submission_ref=result.submission_ref,
         href=href,
+    )
+
+
+def refusal_problem(result: ItemResult) -> Problem:
+    """A refused or conflicting single submission as problem+json."""
+    status = status_code_of(result)
+    errors = problem_errors(result.errors)
+    if status == 409:
+        return Problem(
+            409, "Conflict", result.errors[0].message, slug="conflicting-duplicate", errors=errors
+        )
+    if status == 403:
+        return Problem(
+            403,
+            "Forbidden",
+            "The provider is not contracted for this combined authority.",
+            slug="not-contracted",
+            errors=errors,
+        )
+    return Problem(
+        422,
+        "Validation failed",
+        "The submission breaks the enrolment rules; see errors for each field.",
+        slug="validation-failed",
+        errors=errors,
     )
 
 
@@ -356,7 +367,7 @@ async def record_progress(
             "Validation failed",
             "The progress record is not valid for this enrolment; see errors.",
             slug="validation-failed",
-            errors=[e.as_problem_error() for e in exc.errors],
+            errors=problem_errors(exc.errors),
         ) from None
     if outcome is None:
         raise _not_found()

@@ -88,25 +88,13 @@ class ItemStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ItemResult:
-    """What happened to one submission. ``http_status`` is its status as a single POST."""
+    """What happened to one submission (the HTTP edge, api.py, gives it a status)."""
 
     index: int
     status: ItemStatus
     enrolment_id: str | None = None
     submission_ref: str | None = None
     errors: tuple[FieldError, ...] = ()
-
-    @property
-    def http_status(self) -> int:
-        if self.status is ItemStatus.CREATED:
-            return 201
-        if self.status is ItemStatus.DUPLICATE:
-            return 200
-        if self.status is ItemStatus.CONFLICT:
-            return 409
-        if any(e.code is RejectionCode.NOT_CONTRACTED for e in self.errors):
-            return 403
-        return 422
 
     @property
     def reason(self) -> RejectionCode | None:

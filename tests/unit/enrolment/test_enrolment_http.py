@@ -126,3 +126,54 @@ async def test_ids_that_cannot_exist_are_422_and_unknown_ones_404(api: Any) -> N
     unknown = await client.get("/v1/enrolments/enr_" + "0" * 32, headers=AUTH)
     assert unknown.status_code == 404
     assert unknown.json()["type"].endswith("/enrolment-not-found")
+
+
+async def test_each_intake_outcome_gets_its_status_and_problem_at_the_edge(api: Any) -> None:
+    """intake reports what happened (ItemStatus and field errors); the routes choose the
+    status and the problem, and a batch item's http_status is what the single POST gets."""
+    client, _ = api
+    items = [
+        submission(learner_ref="A1"),
+        submission(learner_ref="A1"),  # the same again
+        submission(learner_ref="A1", planned_hours=12),  # same key, different details
+        submission(learner_ref="A3", local_authority="E08000025"),  # borough not in the area
+        submission(learner_ref="A4", combined_authority="E47000007", local_authority="E08000025"),
+    ]
+    singles = [await client.post("/v1/enrolments", json=item, headers=AUTH) for item in items]
+    assert [r.status_code for r in singles] == [201, 200, 409, 422, 403]
+    problems = [r.json() for r in singles[2:]]
+    assert all(r.headers["content-type"] == "application/problem+json" for r in singles[2:])
+    base = "https://commonground.example/problems/"
+    assert [(p["type"], p["title"], p["status"]) for p in problems] == [
+        (base + "conflicting-duplicate", "Conflict", 409),
+        (base + "validation-failed", "Validation failed", 422),
+        (base + "not-contracted", "Forbidden", 403),
+    ]
+    assert problems[1]["detail"] == (
+        "The submission breaks the enrolment rules; see errors for each field."
+    )
+    assert problems[2]["detail"] == "The provider is not contracted for this combined authority."
+    assert problems[0]["detail"] == problems[0]["errors"][0]["message"]
+    for problem in problems:
+        assert problem["errors"]
+        for error in problem["errors"]:
+            assert list(error) == ["pointer", "field", "message", "type", "code"]
+    assert problems[2]["errors"][0]["code"] == "not_contracted"
+
+    batch = await client.post(
+        "/v1/enrolments/batch",
+        json={"items": [submission(learner_ref="B1"), *items[1:], "not an object"]},
+        headers=AUTH,
+    )
+    assert batch.status_code == 200
+    results = batch.json()["results"]
+    assert [r["http_status"] for r in results] == [201, 200, 409, 422, 403, 422]
+    assert [r["result"] for r in results] == [
+        "created",
+        "duplicate",
+        "conflict",
+        "rejected",
+        "rejected",
+        "rejected",
+    ]
+    assert results[4]["errors"][0]["pointer"].startswith("/items/4/")

@@ -11,6 +11,7 @@ from prometheus_client import generate_latest
 from pymongo.errors import ConnectionFailure
 
 from services.enrolment import handlers
+from services.enrolment.api import status_code_of
 from services.enrolment.domain import IllegalTransition, WithdrawalProgress, accept
 from services.enrolment.intake import (
     Channel,
@@ -75,7 +76,7 @@ async def test_batch_is_one_write_and_each_item_stands_alone() -> None:
         ItemStatus.DUPLICATE,
         ItemStatus.CONFLICT,
     ]
-    assert [r.http_status for r in results] == [201, 201, 422, 403, 422, 200, 409]
+    assert [status_code_of(r) for r in results] == [201, 201, 422, 403, 422, 200, 409]
     assert results[5].enrolment_id == results[0].enrolment_id
     assert repo.insert_calls == 1
     assert len(repo.docs) == 2
