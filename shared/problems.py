@@ -57,6 +57,16 @@ class Problem(Exception):
         return doc
 
 
+# The detail of every 422 for a request the schema refuses (the errors say which fields).
+SCHEMA_MISMATCH = "The request does not match the schema; see errors for each field."
+
+
+def validation_failed(detail: str, errors: list[dict[str, Any]] | None = None) -> Problem:
+    """The 422 for a request that breaks a rule, in one shape everywhere: ``errors`` as
+    :func:`field_errors` makes them, so each names its field."""
+    return Problem(422, "Validation failed", detail, slug="validation-failed", errors=errors)
+
+
 def problem_response(problem: Problem, instance: str | None = None) -> JSONResponse:
     return JSONResponse(
         problem.body(instance),
@@ -90,13 +100,7 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     async def on_validation(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        problem = Problem(
-            422,
-            "Validation failed",
-            "The request does not match the schema; see errors for each field.",
-            slug="validation-failed",
-            errors=field_errors(exc.errors()),
-        )
+        problem = validation_failed(SCHEMA_MISMATCH, field_errors(exc.errors()))
         return problem_response(problem, request.url.path)
 
     async def on_http(request: Request, exc: Exception) -> JSONResponse:

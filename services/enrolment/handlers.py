@@ -70,7 +70,13 @@ from shared.dead_letters import PoisonMessage, RetryPolicy, retrying
 from shared.health import DependencyWatch
 from shared.mongo import mongo_ping
 from shared.outbox import OutboxRelay
-from shared.problems import Problem, field_errors, problem_response
+from shared.problems import (
+    SCHEMA_MISMATCH,
+    Problem,
+    field_errors,
+    problem_response,
+    validation_failed,
+)
 from shared.ratelimit import charge
 from shared.service import Runtime
 
@@ -233,12 +239,8 @@ def refusal_problem(result: ItemResult) -> Problem:
             slug="not-contracted",
             errors=errors,
         )
-    return Problem(
-        422,
-        "Validation failed",
-        "The submission breaks the enrolment rules; see errors for each field.",
-        slug="validation-failed",
-        errors=errors,
+    return validation_failed(
+        "The submission breaks the enrolment rules; see errors for each field.", errors
     )
 
 
@@ -362,12 +364,9 @@ async def record_progress(
             ],
         ) from None
     except InvalidProgress as exc:
-        raise Problem(
-            422,
-            "Validation failed",
+        raise validation_failed(
             "The progress record is not valid for this enrolment; see errors.",
-            slug="validation-failed",
-            errors=problem_errors(exc.errors),
+            problem_errors(exc.errors),
         ) from None
     if outcome is None:
         raise _not_found()
@@ -543,13 +542,7 @@ def install_validation_handler(app: FastAPI) -> None:
             elif loc == ("body",) and str(err.get("type", "")).startswith("union_tag_"):
                 err = {**err, "loc": ("body", "kind")}
             errors.append(err)
-        problem = Problem(
-            422,
-            "Validation failed",
-            "The request does not match the schema; see errors for each field.",
-            slug="validation-failed",
-            errors=field_errors(errors),
-        )
+        problem = validation_failed(SCHEMA_MISMATCH, field_errors(errors))
         return problem_response(problem, request.url.path)
 
     app.add_exception_handler(RequestValidationError, on_validation)

@@ -49,7 +49,7 @@ from shared.contracts.registry import registry_for
 from shared.dead_letters import RecordLike
 from shared.mongo import mongo_ping
 from shared.positions import rewind
-from shared.problems import Problem, field_errors
+from shared.problems import Problem, field_errors, validation_failed
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
 
@@ -204,30 +204,31 @@ FILTER_PARAMS = frozenset(
 )
 
 
-def known_params(*extra: str) -> Any:
+# A caller trying to set disclosure (rounding, threshold) per request is told why not.
+SETTINGS_HINT = "Disclosure settings are deployment settings, not request parameters."
+
+
+def known_params(
+    *extra: str, allowed: frozenset[str] = FILTER_PARAMS, hint: str = SETTINGS_HINT
+) -> Any:
     """A dependency rejecting query parameters a report does not know (a misspelt filter
-    or a disclosure setting would otherwise be silently ignored): 422 problem+json."""
-    allowed = FILTER_PARAMS | set(extra)
+    or a disclosure setting would otherwise be silently ignored): 422 problem+json naming
+    each. ``allowed``: the report's filters (``extra`` its own parameters besides)."""
+    every = allowed | set(extra)
 
     def check(request: Request) -> None:
-        unknown = sorted(set(request.query_params) - allowed)
+        unknown = sorted(set(request.query_params) - every)
         if unknown:
-            raise Problem(
-                422,
-                "Validation failed",
+            detail = (
                 f"Unknown query parameter(s): {', '.join(unknown)}. "
-                f"Allowed: {', '.join(sorted(allowed))}. Disclosure settings are deployment "
-                "settings, not request parameters.",
-                slug="validation-failed",
-                errors=[
-                    {
-                        "pointer": f"/{name}",
-                        "field": name,
-                        "message": "unknown query parameter",
-                        "type": "extra_forbidden",
-                    }
+                f"Allowed: {', '.join(sorted(every))}."
+            )
+            raise validation_failed(
+                f"{detail} {hint}" if hint else detail,
+                field_errors(
+                    {"loc": (name,), "msg": "unknown query parameter", "type": "extra_forbidden"}
                     for name in unknown
-                ],
+                ),
             )
 
     return Depends(check)
@@ -400,19 +401,12 @@ async def get_qar(
     years = sorted(set(year or []))
     bad = [y for y in years if not re.fullmatch(QAR_YEAR_PATTERN, y)]
     if bad or params.month_from or params.month_to:
-        raise Problem(
-            422,
-            "Validation failed",
+        field, message = (
+            ("year", "an academic year like 2025/26") if bad else ("from", "not for QAR")
+        )
+        raise validation_failed(
             "QAR figures are by hybrid end year: use year=YYYY/YY (e.g. 2025/26), not from/to.",
-            slug="validation-failed",
-            errors=[
-                {
-                    "pointer": "/year" if bad else "/from",
-                    "field": "year" if bad else "from",
-                    "message": "an academic year like 2025/26" if bad else "not for QAR",
-                    "type": "value_error",
-                }
-            ],
+            field_errors([{"loc": (field,), "msg": message}]),
         )
     filters, rounded = resolve(caller, params)
     _private(response)
