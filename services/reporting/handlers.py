@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
@@ -47,6 +48,7 @@ from shared.contracts.reference import (
 )
 from shared.contracts.registry import registry_for
 from shared.dead_letters import RecordLike
+from shared.downloads import CSV_RESPONSES, csv_download
 from shared.mongo import mongo_ping
 from shared.positions import rewind
 from shared.problems import Problem, field_errors, validation_failed
@@ -262,24 +264,39 @@ def resolve(caller: Principal, params: queries.ReportRequest) -> tuple[Filters, 
         raise problem_for(exc) from None
 
 
+@dataclass(frozen=True)
+class ReportCall:
+    """One report request as the routes receive it (see :func:`report_call`)."""
+
+    request: Request
+    response: Response
+    caller: Principal
+    params: queries.ReportRequest
+
+    def prepare(self, report: str) -> tuple[Filters, DisclosureMethod | None]:
+        """The caller's filters (refusals answered as problem+json) and the disclosure
+        method for ``report``: None when unrounded, which is audit-logged. Report figures
+        are never cached."""
+        filters, rounded = resolve(self.caller, self.params)
+        self.response.headers["Cache-Control"] = "no-store"
+        if not rounded:
+            queries.audit_unrounded(self.caller, report, filters)
+            return filters, None
+        settings = cast(ReportingSettings, runtime_of(self.request).settings)
+        return filters, settings.disclosure()
+
+
+def report_call(request: Request, response: Response, caller: Caller, params: Params) -> ReportCall:
+    return ReportCall(request, response, caller, params)
+
+
 def _reader(request: Request) -> ReportReader:
     reader: ReportReader = runtime_of(request).state["reader"]
     return reader
 
 
-def _control(
-    request: Request, caller: Principal, report: str, filters: Filters, rounded: bool
-) -> DisclosureMethod | None:
-    """The disclosure method for this request; unrounded requests are audit-logged."""
-    if not rounded:
-        queries.audit_unrounded(caller, report, filters)
-        return None
-    settings = cast(ReportingSettings, runtime_of(request).settings)
-    return settings.disclosure()
-
-
-def _private(response: Response) -> None:
-    response.headers["Cache-Control"] = "no-store"
+Report = Annotated[ReportCall, Depends(report_call)]
+Reader = Annotated[ReportReader, Depends(_reader)]
 
 
 @router.get(
@@ -288,13 +305,9 @@ def _private(response: Response) -> None:
     response_model=SummaryReport,
     dependencies=[known_params()],
 )
-async def get_summary(
-    request: Request, response: Response, caller: Caller, params: Params
-) -> dict[str, Any]:
-    filters, rounded = resolve(caller, params)
-    _private(response)
-    control = _control(request, caller, "summary", filters, rounded)
-    return await queries.summary(_reader(request), filters, control=control)
+async def get_summary(call: Report, reader: Reader) -> dict[str, Any]:
+    filters, control = call.prepare("summary")
+    return await queries.summary(reader, filters, control=control)
 
 
 @router.get(
@@ -304,43 +317,26 @@ async def get_summary(
     dependencies=[known_params("by")],
 )
 async def get_breakdown(
-    request: Request,
-    response: Response,
-    caller: Caller,
-    params: Params,
-    by: Annotated[BreakdownBy, Query()],
+    call: Report, reader: Reader, by: Annotated[BreakdownBy, Query()]
 ) -> dict[str, Any]:
-    filters, rounded = resolve(caller, params)
-    _private(response)
-    control = _control(request, caller, f"breakdown:{by}", filters, rounded)
-    return await queries.breakdown(_reader(request), by, filters, control=control)
+    filters, control = call.prepare(f"breakdown:{by}")
+    return await queries.breakdown(reader, by, filters, control=control)
 
 
 @router.get(
     "/export.csv",
     summary="A breakdown as CSV (disclosure-controlled unless unrounded)",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=CSV_RESPONSES,
     dependencies=[known_params("by")],
 )
 async def export_csv(
-    request: Request,
-    caller: Caller,
-    params: Params,
-    by: Annotated[BreakdownBy, Query()] = "local_authority",
+    call: Report, reader: Reader, by: Annotated[BreakdownBy, Query()] = "local_authority"
 ) -> Response:
-    filters, rounded = resolve(caller, params)
-    control = _control(request, caller, f"export:{by}", filters, rounded)
-    table = await queries.breakdown(_reader(request), by, filters, control=control)
-    suffix = "unrounded" if not rounded else "published"
-    return Response(
-        breakdown_csv(table),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="commonground-{by}-{suffix}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    filters, control = call.prepare(f"export:{by}")
+    table = await queries.breakdown(reader, by, filters, control=control)
+    suffix = "unrounded" if control is None else "published"
+    return csv_download(breakdown_csv(table), f"commonground-{by}-{suffix}.csv")
 
 
 @router.get(
@@ -349,7 +345,7 @@ async def export_csv(
     dependencies=[known_params()],
 )
 async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
-    _private(response)
+    response.headers["Cache-Control"] = "no-store"
     scope = queries.scope_of(caller)
     return {
         "principal": {"name": caller.name, "role": caller.role.value},
@@ -391,16 +387,13 @@ QAR_YEAR_PATTERN = r"^\d{4}/\d{2}$"
     dependencies=[known_params("by", "year")],
 )
 async def get_qar(
-    request: Request,
-    response: Response,
-    caller: Caller,
-    params: Params,
+    call: Report,
     by: Annotated[QarBy, Query()] = "year",
     year: Annotated[list[str] | None, Query(description="Hybrid end year, e.g. 2025/26.")] = None,
 ) -> dict[str, Any]:
     years = sorted(set(year or []))
     bad = [y for y in years if not re.fullmatch(QAR_YEAR_PATTERN, y)]
-    if bad or params.month_from or params.month_to:
+    if bad or call.params.month_from or call.params.month_to:
         field, message = (
             ("year", "an academic year like 2025/26") if bad else ("from", "not for QAR")
         )
@@ -408,8 +401,6 @@ async def get_qar(
             "QAR figures are by hybrid end year: use year=YYYY/YY (e.g. 2025/26), not from/to.",
             field_errors([{"loc": (field,), "msg": message}]),
         )
-    filters, rounded = resolve(caller, params)
-    _private(response)
-    control = _control(request, caller, f"qar:{by}", filters, rounded)
-    reader = MongoQarReader(runtime_of(request).db)
+    filters, control = call.prepare(f"qar:{by}")
+    reader = MongoQarReader(runtime_of(call.request).db)
     return await queries.qar(reader, by, filters, years, control=control)

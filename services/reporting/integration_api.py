@@ -12,21 +12,19 @@ authenticate (coordinator or analyst), resolve scope, call the use case, answer.
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.reporting import integration_queries, queries
-from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.integration import WaitingBy, indicators_csv
-from services.reporting.domain.reports import Filters
 from services.reporting.handlers import (
     FILTER_PARAMS,
     LA_PATTERN,
     MONTH_PATTERN,
     Caller,
+    ReportCall,
     known_params,
-    resolve,
 )
 from services.reporting.integration_repository import IntegrationReader
 from services.reporting.integration_schemas import (
@@ -35,8 +33,8 @@ from services.reporting.integration_schemas import (
     IndicatorsReport,
     WaitingReport,
 )
-from services.reporting.settings import ReportingSettings
 from shared.contracts.reference import CombinedAuthority
+from shared.downloads import CSV_RESPONSES, csv_download
 from shared.service import runtime_of
 
 router = APIRouter(prefix="/v1/reports", tags=["integration"])
@@ -74,7 +72,13 @@ def area_request(
     )
 
 
-Area = Annotated[queries.ReportRequest, Depends(area_request)]
+def area_call(
+    request: Request,
+    response: Response,
+    caller: Caller,
+    area: Annotated[queries.ReportRequest, Depends(area_request)],
+) -> ReportCall:
+    return ReportCall(request, response, caller, area)
 
 
 def _reader(request: Request) -> IntegrationReader:
@@ -82,21 +86,8 @@ def _reader(request: Request) -> IntegrationReader:
     return reader
 
 
-def _prepare(
-    request: Request,
-    response: Response | None,
-    caller: Any,
-    area: queries.ReportRequest,
-    report: str,
-) -> tuple[Filters, DisclosureMethod | None]:
-    filters, rounded = resolve(caller, area)
-    if response is not None:
-        response.headers["Cache-Control"] = "no-store"
-    if not rounded:
-        queries.audit_unrounded(caller, report, filters)
-        return filters, None
-    settings = cast(ReportingSettings, runtime_of(request).settings)
-    return filters, settings.disclosure()
+Report = Annotated[ReportCall, Depends(area_call)]
+Reader = Annotated[IntegrationReader, Depends(_reader)]
 
 
 def _today() -> date:
@@ -109,13 +100,9 @@ def _today() -> date:
     summary="Lasting bridges: cross-background matches still active at 6 weeks and 6 months",
     dependencies=[only_params()],
 )
-async def get_bridges(
-    request: Request, response: Response, caller: Caller, area: Area
-) -> dict[str, Any]:
-    filters, control = _prepare(request, response, caller, area, "bridges")
-    return await integration_queries.bridges(
-        _reader(request), filters, today=_today(), control=control
-    )
+async def get_bridges(call: Report, reader: Reader) -> dict[str, Any]:
+    filters, control = call.prepare("bridges")
+    return await integration_queries.bridges(reader, filters, today=_today(), control=control)
 
 
 @router.get(
@@ -125,14 +112,10 @@ async def get_bridges(
     dependencies=[only_params("by")],
 )
 async def get_waiting(
-    request: Request,
-    response: Response,
-    caller: Caller,
-    area: Area,
-    by: Annotated[WaitingBy, Query()] = "ethnic_group",
+    call: Report, reader: Reader, by: Annotated[WaitingBy, Query()] = "ethnic_group"
 ) -> dict[str, Any]:
-    filters, control = _prepare(request, response, caller, area, f"waiting:{by}")
-    return await integration_queries.waiting(_reader(request), by, filters, control=control)
+    filters, control = call.prepare(f"waiting:{by}")
+    return await integration_queries.waiting(reader, by, filters, control=control)
 
 
 @router.get(
@@ -141,36 +124,23 @@ async def get_waiting(
     summary="Indicators of Integration per borough and quarter",
     dependencies=[only_params()],
 )
-async def get_indicators(
-    request: Request, response: Response, caller: Caller, area: Area
-) -> dict[str, Any]:
-    filters, control = _prepare(request, response, caller, area, "indicators")
-    return await integration_queries.indicators(
-        _reader(request), filters, today=_today(), control=control
-    )
+async def get_indicators(call: Report, reader: Reader) -> dict[str, Any]:
+    filters, control = call.prepare("indicators")
+    return await integration_queries.indicators(reader, filters, today=_today(), control=control)
 
 
 @router.get(
     "/indicators.csv",
     summary="Indicators of Integration as CSV (one line per borough, quarter and indicator)",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=CSV_RESPONSES,
     dependencies=[only_params()],
 )
-async def get_indicators_csv(request: Request, caller: Caller, area: Area) -> Response:
-    filters, control = _prepare(request, None, caller, area, "indicators:csv")
-    report = await integration_queries.indicators(
-        _reader(request), filters, today=_today(), control=control
-    )
+async def get_indicators_csv(call: Report, reader: Reader) -> Response:
+    filters, control = call.prepare("indicators:csv")
+    report = await integration_queries.indicators(reader, filters, today=_today(), control=control)
     suffix = "unrounded" if control is None else "published"
-    return Response(
-        indicators_csv(report),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": f'attachment; filename="commonground-indicators-{suffix}.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(indicators_csv(report), f"commonground-indicators-{suffix}.csv")
 
 
 @router.get(
@@ -179,8 +149,6 @@ async def get_indicators_csv(request: Request, caller: Caller, area: Area) -> Re
     summary="ESOL learners with and without a cross-background match, stratified (not causal)",
     dependencies=[only_params()],
 )
-async def get_esol_comparison(
-    request: Request, response: Response, caller: Caller, area: Area
-) -> dict[str, Any]:
-    filters, control = _prepare(request, response, caller, area, "esol-comparison")
-    return await integration_queries.esol_comparison(_reader(request), filters, control=control)
+async def get_esol_comparison(call: Report, reader: Reader) -> dict[str, Any]:
+    filters, control = call.prepare("esol-comparison")
+    return await integration_queries.esol_comparison(reader, filters, control=control)
