@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Literal
@@ -78,6 +80,7 @@ from shared.contracts.reference import (
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
 from shared.dead_letters import RetryPolicy, retrying
+from shared.downloads import CSV_RESPONSES, csv_download
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
 from shared.mongo import mongo_ping
 from shared.positions import LogFence, MongoPositions, Position, ce_id_of, rewind
@@ -234,30 +237,26 @@ Slot = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, pa
 LocalAuthority = Annotated[str, StringConstraints(pattern=r"^E0[6-9]\d{6}$")]
 
 
-async def coordinator(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    keys = context_of(runtime_of(request)).keys
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    return await authenticate(keys, header, [Role.COORDINATOR])
+def caller(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency: the caller's principal if its key has one of ``roles``, else 401/403."""
 
+    async def authenticated(
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Principal:
+        keys = context_of(runtime_of(request)).keys
+        header = f"Bearer {credentials.credentials}" if credentials else None
+        return await authenticate(keys, header, roles)
 
-async def coordinator_or_volunteer(
-    request: Request,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-) -> Principal:
-    keys = context_of(runtime_of(request)).keys
-    header = f"Bearer {credentials.credentials}" if credentials else None
-    return await authenticate(keys, header, [Role.COORDINATOR, Role.VOLUNTEER])
+    return authenticated
 
 
 def service_of(request: Request) -> MatchingService:
     return context_of(runtime_of(request)).service
 
 
-Coordinator = Annotated[Principal, Depends(coordinator)]
-CoordinatorOrVolunteer = Annotated[Principal, Depends(coordinator_or_volunteer)]
+Coordinator = Annotated[Principal, Depends(caller(Role.COORDINATOR))]
+CoordinatorOrVolunteer = Annotated[Principal, Depends(caller(Role.COORDINATOR, Role.VOLUNTEER))]
 Service = Annotated[MatchingService, Depends(service_of)]
 
 
@@ -283,6 +282,21 @@ def problem_for(exc: Exception) -> Problem:
     if isinstance(exc, Conflict):
         return Problem(409, "Conflict", f"{exc}; reload and retry", slug="concurrent-change")
     return Problem(422, "Unprocessable", str(exc), slug="rule-violated")
+
+
+@contextmanager
+def domain_problems() -> Iterator[None]:
+    """Around a use case: its refusals, and a lost race with another write, answered as
+    problem+json (:func:`problem_for`)."""
+    try:
+        yield
+    except (DomainError, Conflict) as exc:
+        raise problem_for(exc) from None
+
+
+async def match_out(service: MatchingService, match: Match) -> MatchOut:
+    """A match with its health now (confirmed matches only have one)."""
+    return MatchOut.of(match, (await service.health([match])).get(match.match_id))
 
 
 class BackgroundIn(BaseModel):
@@ -628,12 +642,10 @@ class PoolOut(BaseModel):
 async def register_volunteer(
     body: VolunteerIn, principal: Coordinator, service: Service, response: Response
 ) -> VolunteerOut:
-    try:
+    with domain_problems():
         volunteer, created = await service.register_volunteer(
             principal, body.volunteer_id, body.details(), body.external_ref
         )
-    except (DomainError, Conflict) as exc:
-        raise problem_for(exc) from None
     response.status_code = 201 if created else 200
     if created:
         response.headers["Location"] = f"/v1/volunteers/{volunteer.volunteer_id}"
@@ -649,12 +661,10 @@ async def list_matches(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
 ) -> MatchList:
-    try:
+    with domain_problems():
         matches = await service.list_matches(
             principal, local_authority=local_authority, status=status, limit=limit, offset=offset
         )
-    except DomainError as exc:
-        raise problem_for(exc) from None
     health = await service.health(matches)
     return MatchList(
         items=[MatchOut.of(m, health.get(m.match_id)) for m in matches], limit=limit, offset=offset
@@ -666,11 +676,9 @@ MatchId = Annotated[str, Path(pattern=r"^[A-Za-z0-9._-]{1,80}$")]
 
 @router.get("/matches/{match_id}", response_model=MatchOut, summary="One proposal or match")
 async def get_match(match_id: MatchId, principal: Coordinator, service: Service) -> MatchOut:
-    try:
+    with domain_problems():
         match = await service.get_match(principal, match_id)
-    except DomainError as exc:
-        raise problem_for(exc) from None
-    return MatchOut.of(match, (await service.health([match])).get(match_id))
+    return await match_out(service, match)
 
 
 @router.post(
@@ -681,13 +689,11 @@ async def get_match(match_id: MatchId, principal: Coordinator, service: Service)
 async def decide(
     match_id: MatchId, body: DecisionIn, principal: Coordinator, service: Service
 ) -> MatchOut:
-    try:
+    with domain_problems():
         match = await service.decide(
             principal, match_id, accepted=body.decision == "accept", reason=body.reason
         )
-    except (DomainError, Conflict) as exc:
-        raise problem_for(exc) from None
-    return MatchOut.of(match, (await service.health([match])).get(match_id))
+    return await match_out(service, match)
 
 
 @router.post(
@@ -698,7 +704,7 @@ async def decide(
 async def end_match(
     match_id: MatchId, body: EndIn, principal: Coordinator, service: Service
 ) -> MatchOut:
-    try:
+    with domain_problems():
         match = await service.end_match(
             principal,
             match_id,
@@ -706,8 +712,6 @@ async def end_match(
             meetings_count=body.meetings_count,
             rematch=body.rematch,
         )
-    except (DomainError, Conflict) as exc:
-        raise problem_for(exc) from None
     return MatchOut.of(match)
 
 
@@ -721,10 +725,8 @@ async def pool(
     service: Service,
     combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
 ) -> list[PoolOut]:
-    try:
+    with domain_problems():
         views = await service.pool(principal, combined_authority)
-    except DomainError as exc:
-        raise problem_for(exc) from None
     return [
         PoolOut(
             combined_authority=v.combined_authority,
@@ -764,10 +766,8 @@ async def record_check_in(
     service: Service,
     response: Response,
 ) -> CheckInRecorded:
-    try:
+    with domain_problems():
         result = await service.record_check_in(principal, match_id, body.met_on)
-    except (DomainError, Conflict) as exc:
-        raise problem_for(exc) from None
     response.status_code = 201 if result.created else 200
     return CheckInRecorded(
         check_in=CheckInOut.of(result.check_in),
@@ -784,10 +784,8 @@ async def record_check_in(
 async def list_check_ins(
     match_id: MatchId, principal: CoordinatorOrVolunteer, service: Service
 ) -> list[CheckInOut]:
-    try:
+    with domain_problems():
         return [CheckInOut.of(c) for c in await service.check_ins(principal, match_id)]
-    except DomainError as exc:
-        raise problem_for(exc) from None
 
 
 VolunteerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
@@ -801,10 +799,8 @@ VolunteerId = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,79}$")]
 async def get_volunteer(
     volunteer_id: VolunteerId, principal: Coordinator, service: Service
 ) -> VolunteerOut:
-    try:
+    with domain_problems():
         volunteer = await service.get_volunteer(principal, volunteer_id)
-    except DomainError as exc:
-        raise problem_for(exc) from None
     return VolunteerOut.of(volunteer, service.clock().date())
 
 
@@ -817,10 +813,8 @@ async def get_volunteer(
 async def issue_volunteer_key(
     volunteer_id: VolunteerId, principal: Coordinator, service: Service, response: Response
 ) -> VolunteerKeyOut:
-    try:
+    with domain_problems():
         key = await service.issue_volunteer_key(principal, volunteer_id)
-    except DomainError as exc:
-        raise problem_for(exc) from None
     response.headers["Cache-Control"] = "no-store"
     return VolunteerKeyOut(volunteer_id=volunteer_id, api_key=key)
 
@@ -867,17 +861,15 @@ async def waiting_reasons(
     combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
     local_authority: Annotated[LocalAuthority | None, Query()] = None,
 ) -> list[WaitingAuthorityOut]:
-    try:
+    with domain_problems():
         views = await service.waiting(principal, combined_authority, local_authority)
-    except DomainError as exc:
-        raise problem_for(exc) from None
     return _waiting_out(views, service.clock().date())
 
 
 @router.get(
     "/pool/waiting.csv",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}}}},
+    responses=CSV_RESPONSES,
     summary="The waiting list with reasons, as CSV (one row per waiting participant)",
 )
 async def waiting_reasons_csv(
@@ -886,10 +878,8 @@ async def waiting_reasons_csv(
     combined_authority: Annotated[CombinedAuthority | None, Query()] = None,
     local_authority: Annotated[LocalAuthority | None, Query()] = None,
 ) -> Response:
-    try:
+    with domain_problems():
         views = await service.waiting(principal, combined_authority, local_authority)
-    except DomainError as exc:
-        raise problem_for(exc) from None
     today = service.clock().date()
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
@@ -921,11 +911,4 @@ async def waiting_reasons_csv(
                     *(remaining.get(r, "") for r in steps),
                 ]
             )
-    return Response(
-        buffer.getvalue(),
-        media_type="text/csv; charset=utf-8",
-        headers={
-            "Content-Disposition": 'attachment; filename="commonground-waiting-reasons.csv"',
-            "Cache-Control": "no-store",
-        },
-    )
+    return csv_download(buffer.getvalue(), "commonground-waiting-reasons.csv")
