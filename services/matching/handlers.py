@@ -260,27 +260,27 @@ CoordinatorOrVolunteer = Annotated[Principal, Depends(caller(Role.COORDINATOR, R
 Service = Annotated[MatchingService, Depends(service_of)]
 
 
+# Each refusal's status, title and problem slug; the first that fits wins (subclasses
+# before their bases). Any other DomainError: 422 rule-violated.
+_PROBLEMS: tuple[tuple[type[Exception], int, str, str], ...] = (
+    (VolunteerNotFound, 404, "Not found", "volunteer-not-found"),
+    (NotFound, 404, "Not found", "match-not-found"),
+    (NotYourMatch, 403, "Forbidden", "not-your-match"),
+    (MeetingBeforeMatch, 422, "Unprocessable", "meeting-before-match"),
+    (MeetingInFuture, 422, "Unprocessable", "meeting-in-future"),
+    (MeetingAfterEnd, 422, "Unprocessable", "meeting-after-match-ended"),
+    (OutOfScope, 403, "Forbidden", "out-of-scope"),
+    (InvalidTransition, 409, "Conflict", "invalid-transition"),
+    (VolunteerIneligible, 409, "Conflict", "volunteer-ineligible"),
+)
+
+
 def problem_for(exc: Exception) -> Problem:
-    if isinstance(exc, VolunteerNotFound):
-        return Problem(404, "Not found", str(exc), slug="volunteer-not-found")
-    if isinstance(exc, NotFound):
-        return Problem(404, "Not found", str(exc), slug="match-not-found")
-    if isinstance(exc, NotYourMatch):
-        return Problem(403, "Forbidden", str(exc), slug="not-your-match")
-    if isinstance(exc, MeetingBeforeMatch):
-        return Problem(422, "Unprocessable", str(exc), slug="meeting-before-match")
-    if isinstance(exc, MeetingInFuture):
-        return Problem(422, "Unprocessable", str(exc), slug="meeting-in-future")
-    if isinstance(exc, MeetingAfterEnd):
-        return Problem(422, "Unprocessable", str(exc), slug="meeting-after-match-ended")
-    if isinstance(exc, OutOfScope):
-        return Problem(403, "Forbidden", str(exc), slug="out-of-scope")
-    if isinstance(exc, InvalidTransition):
-        return Problem(409, "Conflict", str(exc), slug="invalid-transition")
-    if isinstance(exc, VolunteerIneligible):
-        return Problem(409, "Conflict", str(exc), slug="volunteer-ineligible")
     if isinstance(exc, Conflict):
         return Problem(409, "Conflict", f"{exc}; reload and retry", slug="concurrent-change")
+    for kind, status, title, slug in _PROBLEMS:
+        if isinstance(exc, kind):
+            return Problem(status, title, str(exc), slug=slug)
     return Problem(422, "Unprocessable", str(exc), slug="rule-violated")
 
 

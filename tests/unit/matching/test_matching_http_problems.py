@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.matching.handlers import domain_problems
+from services.matching.domain import DomainError
+from services.matching.handlers import domain_problems, problem_for
 from services.matching.repository import Conflict
-from services.matching.use_cases import NotFound, OutOfScope
+from services.matching.use_cases import NotFound, OutOfScope, VolunteerNotFound
 from shared.problems import PROBLEM_BASE, Problem
 
 
@@ -34,3 +35,13 @@ def test_a_refusal_becomes_its_problem(
 def test_other_errors_pass_through() -> None:
     with pytest.raises(KeyError), domain_problems():
         raise KeyError("a bug, not a refusal")
+
+
+def test_a_subclass_gets_its_own_problem_before_its_base() -> None:
+    problem = problem_for(VolunteerNotFound("no such volunteer"))
+    assert (problem.status, problem.slug) == (404, "volunteer-not-found")
+
+
+def test_any_other_rule_is_rule_violated() -> None:
+    problem = problem_for(DomainError("a rule"))
+    assert (problem.status, problem.title, problem.slug) == (422, "Unprocessable", "rule-violated")
