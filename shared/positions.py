@@ -199,7 +199,10 @@ class LogProbe:
         """The ``ce_id`` at each anchor's offset (None: another offset came instead);
         partitions not read within ``timeout_s`` are left out."""
         found: dict[KafkaPartition, str | None] = {}
-        consumer.assign(list(anchors))
+        wanted = set(anchors)
+        if set(consumer.assignment()) != wanted:
+            consumer.assign(list(wanted))  # (aiokafka logs each assignment change)
+        consumer.resume(*wanted)
         try:
             for tp, anchor in anchors.items():
                 consumer.seek(tp, anchor.offset)
@@ -224,8 +227,8 @@ class LogProbe:
                         elif record.offset > anchors[tp].offset and tp not in found:
                             found[tp] = None  # the anchor's offset holds nothing now
         finally:
-            # Unassigned again: an assigned consumer keeps fetching in the background.
-            consumer.unsubscribe()
+            # Paused between checks: an assigned consumer keeps fetching in the background.
+            consumer.pause(*wanted)
         return found
 
     async def _checked(self, consumer: AIOKafkaConsumer, anchors: Sequence[Anchor]) -> list[Anchor]:
@@ -290,19 +293,17 @@ def log_probe_for(settings: Any) -> LogProbe:
 class LogFence:
     """Keeps a consumer from reading a new log as if it were the old one.
 
-    A consumer resumes a partition at its committed offset. In the log it committed in,
-    the next record follows the stored position exactly (offsets are contiguous:
-    nothing is compacted and no transactions are used). So when the first record of a
-    partition in a batch lies *beyond* the stored position + 1, the records between
-    were never read: the log was replaced (a topic deleted and re-created while the
-    consumer kept its place, offsets reset) and the consumer must start again at the
-    beginning. And when it lies exactly at position + 1, the record at the stored
-    position must still be the one recorded there. That is checked on the broker before
-    every batch, not only on resuming: a topic deleted and re-created under a running
-    consumer leaves it fetching at its old offset, and once the new log grows past it the
-    records before are skipped with no gap to see (the broker answers a fetch beyond a
-    log's end with nothing, not an error). Both cases are logged, counted and rewound;
-    de-duplication by event id makes the re-read safe."""
+    Before every batch that goes on past the stored position, the record at the stored
+    position must still be the one recorded there (its ``ce_id``), checked on the
+    broker. Every batch, not only on resuming: a topic deleted and re-created under a
+    running consumer leaves it fetching at its old offset, and once the new log grows
+    past it the records before are skipped with no gap to see (the broker answers a
+    fetch beyond a log's end with nothing, not an error). A gap between the position and
+    the next record is no proof either way: the broker may leave offsets unused (seen on
+    Tansu after a restart; rewinding on every gap then loops for ever), and another
+    instance may have moved the position on while it owned the partition. Without a
+    probe (or a recorded ``ce_id``) a gap is taken as a replaced log. A replaced log is
+    logged, counted and rewound; de-duplication by event id makes the re-read safe."""
 
     def __init__(self, component: str, resets: Counter, probe: LogCheck | None = None) -> None:
         self._component = component
@@ -320,17 +321,18 @@ class LogFence:
             position = stored.get(tp)
             if position is None or position.offset < 0:
                 continue
-            if offset > position.offset + 1:
-                out.add(tp)
-                self._report(tp, f"offset {offset} follows position {position.offset}")
-            elif (
-                offset == position.offset + 1
-                and position.ce_id is not None
-                and self._probe is not None
-            ):
+            if offset <= position.offset:
+                continue  # a redelivery: skipped by event id
+            if position.ce_id is not None and self._probe is not None:
+                # Decided by the log itself: a gap alone is no proof (the broker can
+                # leave offsets unused, and another instance may have moved the
+                # position on while it owned the partition).
                 to_verify.append(
                     Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
                 )
+            elif offset > position.offset + 1:
+                out.add(tp)
+                self._report(tp, f"offset {offset} follows position {position.offset}")
         if to_verify and self._probe is not None:
             try:
                 gone = await self._probe.replaced(to_verify)

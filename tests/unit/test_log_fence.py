@@ -61,6 +61,20 @@ async def test_every_batch_right_after_the_position_is_checked_against_the_broke
     assert [a.ce_id for a in probe.asked] == ["e10", "e11"] and resets(telemetry) == 2
 
 
+async def test_a_gap_is_decided_by_the_log_not_taken_as_proof() -> None:
+    # Tansu can leave offsets unused after a restart, and another instance may have moved
+    # the position on: rewinding on every gap looped for ever. The record at the position
+    # decides.
+    same = Probe(gone=False)
+    f, telemetry = fence(same)
+    assert await f.replaced({TP: 40}, {TP: Position(10, "e10")}) == set()
+    assert [a.offset for a in same.asked] == [10] and resets(telemetry) == 0
+    replaced = Probe(gone=True)
+    f, telemetry = fence(replaced)
+    assert await f.replaced({TP: 40}, {TP: Position(10, "e10")}) == {TP}
+    assert resets(telemetry) == 1
+
+
 async def test_the_same_log_is_left_alone_and_a_fresh_position_needs_no_check() -> None:
     probe = Probe(gone=False)
     f, _ = fence(probe)
