@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from aiokafka.errors import KafkaConnectionError, KafkaError, MessageSizeTooLargeError
-from faststream.kafka import KafkaBroker
+from aiokafka.structs import RecordMetadata
 from pydantic import BaseModel, Field
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -42,7 +42,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
-from shared.kafka import publish_event
 from shared.positions import Anchor, LogCheck, log_resets_counter
 from shared.telemetry import Telemetry
 
@@ -416,19 +415,29 @@ class UnpublishableMessage(Exception):
     """A stored event that can never be published as it is: parked at once."""
 
 
-def contract_publisher(broker: KafkaBroker, registry: EventRegistry) -> Publish:
-    """Publishes an outbox message re-validated against its contract (``ce_id`` = the
-    id fixed when it was written)."""
+class RecordSink(Protocol):
+    """Where the relay's records go (``shared.kafka.RecordSender`` on a broker)."""
+
+    async def send(
+        self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str]
+    ) -> RecordMetadata: ...
+
+
+def contract_publisher(sender: RecordSink, registry: EventRegistry) -> Publish:
+    """Publishes an outbox message as stored (``ce_id`` = the id fixed when it was
+    written; the body is not serialised again) once it still validates against its
+    contract: a message that does not is parked, never sent."""
 
     async def publish(message: OutboxMessage) -> Delivered:
+        body = message.body.encode()
         try:
-            event = registry.decode(message.body.encode(), message.headers)
+            registry.decode(body, message.headers)
         except EnvelopeError:
             # Not the decoder's text: pydantic quotes input values, and a body may hold
             # special category data.
             ce_type = message.headers.get("ce_type", "unknown type")
             raise UnpublishableMessage(f"{ce_type} does not decode as its contract") from None
-        metadata = await publish_event(broker, message.topic, event, key=message.key)
+        metadata = await sender.send(message.topic, body, key=message.key, headers=message.headers)
         return Delivered(partition=metadata.partition, offset=metadata.offset)
 
     return publish

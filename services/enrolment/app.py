@@ -28,6 +28,7 @@ from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
 from shared.health import DependencyWatch
+from shared.kafka import RecordSender
 from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
 from shared.positions import log_probe_for
 from shared.service import Runtime, create_service_app
@@ -104,9 +105,10 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         for component in (repository, outbox, providers, keys, vault):
             await component.ensure_indexes()
 
+        sender = RecordSender(settings, runtime.telemetry.tracer())
         relay = OutboxRelay(
             outbox,
-            contract_publisher(runtime.broker, OUTBOX_EVENTS),
+            contract_publisher(sender, OUTBOX_EVENTS),
             settings,
             RelayMetrics(runtime.telemetry),
             log_check=log_probe_for(settings),
@@ -172,6 +174,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         finally:
             await ilr.close()
             await relay.stop()
+            await sender.close()
 
     app = create_service_app(
         settings,

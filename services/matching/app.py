@@ -17,6 +17,7 @@ from services.matching.use_cases import MatchingService
 from services.matching.workers import Leases, Workers, instance_id
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
+from shared.kafka import RecordSender
 from shared.learner_keys import MongoLearnerKeys
 from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
 from shared.positions import LogFence, MongoPositions, log_probe_for, log_resets_counter
@@ -42,9 +43,10 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
         await keys.ensure_indexes()
         metrics = MatchingMetrics(runtime.telemetry)
         leases = Leases(repo, instance_id(), timedelta(seconds=settings.lease_ttl_s))
+        sender = RecordSender(settings, runtime.telemetry.tracer())
         relay = OutboxRelay(
             outbox,
-            contract_publisher(runtime.broker, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
+            contract_publisher(sender, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
             settings,
             RelayMetrics(runtime.telemetry),
             log_check=log_probe_for(settings),
@@ -85,6 +87,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             yield
         finally:
             await workers.stop()
+            await sender.close()
             await probe.close()
 
     return create_service_app(

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Mapping
+from dataclasses import replace
 
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
+from aiokafka.structs import RecordMetadata, TopicPartition
 
 from shared import topics
+from shared.contracts.registry import registry_for
 from shared.outbox import (
     Delivered,
     OutboxMessage,
@@ -17,8 +21,10 @@ from shared.outbox import (
     OutboxSettings,
     RelayMetrics,
     UnpublishableMessage,
+    contract_publisher,
 )
 from shared.telemetry import Telemetry
+from tests.factories.reporting import accepted, cloud
 from tests.unit.outbox_fakes import FakeOutboxStore, ScriptedLogCheck
 
 
@@ -231,3 +237,32 @@ async def test_a_lower_offset_than_recorded_reveals_a_replaced_log_between_check
     assert broker.log[partition] == ["m-9", "m-0", "m-1", "m-2", "m-3", "m-9"]
     labels = {"component": "unit", "topic": topics.ENROLMENT_EVENTS, "partition": str(partition)}
     assert _value(telemetry, "commonground_log_resets_detected_total", **labels) == 1
+
+
+class Sink:
+    """Records what the relay's publisher hands to the broker."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, str, dict[str, str]]] = []
+
+    async def send(
+        self, topic: str, value: bytes, *, key: str, headers: Mapping[str, str]
+    ) -> RecordMetadata:
+        self.sent.append((topic, value, key, dict(headers)))
+        return RecordMetadata(topic, 2, TopicPartition(topic, 2), 41, -1, 0, 0)
+
+
+async def test_the_publisher_sends_the_stored_event_as_stored_once_it_validates() -> None:
+    sink = Sink()
+    publish = contract_publisher(sink, registry_for(topics.ENROLMENT_EVENTS))
+    stored = OutboxMessage.of(cloud(accepted()), topic=topics.ENROLMENT_EVENTS, key="learner-1")
+    assert await publish(stored) == Delivered(partition=2, offset=41)
+    # The stored bytes and headers, not a second serialisation (ce_id fixed at write time).
+    assert sink.sent == [
+        (topics.ENROLMENT_EVENTS, stored.body.encode(), "learner-1", stored.headers)
+    ]
+
+    broken = replace(stored, id="m-broken", body=stored.body.replace('"enrolment_id"', '"x"'))
+    with pytest.raises(UnpublishableMessage, match="does not decode as its contract"):
+        await publish(broken)
+    assert len(sink.sent) == 1  # never sent
