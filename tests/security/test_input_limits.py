@@ -120,8 +120,10 @@ async def test_every_post_endpoint_refuses_huge_and_deep_bodies_cheaply(
         assert 400 <= chunked.status_code < 500, (service, path, chunked.text[:200])
         # Refused after reading at most the limit (plus one chunk), not 10 MB.
         assert streamed_body.pulled <= 4 * 1024 * 1024 + 2 * CHUNK, (service, path)
-        # 413 where the deep document is also over the route's limit (64 KiB routes).
-        assert nested.status_code in (400, 413, 422), (service, path, nested.text[:200])
+        # 413 where the deep document is also over the route's limit (64 KiB routes); a
+        # bodyless action does not parse it and answers as it would without one.
+        refusals = (400, 413, 422) if documented else tuple(range(400, 500))
+        assert nested.status_code in refusals, (service, path, nested.text[:200])
         assert nested.headers["content-type"] == "application/problem+json"
     logger.info(
         "healthz during/after floods: max %.1f ms over %d probes",
