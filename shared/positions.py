@@ -199,10 +199,9 @@ class LogProbe:
         """The ``ce_id`` at each anchor's offset (None: another offset came instead);
         partitions not read within ``timeout_s`` are left out."""
         found: dict[KafkaPartition, str | None] = {}
-        wanted = set(anchors)
-        if set(consumer.assignment()) != wanted:
-            consumer.assign(list(wanted))  # (aiokafka logs each assignment change)
-        consumer.resume(*wanted)
+        # A fresh assignment per check: a consumer kept assigned (even paused) across a
+        # topic re-creation read the new log wrongly and reported live records gone.
+        consumer.assign(list(anchors))
         try:
             for tp, anchor in anchors.items():
                 consumer.seek(tp, anchor.offset)
@@ -227,8 +226,8 @@ class LogProbe:
                         elif record.offset > anchors[tp].offset and tp not in found:
                             found[tp] = None  # the anchor's offset holds nothing now
         finally:
-            # Paused between checks: an assigned consumer keeps fetching in the background.
-            consumer.pause(*wanted)
+            # Unassigned again: an assigned consumer keeps fetching in the background.
+            consumer.unsubscribe()
         return found
 
     async def _checked(self, consumer: AIOKafkaConsumer, anchors: Sequence[Anchor]) -> list[Anchor]:

@@ -76,6 +76,11 @@ def configure_logging(settings: ServiceSettings) -> None:
     # PyMongo's command log prints whole documents (personal data) at DEBUG: never on.
     for name in ("pymongo.command", "pymongo.serverSelection", "pymongo.connection"):
         logging.getLogger(name).setLevel(logging.WARNING)
+    # aiokafka logs every manual assignment change at INFO; the log probes assign and
+    # release partitions before each batch (shared.positions). Group rebalances are still
+    # logged by aiokafka.consumer.group_coordinator.
+    for name in ("aiokafka.consumer.subscription_state", "aiokafka.consumer.consumer"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
