@@ -302,12 +302,27 @@ class LogFence:
     Tansu after a restart; rewinding on every gap then loops for ever), and another
     instance may have moved the position on while it owned the partition. Without a
     probe (or a recorded ``ce_id``) a gap is taken as a replaced log. A replaced log is
-    logged, counted and rewound; de-duplication by event id makes the re-read safe."""
+    logged, counted and rewound; de-duplication by event id makes the re-read safe.
 
-    def __init__(self, component: str, resets: Counter, probe: LogCheck | None = None) -> None:
+    ``every_batch=False`` is the lighter fence of a consumer that handles one record at
+    a time (matching): the log is checked on the first record of each partition in a
+    process, and a gap is taken as a replaced log. Checking before every single record
+    made matching rewind the same partition over and over after a broker restart (the
+    cause is not understood yet; docs/delivery.md, known limits)."""
+
+    def __init__(
+        self,
+        component: str,
+        resets: Counter,
+        probe: LogCheck | None = None,
+        *,
+        every_batch: bool = True,
+    ) -> None:
         self._component = component
         self._resets = resets
         self._probe = probe
+        self._every_batch = every_batch
+        self._verified: set[TopicPartition] = set()
 
     async def replaced(
         self, first: Mapping[TopicPartition, int], stored: Mapping[TopicPartition, Position]
@@ -322,6 +337,17 @@ class LogFence:
                 continue
             if offset <= position.offset:
                 continue  # a redelivery: skipped by event id
+            if not self._every_batch:
+                if offset > position.offset + 1:
+                    out.add(tp)
+                    self._report(tp, f"offset {offset} follows position {position.offset}")
+                elif tp not in self._verified and position.ce_id and self._probe is not None:
+                    to_verify.append(
+                        Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
+                    )
+                    continue  # verified once the probe has answered
+                self._verified.add(tp)
+                continue
             if position.ce_id is not None and self._probe is not None:
                 # Decided by the log itself: a gap alone is no proof (the broker can
                 # leave offsets unused, and another instance may have moved the
@@ -345,6 +371,7 @@ class LogFence:
                 return out
             for anchor in to_verify:
                 tp = (anchor.topic, anchor.partition)
+                self._verified.add(tp)
                 if anchor in gone:
                     out.add(tp)
                     self._report(tp, f"the event at position {anchor.offset} is gone")

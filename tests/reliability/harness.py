@@ -11,7 +11,7 @@ pipeline.
 Sizes come from the environment, with modest defaults so that the directory runs in a few
 minutes on two cores:
 
-* ``COMMONGROUND_RELIABILITY_EVENTS`` submissions in the kill -9 stream (default 1500; the
+* ``COMMONGROUND_RELIABILITY_EVENTS`` submissions in the kill -9 stream (default 600; the
   issue's figure is 20000),
 * ``COMMONGROUND_RELIABILITY_TRIALS`` kill -9 rounds (default 5),
 * ``COMMONGROUND_RELIABILITY_SEED`` to replay a run (the seed is logged).
@@ -91,7 +91,7 @@ from tests.factories.reporting import (
 
 logger = logging.getLogger(__name__)
 
-EVENTS = int(os.environ.get("COMMONGROUND_RELIABILITY_EVENTS", "1500"))
+EVENTS = int(os.environ.get("COMMONGROUND_RELIABILITY_EVENTS", "600"))
 TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_TRIALS", "5")))
 SEED = int(os.environ.get("COMMONGROUND_RELIABILITY_SEED", str(random.randrange(1 << 30))))
 

@@ -117,3 +117,16 @@ async def test_the_projector_rewinds_a_replaced_partition_and_reads_it_again() -
     )
     assert report.applied == 6 and rewound == [{TP}]
     assert store.positions[TP].offset == 5
+
+
+async def test_a_record_at_a_time_consumer_checks_the_log_once_per_partition() -> None:
+    probe = Probe(gone=False)
+    f = LogFence(
+        "unit", log_resets_counter(Telemetry(service_name="fence-once")), probe, every_batch=False
+    )
+    assert await f.replaced({TP: 11}, {TP: Position(10, "e10")}) == set()
+    assert await f.replaced({TP: 12}, {TP: Position(11, "e11")}) == set()
+    assert [a.ce_id for a in probe.asked] == ["e10"]
+    # A gap is taken as a replaced log without asking.
+    assert await f.replaced({TP: 40}, {TP: Position(12, "e12")}) == {TP}
+    assert len(probe.asked) == 1
