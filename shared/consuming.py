@@ -68,10 +68,24 @@ class ExactCommitMessage(KafkaAckableMessage):
     already durable, and the records come again to whoever owns them next.
     """
 
+    # Partitions the handler sought back to their start: their records of this message
+    # are not committed (a commit past them would outlive the seek after a rebalance,
+    # and the new log's first records would be skipped).
+    rewound: frozenset[tuple[str, int]] = frozenset()
+
     async def ack(self) -> None:
         if not self.committed:
-            await commit_exactly(self.consumer, _records(self.raw_message))
+            records = [
+                r for r in _records(self.raw_message) if (r.topic, r.partition) not in self.rewound
+            ]
+            await commit_exactly(self.consumer, records)
         await super(KafkaAckableMessage, self).ack()
+
+
+def exclude_from_commit(message: Any, partitions: Iterable[tuple[str, int]]) -> None:
+    """Leave ``partitions`` out of the commit of ``message`` (an ExactCommitMessage)."""
+    if isinstance(message, ExactCommitMessage):
+        message.rewound = message.rewound | frozenset(partitions)
 
 
 def _records(raw: Record | tuple[Record, ...]) -> tuple[Record, ...]:

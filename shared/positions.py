@@ -422,10 +422,12 @@ class MongoPositions:
         self._cache.update(positions)
 
 
-async def rewind(consumer: Any, partitions: Iterable[TopicPartition]) -> None:
-    """Seek ``partitions`` of a live consumer back to the start of their log."""
+async def rewind(consumer: Any, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
+    """Seek ``partitions`` of a live consumer back to the start of their log; returns
+    those sought (the ones this consumer owns at the moment)."""
     tps = [KafkaPartition(topic, partition) for topic, partition in partitions]
     owned = set(consumer.assignment())
     tps = [tp for tp in tps if tp in owned]
     if tps:
         await consumer.seek_to_beginning(*tps)
+    return {(tp.topic, tp.partition) for tp in tps}

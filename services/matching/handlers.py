@@ -59,6 +59,7 @@ from shared.consuming import (
     consume_policy,
     dead_letter_to,
     decode_or_dead_letter,
+    exclude_from_commit,
     raw_body_decoder,
     tolerant_parser,
 )
@@ -154,8 +155,9 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
             if await fence.replaced({tp: record.offset}, {tp: stored} if stored else {}):
                 # Another log: read it again from its start (opt-ins are de-duplicated
                 # by event id, the other effects are idempotent).
-                await rewind(message.consumer, [tp])
-                await retrying(lambda: positions.save({tp: Position(-1)}), retry_policy)
+                exclude_from_commit(message, [tp])
+                if await rewind(message.consumer, [tp]):
+                    await retrying(lambda: positions.save({tp: Position(-1)}), retry_policy)
                 return
         await consume_policy(
             [record],

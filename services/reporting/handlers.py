@@ -36,6 +36,7 @@ from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import (
     consume_policy,
     dead_letter_to,
+    exclude_from_commit,
     raw_body_decoder,
     tolerant_batch_parser,
 )
@@ -50,7 +51,7 @@ from shared.contracts.registry import registry_for
 from shared.dead_letters import RecordLike
 from shared.downloads import CSV_RESPONSES, csv_download
 from shared.mongo import mongo_ping
-from shared.positions import rewind
+from shared.positions import TopicPartition, rewind
 from shared.problems import Problem, field_errors, validation_failed
 from shared.service import Runtime, runtime_of
 from shared.telemetry import Telemetry
@@ -102,9 +103,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         # blocking their partitions.
         result = await consume_policy(
             records,
-            lambda: projector.handle(
-                records, rewind=lambda partitions: rewind(message.consumer, partitions)
-            ),
+            lambda: projector.handle(records, rewind=lambda tps: rewind_batch(message, tps)),
             lambda r: projector.handle([r]),
             healthy=healthy,
             failed=dead_letter_to(runtime.dead_letters),
@@ -121,6 +120,14 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         )
 
     return [router]
+
+
+async def rewind_batch(
+    message: KafkaMessage, partitions: set[TopicPartition]
+) -> set[TopicPartition]:
+    """Seek ``partitions`` back to their start and keep this batch from committing them."""
+    exclude_from_commit(message, partitions)
+    return await rewind(message.consumer, partitions)
 
 
 def continue_traces(telemetry: Telemetry, records: Sequence[RecordLike]) -> None:

@@ -39,7 +39,9 @@ from shared.positions import LogFence, Position, Seen, advanced_positions, repla
 logger = logging.getLogger(__name__)
 
 
-Rewind = Callable[[set[TopicPartition]], Awaitable[None]]
+# Seeks partitions of the live consumer back to their start; returns those it could seek
+# (a partition not owned at that moment, mid-rebalance, is left as it is).
+Rewind = Callable[[set[TopicPartition]], Awaitable[set[TopicPartition]]]
 
 
 class DeadLetterSink(Protocol):
@@ -187,6 +189,7 @@ class Projector:
         partitions = {(r.topic, r.partition) for r in records}
         stored = await retrying(lambda: self._store.read_positions(partitions), self._retry)
         rewound: set[TopicPartition] = set()
+        sought: set[TopicPartition] = set()
         if rewind is not None and self._fence is not None:
             first: dict[TopicPartition, int] = {}
             for r in records:
@@ -194,7 +197,7 @@ class Projector:
                 first[tp] = min(first.get(tp, r.offset), r.offset)
             rewound = await self._fence.replaced(first, stored)
             if rewound:
-                await rewind(rewound)
+                sought = await rewind(rewound)
                 report.replaced_logs += len(rewound)
                 records = [r for r in records if (r.topic, r.partition) not in rewound]
                 report.rewound = len(rewound)
@@ -266,8 +269,10 @@ class Projector:
                     topic = d.record.topic
                     result.applied_by_topic[topic] = result.applied_by_topic.get(topic, 0) + 1
             advanced = advanced_positions(coordinates, positions, replaced)
-            # A rewound partition is read again from the start of its (new) log.
-            advanced.update({tp: Position(-1) for tp in rewound})
+            # A rewound partition is read again from the start of its (new) log. One that
+            # could not be sought (not owned mid-rebalance) keeps its position, so the
+            # fence checks it again when its records come next.
+            advanced.update({tp: Position(-1) for tp in sought})
             await tx.write(outcome, advanced, [d.ce_id for d in to_apply])
             return result
 

@@ -95,8 +95,9 @@ async def test_the_projector_rewinds_a_replaced_partition_and_reads_it_again() -
     )
     rewound: list[set[TopicPartition]] = []
 
-    async def rewind(partitions: set[TopicPartition]) -> None:
+    async def rewind(partitions: set[TopicPartition]) -> set[TopicPartition]:
         rewound.append(partitions)
+        return partitions
 
     first = [cloud(accepted()) for _ in range(3)]
     await projector.handle(
@@ -130,3 +131,26 @@ async def test_a_record_at_a_time_consumer_checks_the_log_once_per_partition() -
     # A gap is taken as a replaced log without asking.
     assert await f.replaced({TP: 40}, {TP: Position(12, "e12")}) == {TP}
     assert len(probe.asked) == 1
+
+
+async def test_a_partition_that_could_not_be_sought_keeps_its_position() -> None:
+    # Mid-rebalance the consumer owns nothing: the partition cannot be sought, so its
+    # position must keep fencing it (reset to -1 it would let the next owner skip).
+    store, dlq = InMemoryStore(), RecordingDeadLetters()
+    f, _ = fence()
+    projector = Projector(
+        store, CONSUMED, dlq, retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0), fence=f
+    )
+
+    async def not_owned(partitions: set[TopicPartition]) -> set[TopicPartition]:
+        return set()
+
+    first = [cloud(accepted()) for _ in range(3)]
+    await projector.handle(
+        [record_of(ce, ENROLMENT_EVENTS, i) for i, ce in enumerate(first)], not_owned
+    )
+    report = await projector.handle(
+        [record_of(cloud(accepted()), ENROLMENT_EVENTS, 100)], not_owned
+    )
+    assert report.rewound == 1 and report.applied == 0
+    assert store.positions[TP].offset == 2
