@@ -306,9 +306,11 @@ class LogFence:
 
     ``every_batch=False`` is the lighter fence of a consumer that handles one record at
     a time (matching): the log is checked on the first record of each partition in a
-    process, and a gap is taken as a replaced log. Checking before every single record
-    made matching rewind the same partition over and over after a broker restart (the
-    cause is not understood yet; docs/delivery.md, known limits)."""
+    process and after a gap. Checking before every single record made matching rewind
+    the same partition over and over after a broker restart (not understood yet;
+    docs/delivery.md, known limits). Rewinding on a gap without asking the log looped
+    the same way: after a restart Tansu's log really skipped offsets (every re-read went
+    from 4 to 23)."""
 
     def __init__(
         self,
@@ -338,14 +340,20 @@ class LogFence:
             if offset <= position.offset:
                 continue  # a redelivery: skipped by event id
             if not self._every_batch:
-                if offset > position.offset + 1:
-                    out.add(tp)
-                    self._report(tp, f"offset {offset} follows position {position.offset}")
-                elif tp not in self._verified and position.ce_id and self._probe is not None:
+                gap = offset > position.offset + 1
+                ce_id = position.ce_id
+                if (
+                    ce_id is not None
+                    and self._probe is not None
+                    and (gap or tp not in self._verified)
+                ):
                     to_verify.append(
-                        Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
+                        Anchor(tp[0], tp[1], position.offset, ce_id, datetime.now(UTC))
                     )
                     continue  # verified once the probe has answered
+                if gap:
+                    out.add(tp)
+                    self._report(tp, f"offset {offset} follows position {position.offset}")
                 self._verified.add(tp)
                 continue
             if position.ce_id is not None and self._probe is not None:
