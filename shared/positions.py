@@ -339,33 +339,22 @@ class LogFence:
                 continue
             if offset <= position.offset:
                 continue  # a redelivery: skipped by event id
-            if not self._every_batch:
-                gap = offset > position.offset + 1
-                ce_id = position.ce_id
-                if (
-                    ce_id is not None
-                    and self._probe is not None
-                    and (gap or tp not in self._verified)
-                ):
-                    to_verify.append(
-                        Anchor(tp[0], tp[1], position.offset, ce_id, datetime.now(UTC))
-                    )
-                    continue  # verified once the probe has answered
-                if gap:
-                    out.add(tp)
-                    self._report(tp, f"offset {offset} follows position {position.offset}")
-                self._verified.add(tp)
-                continue
-            if position.ce_id is not None and self._probe is not None:
-                # Decided by the log itself: a gap alone is no proof (the broker can
-                # leave offsets unused, and another instance may have moved the
-                # position on while it owned the partition).
-                to_verify.append(
-                    Anchor(tp[0], tp[1], position.offset, position.ce_id, datetime.now(UTC))
-                )
-            elif offset > position.offset + 1:
+            gap = offset > position.offset + 1
+            ce_id = position.ce_id
+            # Decided by the log itself whenever it can be asked: a gap alone is no proof
+            # (the broker can leave offsets unused, and another instance may have moved
+            # the position on while it owned the partition).
+            if (
+                ce_id is not None
+                and self._probe is not None
+                and (gap or self._every_batch or tp not in self._verified)
+            ):
+                to_verify.append(Anchor(tp[0], tp[1], position.offset, ce_id, datetime.now(UTC)))
+                continue  # verified once the probe has answered
+            if gap:
                 out.add(tp)
                 self._report(tp, f"offset {offset} follows position {position.offset}")
+            self._verified.add(tp)
         if to_verify and self._probe is not None:
             try:
                 gone = await self._probe.replaced(to_verify)
