@@ -21,7 +21,7 @@ from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import ConsumerRecord, TopicPartition
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
-from faststream.kafka.message import KafkaAckableMessage, KafkaMessage
+from faststream.kafka.message import KafkaAckableMessage
 from faststream.message import StreamMessage
 
 from shared.cloudevents import CloudEvent, EnvelopeError, Event, EventRegistry
@@ -33,15 +33,13 @@ Record: TypeAlias = "ConsumerRecord[Any, Any]"
 
 
 async def decode_or_dead_letter(
-    message: KafkaMessage, registry: EventRegistry, dead_letters: DeadLetterPublisher
+    record: Record, registry: EventRegistry, dead_letters: DeadLetterPublisher
 ) -> CloudEvent[Event] | None:
     """The record as a CloudEvent, or ``None`` after dead-lettering it as poison.
 
     Poison is never retried: an unparseable body, a schema-invalid payload or an
     unknown type/version cannot succeed on redelivery.
     """
-    record = message.raw_message
-    assert not isinstance(record, tuple), "one record per message (not a batch subscriber)"
     try:
         return registry.decode(record.value or b"", dict(record.headers or ()))
     except EnvelopeError as exc:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -300,31 +300,16 @@ class LogFence:
     fetch beyond a log's end with nothing, not an error). A gap between the position and
     the next record is no proof either way: the broker may leave offsets unused (seen on
     Tansu after a restart; rewinding on every gap then loops for ever), and another
-    instance may have moved the position on while it owned the partition. Without a
-    probe (or a recorded ``ce_id``) a gap is taken as a replaced log. A replaced log is
-    logged, counted and rewound; de-duplication by event id makes the re-read safe.
+    instance may have moved the position on while it owned the partition (rewinding on
+    every gap looped for ever after a restart: Tansu's log really skipped offsets, every
+    re-read went from 4 to 23). Without a probe (or a recorded ``ce_id``) a gap is taken
+    as a replaced log. A replaced log is logged, counted and rewound; de-duplication by
+    event id makes the re-read safe."""
 
-    ``every_batch=False`` is the lighter fence of a consumer that handles one record at
-    a time (matching): the log is checked on the first record of each partition in a
-    process and after a gap. Checking before every single record made matching rewind
-    the same partition over and over after a broker restart (not understood yet;
-    docs/delivery.md, known limits). Rewinding on a gap without asking the log looped
-    the same way: after a restart Tansu's log really skipped offsets (every re-read went
-    from 4 to 23)."""
-
-    def __init__(
-        self,
-        component: str,
-        resets: Counter,
-        probe: LogCheck | None = None,
-        *,
-        every_batch: bool = True,
-    ) -> None:
+    def __init__(self, component: str, resets: Counter, probe: LogCheck | None = None) -> None:
         self._component = component
         self._resets = resets
         self._probe = probe
-        self._every_batch = every_batch
-        self._verified: set[TopicPartition] = set()
 
     async def replaced(
         self, first: Mapping[TopicPartition, int], stored: Mapping[TopicPartition, Position]
@@ -344,17 +329,11 @@ class LogFence:
             # Decided by the log itself whenever it can be asked: a gap alone is no proof
             # (the broker can leave offsets unused, and another instance may have moved
             # the position on while it owned the partition).
-            if (
-                ce_id is not None
-                and self._probe is not None
-                and (gap or self._every_batch or tp not in self._verified)
-            ):
+            if ce_id is not None and self._probe is not None:
                 to_verify.append(Anchor(tp[0], tp[1], position.offset, ce_id, datetime.now(UTC)))
-                continue  # verified once the probe has answered
-            if gap:
+            elif gap:
                 out.add(tp)
                 self._report(tp, f"offset {offset} follows position {position.offset}")
-            self._verified.add(tp)
         if to_verify and self._probe is not None:
             try:
                 gone = await self._probe.replaced(to_verify)
@@ -368,7 +347,6 @@ class LogFence:
                 return out
             for anchor in to_verify:
                 tp = (anchor.topic, anchor.partition)
-                self._verified.add(tp)
                 if anchor in gone:
                     out.add(tp)
                     self._report(tp, f"the event at position {anchor.offset} is gone")
@@ -388,19 +366,20 @@ class LogFence:
 
 class MongoPositions:
     """Per-partition positions (offset and the event id found there) in a service's own
-    database, for a consumer that keeps no other per-partition bookkeeping."""
+    database, for a consumer that keeps no other per-partition bookkeeping.
+
+    Read from the database for every batch, never cached: after a rebalance another
+    instance may have moved a partition's position on."""
 
     def __init__(self, db: AsyncDatabase[Any], collection: str = "consumer_positions") -> None:
         self._positions = db[collection]
-        self._cache: dict[TopicPartition, Position] = {}
 
-    async def get(self, tp: TopicPartition) -> Position | None:
-        if tp not in self._cache:
-            doc = await self._positions.find_one({"_id": f"{tp[0]}:{tp[1]}"})
-            if doc is None:
-                return None
-            self._cache[tp] = Position(int(doc["offset"]), doc.get("ce_id"))
-        return self._cache[tp]
+    async def load(self, tps: Iterable[TopicPartition]) -> dict[TopicPartition, Position]:
+        ids = {f"{tp[0]}:{tp[1]}": tp for tp in tps}
+        found: dict[TopicPartition, Position] = {}
+        async for doc in self._positions.find({"_id": {"$in": list(ids)}}):
+            found[ids[doc["_id"]]] = Position(int(doc["offset"]), doc.get("ce_id"))
+        return found
 
     async def save(self, positions: Mapping[TopicPartition, Position]) -> None:
         if not positions:
@@ -416,7 +395,6 @@ class MongoPositions:
             ],
             ordered=False,
         )
-        self._cache.update(positions)
 
 
 async def rewind(consumer: Any, partitions: Iterable[TopicPartition]) -> set[TopicPartition]:
@@ -428,3 +406,70 @@ async def rewind(consumer: Any, partitions: Iterable[TopicPartition]) -> set[Top
     if tps:
         await consumer.seek_to_beginning(*tps)
     return {(tp.topic, tp.partition) for tp in tps}
+
+
+class LogEndWatch:
+    """Finds consumers stranded beyond the end of a partition's log, and rewinds them.
+
+    A topic deleted and re-created (or a broker that lost its log) under a running
+    consumer leaves it fetching at its old offset, past the new log's end. Kafka would
+    answer that fetch with OFFSET_OUT_OF_RANGE (and the consumer would reset); Tansu
+    answers with nothing, so the consumer waits there, silently, until the new log grows
+    past its offset, and if it never does, nothing more is ever counted. No record
+    arrives, so :class:`LogFence` (checked per batch) never runs: this check does, on a
+    timer, from the consumer's position and the high watermark of its last fetch (in a
+    healthy log the position never passes it). A stranded partition
+    is logged, counted in ``commonground_log_resets_detected_total`` and sought to the
+    start of its log; the fence and de-duplication by event id take it from there."""
+
+    def __init__(self, component: str, resets: Counter) -> None:
+        self._component = component
+        self._resets = resets
+
+    async def check(self, consumer: AIOKafkaConsumer) -> set[TopicPartition]:
+        """Rewinds the partitions of ``consumer`` found beyond their log's end; returns them."""
+        stranded: list[KafkaPartition] = []
+        for tp in consumer.assignment():
+            # The high watermark of the last fetch answered at this position. Not the
+            # ListOffsets "latest" answer: Tansu gives the base offset of the last record
+            # batch plus one there, below a healthy consumer's position.
+            highwater = consumer.highwater(tp)
+            try:
+                position = await asyncio.wait_for(consumer.position(tp), timeout=1.0)
+            except Exception:  # being reset or reassigned: next time
+                continue
+            if highwater is not None and position > highwater:
+                stranded.append(tp)
+                self._resets.labels(self._component, tp.topic, str(tp.partition)).inc()
+                logger.error(
+                    "%s: %s[%d] is read at offset %d but its log ends at %d: the log was "
+                    "replaced (a topic re-created, a broker that lost its log); reading "
+                    "it again from the beginning (events already applied are skipped by id)",
+                    self._component,
+                    tp.topic,
+                    tp.partition,
+                    position,
+                    highwater,
+                )
+        if stranded:
+            owned = set(consumer.assignment())
+            stranded = [tp for tp in stranded if tp in owned]
+            if stranded:
+                await consumer.seek_to_beginning(*stranded)
+        return {(tp.topic, tp.partition) for tp in stranded}
+
+    async def run(self, consumers: Callable[[], Iterable[Any]], interval_s: float) -> None:
+        """Check every consumer ``consumers()`` returns, every ``interval_s``, forever."""
+        while True:
+            await asyncio.sleep(interval_s)
+            for consumer in consumers():
+                try:
+                    await self.check(consumer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # the broker restarting, a rebalance: next time
+                    logger.info(
+                        "%s: log ends not checked this time (%s)",
+                        self._component,
+                        type(exc).__name__,
+                    )

@@ -9,9 +9,11 @@ consuming, then flush producers and close clients.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +29,7 @@ from shared.dead_letters import DeadLetterPublisher
 from shared.kafka import make_broker
 from shared.lag import ConsumerLagMonitor, lag_monitoring
 from shared.mongo import make_mongo_client, mongo_ping
+from shared.positions import LogEndWatch, log_resets_counter
 from shared.problems import (
     BodySizeLimitMiddleware,
     document_problems,
@@ -125,6 +128,15 @@ def create_service_app(
                 await stack.enter_async_context(
                     lag_monitoring(lag, settings.consumer_lag_interval_s)
                 )
+                await stack.enter_async_context(
+                    background(
+                        LogEndWatch(settings.service_name, log_resets_counter(telemetry)).run(
+                            lambda: _subscriber_consumers(broker),
+                            settings.log_end_check_interval_s,
+                        ),
+                        name="log-end-watch",
+                    )
+                )
                 runtime.readiness.update(
                     broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
                     database=lambda: mongo_ping(mongo),
@@ -188,6 +200,24 @@ def create_service_app(
         app.include_router(router)
     document_problems(app)
     return app
+
+
+def _subscriber_consumers(broker: KafkaBroker) -> list[Any]:
+    """The running aiokafka consumers of the broker's subscribers."""
+    consumers = (getattr(subscriber, "consumer", None) for subscriber in broker.subscribers)
+    return [consumer for consumer in consumers if consumer is not None]
+
+
+@asynccontextmanager
+async def background(work: Coroutine[Any, Any, None], *, name: str) -> AsyncIterator[None]:
+    """Run ``work`` as a task for the duration of the block."""
+    task = asyncio.create_task(work, name=name)
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _subscribed_topics(broker: KafkaBroker) -> list[str]:

@@ -157,6 +157,13 @@ class ServiceSettings(BaseSettings):
     consumer_lag_interval_s: float = Field(
         default=10.0, description="How often consumer lag is measured for /metrics."
     )
+    log_end_check_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often each consumer checks that it is not reading beyond the end "
+        "of a partition's log (a topic re-created or a broker that lost its log under it; "
+        "shared.positions.LogEndWatch).",
+    )
 
     @field_validator("kafka_bootstrap_servers")
     @classmethod

@@ -73,9 +73,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             learner_keys=learner_keys,
             key_ring=settings.key_ring(),
             positions=MongoPositions(runtime.db),
-            fence=LogFence(
-                "matching", log_resets_counter(runtime.telemetry), probe, every_batch=False
-            ),
+            fence=LogFence("matching", log_resets_counter(runtime.telemetry), probe),
         )
         workers = Workers(
             service,

@@ -56,12 +56,13 @@ from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event
 from shared.consuming import (
+    Record,
     consume_policy,
     dead_letter_to,
     decode_or_dead_letter,
     exclude_from_commit,
     raw_body_decoder,
-    tolerant_parser,
+    tolerant_batch_parser,
 )
 from shared.contracts.enrolment import (
     NO_CONTROL_CHARACTERS,
@@ -84,7 +85,15 @@ from shared.dead_letters import RetryPolicy, retrying
 from shared.downloads import CSV_RESPONSES, csv_download
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
 from shared.mongo import mongo_ping
-from shared.positions import LogFence, MongoPositions, Position, ce_id_of, rewind
+from shared.positions import (
+    LogFence,
+    MongoPositions,
+    Position,
+    TopicPartition,
+    advanced_positions,
+    ce_id_of,
+    rewind,
+)
 from shared.problems import Problem
 from shared.service import Runtime, runtime_of
 
@@ -129,51 +138,69 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         raise TypeError("the matching service needs MatchingSettings")
     retry_policy = RetryPolicy()
 
-    # NACK_ON_ERROR: commit (exactly this record's offset: shared.consuming) only after
-    # the handler returns; an exception seeks back so the record is redelivered
-    # (at-least-once). Poison is dead-lettered and acked. Transient failures are retried
-    # with backoff; if the database is down the record is rewound and retried until it
-    # is back, if it answers the record is dead-lettered (exhausted). docs/delivery.md.
+    # Batches, so that the log fence checks each partition's position once per batch
+    # (a topic re-created under a running consumer is only visible that way:
+    # shared.positions.LogFence); the records are still handled one at a time, in order.
+    # NACK_ON_ERROR: commit exactly the batch's offsets (shared.consuming) only after the
+    # handler returns; an exception seeks back so the batch is redelivered
+    # (at-least-once; opt-ins are de-duplicated by event id, the other effects are
+    # idempotent). Poison is dead-lettered and acked. Transient failures are retried
+    # with backoff; if the database is down the batch is rewound and retried until it is
+    # back, if it answers the record is dead-lettered (exhausted). docs/delivery.md.
     @router.subscriber(
         topics.ENROLMENT_EVENTS,
         group_id=settings.group_id,
         auto_offset_reset=settings.consumer_offset_reset,
         session_timeout_ms=settings.consumer_session_timeout_ms,
         rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
         ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_parser,
+        parser=tolerant_batch_parser,
         decoder=raw_body_decoder,
     )
-    async def on_enrolment_event(message: KafkaMessage) -> None:
-        record = message.raw_message
-        assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
+    async def on_enrolment_events(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records: tuple[Record, ...] = raw if isinstance(raw, tuple) else (raw,)
         ctx = context_of(runtime)
-        tp = (record.topic, record.partition)
-        if ctx.positions is not None and ctx.fence is not None:
-            positions, fence = ctx.positions, ctx.fence
-            stored = await retrying(lambda: positions.get(tp), retry_policy)
-            if await fence.replaced({tp: record.offset}, {tp: stored} if stored else {}):
-                # Another log: read it again from its start (opt-ins are de-duplicated
-                # by event id, the other effects are idempotent).
-                exclude_from_commit(message, [tp])
-                if await rewind(message.consumer, [tp]):
-                    await retrying(lambda: positions.save({tp: Position(-1)}), retry_policy)
-                return
-        await consume_policy(
-            [record],
-            lambda: handle_enrolment_event(message),
-            None,  # one record: after the retries, an outage waits, a failure dead-letters
-            healthy=lambda: mongo_ping(runtime.mongo),
-            failed=dead_letter_to(runtime.dead_letters),
-            what="enrolment event",
-        )
-        if ctx.positions is not None:
-            handled = {tp: Position(record.offset, ce_id_of(record.headers))}
-            saving = ctx.positions
-            await retrying(lambda: saving.save(handled), retry_policy)
+        positions, fence = ctx.positions, ctx.fence
+        stored: dict[TopicPartition, Position] = {}
+        if positions is not None and fence is not None:
+            first: dict[TopicPartition, int] = {}
+            for record in records:
+                first.setdefault((record.topic, record.partition), record.offset)
+            stored = await retrying(lambda: positions.load(first), retry_policy)
+            replaced = await fence.replaced(first, stored)
+            if replaced:
+                # Another log: read it again from its start.
+                exclude_from_commit(message, replaced)
+                sought = await rewind(message.consumer, replaced)
+                if sought:
+                    await retrying(
+                        lambda: positions.save({tp: Position(-1) for tp in sought}),
+                        retry_policy,
+                    )
+                records = tuple(r for r in records if (r.topic, r.partition) not in replaced)
+        for record in records:
+            await consume_policy(
+                [record],
+                lambda record=record: handle_enrolment_event(record),  # type: ignore[misc]
+                None,  # one record: after the retries, an outage waits, a failure dead-letters
+                healthy=lambda: mongo_ping(runtime.mongo),
+                failed=dead_letter_to(runtime.dead_letters),
+                what="enrolment event",
+            )
+        if positions is not None and records:
+            handled = advanced_positions(
+                (((r.topic, r.partition), r.offset, ce_id_of(r.headers)) for r in records),
+                stored,
+                set(),
+            )
+            await retrying(lambda: positions.save(handled), retry_policy)
 
-    async def handle_enrolment_event(message: KafkaMessage) -> None:
-        event = await decode_or_dead_letter(message, ENROLMENT_EVENTS, runtime.dead_letters)
+    async def handle_enrolment_event(record: Record) -> None:
+        event = await decode_or_dead_letter(record, ENROLMENT_EVENTS, runtime.dead_letters)
         if event is None or not isinstance(event.data, PRIVACY_EVENTS):
             return
         ctx = context_of(runtime)
@@ -216,8 +243,6 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         try:
             added = await retrying(lambda: service.record_opt_in(event.id, opt_in), retry_policy)
         except InvalidParticipant as exc:
-            record = message.raw_message
-            assert not isinstance(record, tuple)  # one record per call (no batch subscriber)
             await runtime.dead_letters.send(record, exc, kind="poison")
             return
         logger.info(

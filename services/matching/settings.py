@@ -37,6 +37,17 @@ class MatchingSettings(ServiceSettings, OutboxSettings):
     consumer_rebalance_timeout_ms: int | None = Field(
         default=None, ge=1000, description="How long a rebalance waits for members to rejoin."
     )
+    consumer_max_records: int = Field(
+        default=200,
+        ge=1,
+        le=10_000,
+        description="Most enrolment events taken from the broker as one batch (the log "
+        "fence checks each partition's position once per batch; records are still "
+        "handled one at a time).",
+    )
+    consumer_batch_timeout_ms: int = Field(
+        default=50, ge=1, description="How long the batch subscriber waits to fill a batch."
+    )
 
     weights_file: Path = Field(
         default=DEFAULT_WEIGHTS_FILE,

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from aiokafka import TopicPartition as KafkaPartition
+
 from services.reporting.handlers import CONSUMED
 from services.reporting.projector import Projector
 from shared.dead_letters import RetryPolicy
-from shared.positions import Anchor, LogFence, Position, TopicPartition, log_resets_counter
+from shared.positions import (
+    Anchor,
+    LogEndWatch,
+    LogFence,
+    Position,
+    TopicPartition,
+    log_resets_counter,
+)
 from shared.telemetry import Telemetry
 from shared.topics import ENROLMENT_EVENTS
 from tests.factories.dead_letters import RecordingDeadLetters
@@ -120,19 +129,6 @@ async def test_the_projector_rewinds_a_replaced_partition_and_reads_it_again() -
     assert store.positions[TP].offset == 5
 
 
-async def test_a_record_at_a_time_consumer_checks_the_log_once_per_partition() -> None:
-    probe = Probe(gone=False)
-    f = LogFence(
-        "unit", log_resets_counter(Telemetry(service_name="fence-once")), probe, every_batch=False
-    )
-    assert await f.replaced({TP: 11}, {TP: Position(10, "e10")}) == set()
-    assert await f.replaced({TP: 12}, {TP: Position(11, "e11")}) == set()
-    assert [a.ce_id for a in probe.asked] == ["e10"]
-    # A gap is decided by the log (Tansu can skip offsets; rewinding on it looped).
-    assert await f.replaced({TP: 40}, {TP: Position(12, "e12")}) == set()
-    assert [a.ce_id for a in probe.asked] == ["e10", "e12"]
-
-
 async def test_a_partition_that_could_not_be_sought_keeps_its_position() -> None:
     # Mid-rebalance the consumer owns nothing: the partition cannot be sought, so its
     # position must keep fencing it (reset to -1 it would let the next owner skip).
@@ -154,3 +150,36 @@ async def test_a_partition_that_could_not_be_sought_keeps_its_position() -> None
     )
     assert report.rewound == 1 and report.applied == 0
     assert store.positions[TP].offset == 2
+
+
+class StrandedConsumer:
+    """An aiokafka consumer's surface as LogEndWatch uses it."""
+
+    def __init__(self, positions: dict[KafkaPartition, int], ends: dict[KafkaPartition, int]):
+        self.positions = positions
+        self.ends = ends  # high watermarks of the last fetches
+        self.sought: list[KafkaPartition] = []
+
+    def assignment(self) -> set[KafkaPartition]:
+        return set(self.positions)
+
+    async def position(self, tp: KafkaPartition) -> int:
+        return self.positions[tp]
+
+    def highwater(self, tp: KafkaPartition) -> int | None:
+        return self.ends.get(tp)
+
+    async def seek_to_beginning(self, *tps: KafkaPartition) -> None:
+        self.sought.extend(tps)
+
+
+async def test_a_consumer_left_beyond_a_new_logs_end_is_rewound_and_counted() -> None:
+    # Tansu answers a fetch beyond a log's end with nothing: no record comes, so only a
+    # timer can notice (the fence runs per batch).
+    telemetry = Telemetry(service_name="log-end-unit")
+    watch = LogEndWatch("unit", log_resets_counter(telemetry))
+    replaced, caught_up = KafkaPartition(ENROLMENT_EVENTS, 0), KafkaPartition(ENROLMENT_EVENTS, 1)
+    consumer = StrandedConsumer({replaced: 760, caught_up: 40}, {replaced: 12, caught_up: 40})
+    assert await watch.check(consumer) == {TP}
+    assert consumer.sought == [replaced]
+    assert resets(telemetry) == 1
