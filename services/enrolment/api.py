@@ -10,7 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.enrolment.domain import Enrolment, FieldError, Status
-from services.enrolment.intake import ItemResult, ItemStatus
+from services.enrolment.use_cases.intake import ItemResult, ItemStatus
 from shared.contracts.enrolment import EnrolmentSubmission, RejectionCode
 from shared.contracts.reference import (
     AgeBand,

@@ -13,9 +13,7 @@ from services.enrolment.domain import Pseudonymiser
 from services.enrolment.ilr import handlers as ilr_handlers
 from services.enrolment.ilr.aims import AimCatalogue
 from services.enrolment.ilr.repository import MongoUploadStore
-from services.enrolment.ilr.service import IlrIntake, IlrOptions
 from services.enrolment.inbound_auth import InboundAuthenticator
-from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.privacy import LearnerVault, SubmissionSealer
 from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
 from services.enrolment.settings import (
@@ -23,6 +21,9 @@ from services.enrolment.settings import (
     DEV_PSEUDONYM_KEY,
     EnrolmentSettings,
 )
+from services.enrolment.use_cases.ilr import IlrIntake, IlrOptions
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.use_cases.privacy import PrivacyService
 from shared import topics
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for

@@ -46,16 +46,15 @@ from services.enrolment.domain import (
     WithdrawalProgress,
 )
 from services.enrolment.inbound_auth import InboundAuthenticator
-from services.enrolment.intake import (
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.intake import (
     Channel,
     EnrolmentService,
     InboundItem,
     ItemResult,
     ItemStatus,
-    NotFound,
-    PrivacyService,
 )
-from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.privacy import NotFound, PrivacyService
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import (

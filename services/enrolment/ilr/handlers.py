@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from services.enrolment.handlers import Context, CurrentProvider, intake_open
 from services.enrolment.ilr.api import UploadReport, upload_path
 from services.enrolment.ilr.parser import FileProblem, IlrFileError
-from services.enrolment.ilr.service import DONE, IlrIntake, UploadInProgress
+from services.enrolment.use_cases.ilr import DONE, IlrIntake, UploadInProgress
 from shared.problems import Problem
 
 ILR_STATE_KEY = "enrolment.ilr"

@@ -11,8 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from services.enrolment import handlers
-from services.enrolment.intake import EnrolmentService, IntakeMetrics
 from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
 from shared.auth import Principal, Role
 from shared.outbox import Delivered, OutboxRelay, RelayMetrics
 from shared.problems import install_problem_handlers

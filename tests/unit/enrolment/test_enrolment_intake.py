@@ -13,14 +13,14 @@ from pymongo.errors import ConnectionFailure
 from services.enrolment import handlers
 from services.enrolment.api import status_code_of
 from services.enrolment.domain import IllegalTransition, WithdrawalProgress, accept
-from services.enrolment.intake import (
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.intake import (
     Channel,
     EnrolmentService,
     InboundItem,
     IntakeMetrics,
     ItemStatus,
 )
-from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import RetryPolicy

@@ -52,8 +52,8 @@ from services.enrolment.ilr.parser import (
     read_ilr,
 )
 from services.enrolment.ilr.repository import UploadStore
-from services.enrolment.intake import Channel, EnrolmentService
 from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
+from services.enrolment.use_cases.intake import Channel, EnrolmentService
 from shared.cloudevents import Event
 from shared.contracts.ilr import IlrYear
 from shared.retries import retry_on_conflict
