@@ -8,9 +8,13 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
-from services.enrolment.ilr import handlers as ilr_handlers
+from services.enrolment.entrypoints import http, kafka
+from services.enrolment.entrypoints.dependencies import (
+    ILR_STATE_KEY,
+    STATE_KEY,
+    EnrolmentContext,
+)
 from services.enrolment.ilr.aims import AimCatalogue
 from services.enrolment.ilr.repository import MongoUploadStore
 from services.enrolment.inbound_auth import InboundAuthenticator
@@ -143,7 +147,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
                 max_concurrent=settings.ilr_max_concurrent_uploads,
             ),
         )
-        runtime.state[ilr_handlers.ILR_STATE_KEY] = ilr
+        runtime.state[ILR_STATE_KEY] = ilr
 
         async def broker_reachable() -> bool:
             # Before the broker starts and while it stops, readiness speaks for it.
@@ -155,7 +159,7 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         broker_watch = DependencyWatch(
             "kafka broker", broker_reachable, timeout_s=settings.readiness_timeout_s + 1
         )
-        runtime.state[handlers.STATE_KEY] = handlers.EnrolmentContext(
+        runtime.state[STATE_KEY] = EnrolmentContext(
             settings=settings,
             service=service,
             keys=keys,
@@ -182,8 +186,8 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         title="Common Ground enrolment",
         description="Provider intake of ESOL and adult-skills enrolments and progress: "
         "validation, pseudonymisation at the edge, ILR lifecycle, transactional outbox.",
-        http_routers=[handlers.router, handlers.learners_router, ilr_handlers.router],
-        kafka_routers=handlers.kafka_routers,
+        http_routers=[http.router, http.learners_router, http.ilr_router],
+        kafka_routers=kafka.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,
         max_body_bytes=settings.max_body_bytes,
@@ -196,5 +200,5 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
             (r"/v1/ilr/submissions/?", settings.ilr_max_upload_bytes),
         ],
     )
-    handlers.install_validation_handler(app)
+    http.install_validation_handler(app)
     return app
