@@ -176,211 +176,226 @@ def _within_enrolment(lc: Lifecycle, on: date, pointer: str, what: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Step:
+    """What one progress record does: the day it happened, the lifecycle after it and
+    the event announcing it."""
+
+    on: date
+    lifecycle: Lifecycle
+    event: Event
+
+
+def _refuse_invalid(errors: list[FieldError]) -> None:
+    if errors:
+        raise InvalidProgress(errors)
+
+
+def _level_errors(enrolment: Enrolment, level: Level | None) -> list[FieldError]:
+    """The reached level must be one the programme offers (when one is given)."""
+    if level is None:
+        return []
+    error = level_error(enrolment.submission.programme, level, "/level_reached")
+    return [error] if error else []
+
+
+def _attendance(enrolment: Enrolment, progress: AttendanceProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    errors = _check_dates(
+        enrolment,
+        today,
+        [("/period_start", progress.period_start), ("/period_end", progress.period_end)],
+    )
+    if progress.period_end < progress.period_start:
+        errors.append(_invalid("/period_end", "period_end must be on or after period_start"))
+    if progress.sessions_attended > progress.sessions_planned:
+        errors.append(_invalid("/sessions_attended", "cannot exceed sessions_planned"))
+    _refuse_invalid(errors)
+    _within_enrolment(lc, progress.period_end, "/period_end", "attendance")
+    event = AttendanceRecorded(
+        **enrolment.ref(),
+        period_start=progress.period_start,
+        period_end=progress.period_end,
+        sessions_planned=progress.sessions_planned,
+        sessions_attended=progress.sessions_attended,
+        hours_attended=progress.hours_attended,
+    )
+    return _Step(progress.period_end, lc, event)
+
+
+def _assessment(enrolment: Enrolment, progress: AssessmentProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    errors = _check_dates(enrolment, today, [("/assessed_on", progress.assessed_on)])
+    _refuse_invalid(errors + _level_errors(enrolment, progress.level_reached))
+    _within_enrolment(lc, progress.assessed_on, "/assessed_on", "an assessment")
+    event = AssessmentRecorded(
+        **enrolment.ref(),
+        assessed_on=progress.assessed_on,
+        level_reached=progress.level_reached,
+        passed=progress.passed,
+    )
+    return _Step(progress.assessed_on, lc, event)
+
+
+def _break(enrolment: Enrolment, progress: BreakProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    errors = _check_dates(enrolment, today, [("/started_on", progress.started_on)])
+    if progress.expected_return_on and progress.expected_return_on < progress.started_on:
+        errors.append(_invalid("/expected_return_on", "must be on or after started_on"))
+    _refuse_invalid(errors)
+    if lc.status is not Status.CONTINUING:
+        raise IllegalTransition(
+            "the learner is already on a break"
+            if lc.status is Status.BREAK
+            else f"{_ended_phrase(lc)}; a break can only start while continuing"
+        )
+    if progress.started_on < lc.status_since:
+        raise IllegalTransition(
+            "a break cannot start before the current status began", "/started_on"
+        )
+    on = progress.started_on
+    after = replace(
+        lc, status=Status.BREAK, status_since=on, expected_return_on=progress.expected_return_on
+    )
+    event = BreakInLearningStarted(
+        **enrolment.ref(), break_started_on=on, expected_return_on=progress.expected_return_on
+    )
+    return _Step(on, after, event)
+
+
+def _resume(enrolment: Enrolment, progress: ResumeProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    _refuse_invalid(_check_dates(enrolment, today, [("/resumed_on", progress.resumed_on)]))
+    if lc.status is not Status.BREAK:
+        raise IllegalTransition(f"{_ended_phrase(lc)}; only a learner on a break can resume")
+    if progress.resumed_on < lc.status_since:
+        raise IllegalTransition("cannot resume before the break started", "/resumed_on")
+    on = progress.resumed_on
+    after = replace(lc, status=Status.CONTINUING, status_since=on, expected_return_on=None)
+    return _Step(on, after, LearningResumed(**enrolment.ref(), resumed_on=on))
+
+
+def _completion(enrolment: Enrolment, progress: CompletionProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    errors = _check_dates(enrolment, today, [("/completed_on", progress.completed_on)])
+    _refuse_invalid(errors + _level_errors(enrolment, progress.level_reached))
+    if lc.status is Status.WITHDRAWN:
+        raise IllegalTransition("a withdrawn enrolment cannot be completed")
+    if lc.status is Status.COMPLETED:
+        raise IllegalTransition("the enrolment is already completed")
+    if lc.status is Status.BREAK:
+        raise IllegalTransition(
+            "the learner is on a break; record their return (kind 'resume') first"
+        )
+    if progress.completed_on < lc.status_since:
+        raise IllegalTransition(
+            "completion cannot be dated before the current status began", "/completed_on"
+        )
+    on = progress.completed_on
+    after = replace(
+        lc,
+        status=Status.COMPLETED,
+        status_since=on,
+        ended_on=on,
+        outcome=progress.outcome,
+        level_reached=progress.level_reached,
+    )
+    event = EnrolmentCompleted(
+        **enrolment.ref(),
+        completed_on=on,
+        outcome=progress.outcome,
+        level_reached=progress.level_reached,
+    )
+    return _Step(on, after, event)
+
+
+def _withdrawal(enrolment: Enrolment, progress: WithdrawalProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    _refuse_invalid(_check_dates(enrolment, today, [("/withdrawn_on", progress.withdrawn_on)]))
+    if lc.status is Status.COMPLETED:
+        raise IllegalTransition("a completed enrolment cannot be withdrawn")
+    if lc.status is Status.WITHDRAWN:
+        raise IllegalTransition("the enrolment is already withdrawn")
+    if progress.withdrawn_on < lc.status_since:
+        raise IllegalTransition(
+            "withdrawal cannot be dated before the current status began", "/withdrawn_on"
+        )
+    on = progress.withdrawn_on
+    after = replace(
+        lc,
+        status=Status.WITHDRAWN,
+        status_since=on,
+        ended_on=on,
+        withdrawal_reason=progress.reason,
+        expected_return_on=None,
+    )
+    event = EnrolmentWithdrawn(**enrolment.ref(), withdrawn_on=on, reason=progress.reason)
+    return _Step(on, after, event)
+
+
+def _outcome(enrolment: Enrolment, progress: OutcomeProgress, today: date) -> _Step:
+    lc = enrolment.lifecycle
+    errors = _check_dates(enrolment, today, [("/recorded_on", progress.recorded_on)])
+    _refuse_invalid(errors + _level_errors(enrolment, progress.level_reached))
+    if lc.status is not Status.COMPLETED:
+        raise IllegalTransition(
+            f"{_ended_phrase(lc)}; an outcome can be recorded only after completion"
+        )
+    if lc.outcome is not None and lc.outcome is not Outcome.NOT_YET_KNOWN:
+        raise IllegalTransition(
+            "the outcome is already recorded; corrections are not supported", "/outcome"
+        )
+    if lc.ended_on is not None and progress.recorded_on < lc.ended_on:
+        raise IllegalTransition("an outcome cannot be dated before completion", "/recorded_on")
+    after = replace(
+        lc, outcome=progress.outcome, level_reached=progress.level_reached or lc.level_reached
+    )
+    event = OutcomeRecorded(
+        **enrolment.ref(),
+        recorded_on=progress.recorded_on,
+        outcome=progress.outcome,
+        level_reached=progress.level_reached,
+    )
+    return _Step(progress.recorded_on, after, event)
+
+
+def _step_of(enrolment: Enrolment, progress: BaseModel, today: date) -> _Step:
+    match progress:
+        case AttendanceProgress():
+            return _attendance(enrolment, progress, today)
+        case AssessmentProgress():
+            return _assessment(enrolment, progress, today)
+        case BreakProgress():
+            return _break(enrolment, progress, today)
+        case ResumeProgress():
+            return _resume(enrolment, progress, today)
+        case CompletionProgress():
+            return _completion(enrolment, progress, today)
+        case WithdrawalProgress():
+            return _withdrawal(enrolment, progress, today)
+        case OutcomeProgress():
+            return _outcome(enrolment, progress, today)
+        case _:
+            raise TypeError(f"not a progress record: {type(progress).__name__}")
+
+
 def apply_progress(
     enrolment: Enrolment, progress: BaseModel, today: date, now: datetime
 ) -> Transition:
     """Apply one progress record to an enrolment under the ILR's lifecycle rules.
 
-    Raises :class:`InvalidProgress` (the record is wrong in itself) or
-    :class:`IllegalTransition` (the record conflicts with the current state); never
-    applies anything silently.
+    Each kind checks the record itself first (:class:`InvalidProgress`), then whether the
+    current state allows it (:class:`IllegalTransition`); nothing is applied silently.
     """
-    lc = enrolment.lifecycle
-    ref = enrolment.ref()
-    programme = enrolment.submission.programme
-    event: Event
-    new_lc = lc
-    match progress:
-        case AttendanceProgress():
-            errors = _check_dates(
-                enrolment,
-                today,
-                [("/period_start", progress.period_start), ("/period_end", progress.period_end)],
-            )
-            if progress.period_end < progress.period_start:
-                errors.append(
-                    _invalid("/period_end", "period_end must be on or after period_start")
-                )
-            if progress.sessions_attended > progress.sessions_planned:
-                errors.append(_invalid("/sessions_attended", "cannot exceed sessions_planned"))
-            if errors:
-                raise InvalidProgress(errors)
-            _within_enrolment(lc, progress.period_end, "/period_end", "attendance")
-            on = progress.period_end
-            event = AttendanceRecorded(
-                **ref,
-                period_start=progress.period_start,
-                period_end=progress.period_end,
-                sessions_planned=progress.sessions_planned,
-                sessions_attended=progress.sessions_attended,
-                hours_attended=progress.hours_attended,
-            )
-        case AssessmentProgress():
-            errors = _check_dates(enrolment, today, [("/assessed_on", progress.assessed_on)])
-            level = (
-                level_error(programme, progress.level_reached, "/level_reached")
-                if progress.level_reached is not None
-                else None
-            )
-            if level:
-                errors.append(level)
-            if errors:
-                raise InvalidProgress(errors)
-            _within_enrolment(lc, progress.assessed_on, "/assessed_on", "an assessment")
-            on = progress.assessed_on
-            event = AssessmentRecorded(
-                **ref,
-                assessed_on=progress.assessed_on,
-                level_reached=progress.level_reached,
-                passed=progress.passed,
-            )
-        case BreakProgress():
-            errors = _check_dates(enrolment, today, [("/started_on", progress.started_on)])
-            if progress.expected_return_on and progress.expected_return_on < progress.started_on:
-                errors.append(_invalid("/expected_return_on", "must be on or after started_on"))
-            if errors:
-                raise InvalidProgress(errors)
-            if lc.status is not Status.CONTINUING:
-                raise IllegalTransition(
-                    "the learner is already on a break"
-                    if lc.status is Status.BREAK
-                    else f"{_ended_phrase(lc)}; a break can only start while continuing"
-                )
-            if progress.started_on < lc.status_since:
-                raise IllegalTransition(
-                    "a break cannot start before the current status began", "/started_on"
-                )
-            on = progress.started_on
-            new_lc = replace(
-                lc,
-                status=Status.BREAK,
-                status_since=on,
-                expected_return_on=progress.expected_return_on,
-            )
-            event = BreakInLearningStarted(
-                **ref, break_started_on=on, expected_return_on=progress.expected_return_on
-            )
-        case ResumeProgress():
-            errors = _check_dates(enrolment, today, [("/resumed_on", progress.resumed_on)])
-            if errors:
-                raise InvalidProgress(errors)
-            if lc.status is not Status.BREAK:
-                raise IllegalTransition(
-                    f"{_ended_phrase(lc)}; only a learner on a break can resume"
-                )
-            if progress.resumed_on < lc.status_since:
-                raise IllegalTransition("cannot resume before the break started", "/resumed_on")
-            on = progress.resumed_on
-            new_lc = replace(lc, status=Status.CONTINUING, status_since=on, expected_return_on=None)
-            event = LearningResumed(**ref, resumed_on=on)
-        case CompletionProgress():
-            errors = _check_dates(enrolment, today, [("/completed_on", progress.completed_on)])
-            level = (
-                level_error(programme, progress.level_reached, "/level_reached")
-                if progress.level_reached is not None
-                else None
-            )
-            if level:
-                errors.append(level)
-            if errors:
-                raise InvalidProgress(errors)
-            if lc.status is Status.WITHDRAWN:
-                raise IllegalTransition("a withdrawn enrolment cannot be completed")
-            if lc.status is Status.COMPLETED:
-                raise IllegalTransition("the enrolment is already completed")
-            if lc.status is Status.BREAK:
-                raise IllegalTransition(
-                    "the learner is on a break; record their return (kind 'resume') first"
-                )
-            if progress.completed_on < lc.status_since:
-                raise IllegalTransition(
-                    "completion cannot be dated before the current status began",
-                    "/completed_on",
-                )
-            on = progress.completed_on
-            new_lc = replace(
-                lc,
-                status=Status.COMPLETED,
-                status_since=on,
-                ended_on=on,
-                outcome=progress.outcome,
-                level_reached=progress.level_reached,
-            )
-            event = EnrolmentCompleted(
-                **ref,
-                completed_on=on,
-                outcome=progress.outcome,
-                level_reached=progress.level_reached,
-            )
-        case WithdrawalProgress():
-            errors = _check_dates(enrolment, today, [("/withdrawn_on", progress.withdrawn_on)])
-            if errors:
-                raise InvalidProgress(errors)
-            if lc.status is Status.COMPLETED:
-                raise IllegalTransition("a completed enrolment cannot be withdrawn")
-            if lc.status is Status.WITHDRAWN:
-                raise IllegalTransition("the enrolment is already withdrawn")
-            if progress.withdrawn_on < lc.status_since:
-                raise IllegalTransition(
-                    "withdrawal cannot be dated before the current status began",
-                    "/withdrawn_on",
-                )
-            on = progress.withdrawn_on
-            new_lc = replace(
-                lc,
-                status=Status.WITHDRAWN,
-                status_since=on,
-                ended_on=on,
-                withdrawal_reason=progress.reason,
-                expected_return_on=None,
-            )
-            event = EnrolmentWithdrawn(**ref, withdrawn_on=on, reason=progress.reason)
-        case OutcomeProgress():
-            errors = _check_dates(enrolment, today, [("/recorded_on", progress.recorded_on)])
-            level = (
-                level_error(programme, progress.level_reached, "/level_reached")
-                if progress.level_reached is not None
-                else None
-            )
-            if level:
-                errors.append(level)
-            if errors:
-                raise InvalidProgress(errors)
-            if lc.status is not Status.COMPLETED:
-                raise IllegalTransition(
-                    f"{_ended_phrase(lc)}; an outcome can be recorded only after completion"
-                )
-            if lc.outcome is not None and lc.outcome is not Outcome.NOT_YET_KNOWN:
-                raise IllegalTransition(
-                    "the outcome is already recorded; corrections are not supported",
-                    "/outcome",
-                )
-            if lc.ended_on is not None and progress.recorded_on < lc.ended_on:
-                raise IllegalTransition(
-                    "an outcome cannot be dated before completion", "/recorded_on"
-                )
-            on = progress.recorded_on
-            new_lc = replace(
-                lc,
-                outcome=progress.outcome,
-                level_reached=progress.level_reached or lc.level_reached,
-            )
-            event = OutcomeRecorded(
-                **ref,
-                recorded_on=on,
-                outcome=progress.outcome,
-                level_reached=progress.level_reached,
-            )
-        case _:
-            raise TypeError(f"not a progress record: {type(progress).__name__}")
+    step = _step_of(enrolment, progress, today)
     kind = getattr(progress, "kind", "progress")
     updated = replace(
         enrolment,
-        lifecycle=new_lc,
+        lifecycle=step.lifecycle,
         applied_progress=(*enrolment.applied_progress, progress_fingerprint(progress)),
-        history=(*enrolment.history, HistoryEntry(kind, on, new_lc.status, now)),
+        history=(*enrolment.history, HistoryEntry(kind, step.on, step.lifecycle.status, now)),
     )
-    return Transition(updated, event)
+    return Transition(updated, step.event)
 
 
 def progress_fingerprint(progress: BaseModel) -> str:
