@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AliasPath, BaseModel, ConfigDict, Field
 
-from services.enrolment.domain import Enrolment, FieldError, Status
+from services.enrolment.domain import FieldError, Status
 from services.enrolment.use_cases.intake import ItemResult, ItemStatus
 from shared.contracts.enrolment import Consent, EnrolmentSubmission, RejectionCode
 from shared.contracts.reference import (
@@ -27,26 +27,18 @@ def enrolment_path(enrolment_id: str) -> str:
 
 
 class ItemError(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # from a domain FieldError
+
     pointer: str = Field(description="JSON pointer into the request body.")
     field: str
     message: str
     type: str
     code: RejectionCode
 
-    @classmethod
-    def of(cls, error: FieldError) -> ItemError:
-        return cls(
-            pointer=error.pointer,
-            field=error.field,
-            message=error.message,
-            type=error.type,
-            code=error.code,
-        )
-
 
 def problem_errors(errors: Sequence[FieldError]) -> list[dict[str, Any]]:
     """Field errors as the ``errors`` of a problem+json document."""
-    return [ItemError.of(e).model_dump(mode="json") for e in errors]
+    return [ItemError.model_validate(e).model_dump(mode="json") for e in errors]
 
 
 # HTTP statuses belong to this edge: intake reports what happened, not how to answer.
@@ -103,7 +95,7 @@ class BatchItemResult(BaseModel):
             enrolment_id=r.enrolment_id,
             submission_ref=r.submission_ref,
             reason=r.reason,
-            errors=[ItemError.of(e.at(prefix)) for e in r.errors],
+            errors=[ItemError.model_validate(e.at(prefix)) for e in r.errors],
             href=enrolment_path(r.enrolment_id)
             if r.enrolment_id and r.status is not ItemStatus.CONFLICT
             else None,
@@ -140,54 +132,46 @@ class BatchResponse(BaseModel):
 
 
 class HistoryItem(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     kind: str
     on: date
     status: Status
     recorded_at: datetime
 
 
+def _lifecycle(name: str) -> Any:
+    """A field read from the enrolment's lifecycle (``EnrolmentView`` is flat)."""
+    return AliasPath("lifecycle", name)
+
+
 class EnrolmentView(BaseModel):
     """The provider's own enrolment: what it submitted and where the enrolment stands."""
+
+    # EnrolmentView.model_validate(enrolment); lifecycle fields are read through aliases.
+    model_config = ConfigDict(from_attributes=True)
 
     enrolment_id: str
     learner: str = Field(description="The learner pseudonym used on every event.")
     provider_ukprn: str
-    status: Status
-    completion_status: CompletionStatus = Field(description="ILR CompStatus.")
-    status_since: date
-    outcome: Outcome | None = None
-    level_reached: Level | None = None
-    ended_on: date | None = None
-    withdrawal_reason: WithdrawalReason | None = None
-    expected_return_on: date | None = None
+    status: Status = Field(validation_alias=_lifecycle("status"))
+    completion_status: CompletionStatus = Field(
+        description="ILR CompStatus.", validation_alias=_lifecycle("completion_status")
+    )
+    status_since: date = Field(validation_alias=_lifecycle("status_since"))
+    outcome: Outcome | None = Field(default=None, validation_alias=_lifecycle("outcome"))
+    level_reached: Level | None = Field(default=None, validation_alias=_lifecycle("level_reached"))
+    ended_on: date | None = Field(default=None, validation_alias=_lifecycle("ended_on"))
+    withdrawal_reason: WithdrawalReason | None = Field(
+        default=None, validation_alias=_lifecycle("withdrawal_reason")
+    )
+    expected_return_on: date | None = Field(
+        default=None, validation_alias=_lifecycle("expected_return_on")
+    )
     age_band: AgeBand
     accepted_at: datetime
     submission: EnrolmentSubmission
     history: list[HistoryItem]
-
-    @classmethod
-    def of(cls, e: Enrolment) -> EnrolmentView:
-        lc = e.lifecycle
-        return cls(
-            enrolment_id=e.enrolment_id,
-            learner=e.learner,
-            provider_ukprn=e.provider_ukprn,
-            status=lc.status,
-            completion_status=lc.completion_status,
-            status_since=lc.status_since,
-            outcome=lc.outcome,
-            level_reached=lc.level_reached,
-            ended_on=lc.ended_on,
-            withdrawal_reason=lc.withdrawal_reason,
-            expected_return_on=lc.expected_return_on,
-            age_band=e.age_band,
-            accepted_at=e.accepted_at,
-            submission=e.submission,
-            history=[
-                HistoryItem(kind=h.kind, on=h.on, status=h.status, recorded_at=h.recorded_at)
-                for h in e.history
-            ],
-        )
 
 
 class ProgressReceipt(BaseModel):
@@ -218,6 +202,8 @@ class ConsentReceipt(BaseModel):
 
 
 class ErasureReceipt(BaseModel):
+    model_config = ConfigDict(from_attributes=True)  # from an ErasureResult
+
     learner: str
     erased_at: datetime
     enrolment_ids: list[str]

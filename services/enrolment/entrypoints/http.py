@@ -204,7 +204,7 @@ async def get_enrolment(
     enrolment = await ctx.service.get(provider, enrolment_id)
     if enrolment is None:
         raise _not_found()
-    return EnrolmentView.of(enrolment)
+    return EnrolmentView.model_validate(enrolment)
 
 
 def _not_found() -> Problem:
@@ -354,12 +354,7 @@ async def erase_learner(
         ) from None
     if result.already_erased:
         response.status_code = 200
-    return ErasureReceipt(
-        learner=result.learner,
-        erased_at=result.erased_at,
-        enrolment_ids=list(result.enrolment_ids),
-        already_erased=result.already_erased,
-    )
+    return ErasureReceipt.model_validate(result)
 
 
 PROGRESS_KINDS = frozenset(
