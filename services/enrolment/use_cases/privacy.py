@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from services.enrolment.domain import Enrolment, Provider, background_of
 from services.enrolment.privacy import LearnerVault, consent_changed_box
 from services.enrolment.repository import EnrolmentRepository, VersionConflict
-from services.enrolment.use_cases.intake import SOURCE, WRITE_ATTEMPTS, EnrolmentService
+from services.enrolment.use_cases.events import SOURCE, event_message
+from services.enrolment.use_cases.intake import WRITE_ATTEMPTS, EnrolmentService
 from shared import topics
 from shared.auth import Principal, Role
 from shared.cloudevents import CloudEvent, Event
@@ -73,11 +74,7 @@ class PrivacyService:
             if consent.matching:
                 dek = (await self._vault.keys_for([enrolment.learner]))[enrolment.learner]
                 event = consent_changed_box(event, background_of(updated.submission), dek)
-            message = OutboxMessage.of(
-                CloudEvent(data=event, source=SOURCE, subject=enrolment_id),
-                topic=topics.ENROLMENT_EVENTS,
-                key=enrolment.learner,
-            )
+            message = event_message(event, enrolment)
             await self._repo.save_transition(updated, enrolment.version, [message])
             self._on_commit()
             logger.info("consent changed on enrolment %s", enrolment_id)
