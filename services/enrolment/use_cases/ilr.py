@@ -55,6 +55,7 @@ from services.enrolment.ilr.repository import UploadStore
 from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
 from services.enrolment.use_cases.intake import Channel, EnrolmentService
 from shared.cloudevents import Event
+from shared.contracts.enrolment import EnrolmentSubmission
 from shared.contracts.ilr import IlrYear
 from shared.retries import retry_on_conflict
 
@@ -109,6 +110,30 @@ class _Progress:
     issues_total: int = 0
     issues_by_rule: Counter[str] = field(default_factory=Counter)
     issue_severities: Counter[str] = field(default_factory=Counter)
+
+    def count_learner(self, plan: LearnerPlan, results: Sequence[AimResult]) -> None:
+        """One learner taken from the file, with what became of its aims."""
+        for result in results:
+            self.aims[result.status.value] += 1
+            for event in result.events:
+                self.events[type(event).__name__] += 1
+        self.aims["rejected"] += plan.rejected_aims
+        self.aims["out_of_scope"] += plan.out_of_scope
+        errors = plan.has_errors or any(r.status is AimStatus.REJECTED for r in results)
+        if errors:
+            self.learners_with_errors += 1
+        if any(r.status is not AimStatus.REJECTED for r in results):
+            self.learners_imported += 1
+        elif not errors:
+            self.learners_out_of_scope += 1
+
+    def count_issues(self, issues: Sequence[Issue], max_reported: int) -> None:
+        for issue in issues:
+            self.issues_total += 1
+            self.issues_by_rule[issue.rule] += 1
+            self.issue_severities[issue.severity] += 1
+            if len(self.issues) < max_reported:
+                self.issues.append(issue.as_dict())
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -168,6 +193,36 @@ def _diff_all(
     now: datetime,
 ) -> list[AimResult]:
     return [diff_aim(stored, t, provider, pseudonyms, now.date(), now) for stored, t in pairs]
+
+
+def _first_of_each_learner(
+    plans: Sequence[LearnerPlan], seen: set[str], progress: _Progress
+) -> tuple[list[LearnerPlan], list[Issue]]:
+    """The plans of learners not met before in the file (``seen``: LearnRefNumbers so
+    far), and an R06 error for each repeated one (not imported)."""
+    issues: list[Issue] = []
+    accepted: list[LearnerPlan] = []
+    for plan in plans:
+        if plan.learn_ref is not None and plan.learn_ref.upper() in seen:
+            issues.append(
+                Issue(
+                    "R06",
+                    "error",
+                    "LearnRefNumber must be unique in the file; this learner was not "
+                    "imported (the first with this LearnRefNumber was)",
+                    "LearnRefNumber",
+                    plan.learn_ref,
+                    None,
+                    plan.index,
+                )
+            )
+            progress.learners_with_errors += 1
+            progress.aims["rejected"] += len(plan.targets) + plan.rejected_aims
+            continue
+        if plan.learn_ref is not None:
+            seen.add(plan.learn_ref.upper())
+        accepted.append(plan)
+    return accepted, issues
 
 
 class IlrIntake:
@@ -414,35 +469,51 @@ class IlrIntake:
         seen: set[str],
         progress: _Progress,
     ) -> None:
-        issues: list[Issue] = []
-        accepted: list[LearnerPlan] = []
-        for plan in plans:
-            if plan.learn_ref is not None and plan.learn_ref.upper() in seen:
-                issues.append(
-                    Issue(
-                        "R06",
-                        "error",
-                        "LearnRefNumber must be unique in the file; this learner was not "
-                        "imported (the first with this LearnRefNumber was)",
-                        "LearnRefNumber",
-                        plan.learn_ref,
-                        None,
-                        plan.index,
-                    )
-                )
-                progress.learners_with_errors += 1
-                progress.aims["rejected"] += len(plan.targets) + plan.rejected_aims
-                continue
-            if plan.learn_ref is not None:
-                seen.add(plan.learn_ref.upper())
-            accepted.append(plan)
+        """Store one chunk of learners (one transaction) and count it in the report."""
+        accepted, issues = _first_of_each_learner(plans, seen, progress)
         targets = [(plan, t) for plan in accepted for t in plan.targets]
-        ids = {id(t): self._enrolment_id(provider, t) for _, t in targets}
+        results = await self._write_targets(upload_id, provider, [t for _, t in targets])
+        by_plan: dict[int, list[AimResult]] = {}
+        for (plan, _), result in zip(targets, results, strict=True):
+            by_plan.setdefault(plan.index, []).append(result)
+        accepted_submissions: list[EnrolmentSubmission] = []
+        progress_kinds: list[str] = []
+        for plan in accepted:
+            plan_results = by_plan.get(plan.index, [])
+            issues.extend(plan.issues)
+            for result in plan_results:
+                issues.extend(result.issues)
+                if result.status is AimStatus.CREATED and result.enrolment is not None:
+                    accepted_submissions.append(result.enrolment.submission)
+                progress_kinds += [
+                    _PROGRESS_KIND[type(e).__name__]
+                    for e in result.events
+                    if type(e).__name__ in _PROGRESS_KIND
+                ]
+            progress.count_learner(plan, plan_results)
+        progress.learners_processed += len(plans)
+        self._service.count_stored(accepted_submissions, progress_kinds, Channel.ILR)
+        learners_in_file = [
+            self._pseudonyms.learner(provider.ukprn, plan.learn_ref)
+            for plan in plans
+            if plan.learn_ref is not None
+        ]
+        await self._uploads.record_learners(
+            provider.ukprn, year.code, upload_id, learners_in_file, self._clock()
+        )
+        progress.count_issues(issues, self._options.max_reported_issues)
+
+    async def _write_targets(
+        self, upload_id: str, provider: Provider, targets: Sequence[AimTarget]
+    ) -> list[AimResult]:
+        """What each target changes against the stored enrolments, written in one
+        transaction with its events (decided again if a concurrent write got there)."""
+        ids = {id(t): self._enrolment_id(provider, t) for t in targets}
 
         async def diff_and_write() -> list[AimResult]:
             stored = await self._repo.get_many(list(set(ids.values())))
             now = self._clock()
-            pairs = [(stored.get(ids[id(t)]), t) for _, t in targets]
+            pairs = [(stored.get(ids[id(t)]), t) for t in targets]
             results = await asyncio.to_thread(_diff_all, pairs, provider, self._pseudonyms, now)
             created = [r.enrolment for r in results if r.status is AimStatus.CREATED]
             updated = [
@@ -463,57 +534,12 @@ class IlrIntake:
                 self._service.committed()
             return results
 
-        results = await retry_on_conflict(
+        return await retry_on_conflict(
             diff_and_write,
             conflict=(AlreadyExists, VersionConflict),
             attempts=_WRITE_ATTEMPTS,
             what=f"ILR upload {upload_id} chunk",
         )
-        # Counting and the report.
-        by_plan: dict[int, list[AimResult]] = {}
-        for (plan, _), result in zip(targets, results, strict=True):
-            by_plan.setdefault(plan.index, []).append(result)
-        learners_in_file: list[str] = []
-        accepted_submissions = []
-        progress_kinds: list[str] = []
-        for plan in plans:
-            if plan.learn_ref is not None:
-                learners_in_file.append(self._pseudonyms.learner(provider.ukprn, plan.learn_ref))
-        for plan in accepted:
-            plan_results = by_plan.get(plan.index, [])
-            issues.extend(plan.issues)
-            for result in plan_results:
-                issues.extend(result.issues)
-                progress.aims[result.status.value] += 1
-                for event in result.events:
-                    progress.events[type(event).__name__] += 1
-                if result.status is AimStatus.CREATED and result.enrolment is not None:
-                    accepted_submissions.append(result.enrolment.submission)
-                progress_kinds += [
-                    _PROGRESS_KIND[type(e).__name__]
-                    for e in result.events
-                    if type(e).__name__ in _PROGRESS_KIND
-                ]
-            progress.aims["rejected"] += plan.rejected_aims
-            progress.aims["out_of_scope"] += plan.out_of_scope
-            errors = plan.has_errors or any(r.status is AimStatus.REJECTED for r in plan_results)
-            if errors:
-                progress.learners_with_errors += 1
-            if any(r.status is not AimStatus.REJECTED for r in plan_results):
-                progress.learners_imported += 1
-            elif not errors:
-                progress.learners_out_of_scope += 1
-        progress.learners_processed += len(plans)
-        self._service.count_stored(accepted_submissions, progress_kinds, Channel.ILR)
-        await self._uploads.record_learners(
-            provider.ukprn, year.code, upload_id, learners_in_file, self._clock()
-        )
-        for issue in issues:
-            progress.issues_total += 1
-            progress.issues_by_rule[issue.rule] += 1
-            progress.issue_severities[issue.severity] += 1
-            if len(progress.issues) < self._options.max_reported_issues:
-                progress.issues.append(issue.as_dict())
 
     def _enrolment_id(self, provider: Provider, target: AimTarget) -> str:
         return self._pseudonyms.enrolment_id_of(
