@@ -225,6 +225,80 @@ def _first_of_each_learner(
     return accepted, issues
 
 
+async def _spool(body: AsyncIterator[bytes], path: str) -> int:
+    """Write the streamed body to ``path``; its size in bytes."""
+    size = 0
+    spool = await asyncio.to_thread(open, path, "wb")
+    try:
+        async for chunk in body:
+            size += len(chunk)
+            await asyncio.to_thread(spool.write, chunk)
+    finally:
+        spool.close()
+    return size
+
+
+def _check_uploader(provider: Provider, header: IlrHeader) -> None:
+    if provider.ukprn not in (header.source_ukprn, header.provider_ukprn) or (
+        header.source_ukprn != header.provider_ukprn
+    ):
+        raise IlrFileError(
+            FileProblem.UKPRN_MISMATCH,
+            "Header/Source/UKPRN and LearningProvider/UKPRN must both be the UKPRN "
+            "of the provider whose key made the upload",
+        )
+
+
+def _upload_document(
+    upload_id: str,
+    provider: Provider,
+    header: IlrHeader,
+    size: int,
+    progress: _Progress,
+    now: datetime,
+) -> dict[str, Any]:
+    """A new upload, processing, with an empty report."""
+    return {
+        "_id": upload_id,
+        "provider_id": provider.provider_id,
+        "ukprn": provider.ukprn,
+        "year": header.year.code,
+        "serial_no": header.serial_no,
+        "file_datetime": header.file_datetime,
+        "file_bytes": size,
+        "status": UploadStatus.PROCESSING,
+        "created_at": now,
+        "updated_at": now,
+        "finished_at": None,
+        "summary": progress.summary(),
+        "issues": [],
+        "issues_truncated": False,
+        "missing_learners": {"count": 0, "learn_ref_numbers": [], "truncated": False},
+        "error": None,
+    }
+
+
+def _interrupted(progress: _Progress, now: datetime) -> dict[str, Any]:
+    return {
+        "status": UploadStatus.INTERRUPTED,
+        "summary": progress.summary(),
+        "error": "the service stopped while processing; upload the file "
+        "again: what was applied already is not applied twice",
+        "finished_at": now,
+    }
+
+
+def _failed(progress: _Progress, exc: Exception, now: datetime) -> dict[str, Any]:
+    return {
+        "status": UploadStatus.FAILED,
+        "summary": progress.summary(),
+        "issues": progress.issues,
+        "error": f"processing failed ({type(exc).__name__}); what was applied "
+        "before the failure stays applied; upload the file again to finish",
+        "finished_at": now,
+    }
+
+
 class IlrIntake:
     def __init__(
         self,
@@ -255,25 +329,11 @@ class IlrIntake:
         path = _spool_path(self._options.spool_dir)
         started = False
         try:
-            size = 0
-            spool = await asyncio.to_thread(open, path, "wb")
-            try:
-                async for chunk in body:
-                    size += len(chunk)
-                    await asyncio.to_thread(spool.write, chunk)
-            finally:
-                spool.close()
+            size = await _spool(body, path)
             if size == 0:
                 raise IlrFileError(FileProblem.EMPTY, "the upload is empty")
             header, learners = await asyncio.to_thread(_check_file, path)
-            if provider.ukprn not in (header.source_ukprn, header.provider_ukprn) or (
-                header.source_ukprn != header.provider_ukprn
-            ):
-                raise IlrFileError(
-                    FileProblem.UKPRN_MISMATCH,
-                    "Header/Source/UKPRN and LearningProvider/UKPRN must both be the UKPRN "
-                    "of the provider whose key made the upload",
-                )
+            _check_uploader(provider, header)
             now = self._clock()
             upload_id = "ilr_" + uuid.uuid4().hex
             lock_key = f"{provider.ukprn}|{header.year.code}"
@@ -281,24 +341,7 @@ class IlrIntake:
             if not await self._uploads.lock(lock_key, upload_id, now, stale):
                 raise UploadInProgress(lock_key)
             progress = _Progress(learners_total=learners)
-            doc: dict[str, Any] = {
-                "_id": upload_id,
-                "provider_id": provider.provider_id,
-                "ukprn": provider.ukprn,
-                "year": header.year.code,
-                "serial_no": header.serial_no,
-                "file_datetime": header.file_datetime,
-                "file_bytes": size,
-                "status": UploadStatus.PROCESSING,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": None,
-                "summary": progress.summary(),
-                "issues": [],
-                "issues_truncated": False,
-                "missing_learners": {"count": 0, "learn_ref_numbers": [], "truncated": False},
-                "error": None,
-            }
+            doc = _upload_document(upload_id, provider, header, size, progress, now)
             await self._uploads.create(doc)
             task = asyncio.create_task(
                 self._run(doc, provider, header.year, path, progress, lock_key),
@@ -379,58 +422,44 @@ class IlrIntake:
             # Free the provider-and-year slot before the report is final, so that a client
             # that sees "completed" can upload the next file at once.
             await self._uploads.unlock(lock_key, upload_id)
-            await self._uploads.update(
-                upload_id,
-                {
-                    "status": UploadStatus.COMPLETED,
-                    "summary": progress.summary(),
-                    "issues": progress.issues,
-                    "issues_truncated": progress.issues_total > len(progress.issues),
-                    "missing_learners": missing,
-                    "updated_at": self._clock(),
-                    "finished_at": self._clock(),
-                },
-            )
-            logger.info(
-                "ILR upload %s completed: %d learners, aims %s, %d issue(s), %d missing",
-                upload_id,
-                progress.learners_processed,
-                dict(progress.aims),
-                progress.issues_total,
-                missing["count"],
-            )
+            await self._completed(upload_id, progress, missing)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await self._uploads.update(
-                    upload_id,
-                    {
-                        "status": UploadStatus.INTERRUPTED,
-                        "summary": progress.summary(),
-                        "error": "the service stopped while processing; upload the file "
-                        "again: what was applied already is not applied twice",
-                        "finished_at": self._clock(),
-                    },
-                )
+                await self._uploads.update(upload_id, _interrupted(progress, self._clock()))
             raise
         except Exception as exc:
             logger.exception("ILR upload %s failed (%s)", upload_id, type(exc).__name__)
             with contextlib.suppress(Exception):
-                await self._uploads.update(
-                    upload_id,
-                    {
-                        "status": UploadStatus.FAILED,
-                        "summary": progress.summary(),
-                        "issues": progress.issues,
-                        "error": f"processing failed ({type(exc).__name__}); what was applied "
-                        "before the failure stays applied; upload the file again to finish",
-                        "finished_at": self._clock(),
-                    },
-                )
+                await self._uploads.update(upload_id, _failed(progress, exc, self._clock()))
         finally:
             with contextlib.suppress(Exception):
                 await self._uploads.unlock(lock_key, upload_id)
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    async def _completed(
+        self, upload_id: str, progress: _Progress, missing: dict[str, Any]
+    ) -> None:
+        await self._uploads.update(
+            upload_id,
+            {
+                "status": UploadStatus.COMPLETED,
+                "summary": progress.summary(),
+                "issues": progress.issues,
+                "issues_truncated": progress.issues_total > len(progress.issues),
+                "missing_learners": missing,
+                "updated_at": self._clock(),
+                "finished_at": self._clock(),
+            },
+        )
+        logger.info(
+            "ILR upload %s completed: %d learners, aims %s, %d issue(s), %d missing",
+            upload_id,
+            progress.learners_processed,
+            dict(progress.aims),
+            progress.issues_total,
+            missing["count"],
+        )
 
     async def _process(
         self,
