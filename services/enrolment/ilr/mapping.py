@@ -177,32 +177,11 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
             records.append(checked)
     if not records:
         return LearnerPlan(raw.index, learn_ref, (), tuple(out.issues), out_of_scope, rejected)
-    learner_ok = True
-    dob = ilr_date(raw.get("DateOfBirth"))
-    if dob is None:
-        learner_ok = False
-        out.add("DateOfBirth_01", "DateOfBirth is required for a funded learner", "DateOfBirth")
-    sex = raw.get("Sex")
-    if sex not in SEX_CODES:
-        learner_ok = False
-        out.add("Sex_01", "Sex is not a valid code", "Sex")
-    ethnicity_code = ilr_int(raw.get("Ethnicity"))
-    if ethnicity_code is None or ethnicity_code not in ETHNICITY[ctx.year.code]:
-        learner_ok = False
-        out.add("Ethnicity_01", "Ethnicity is not a valid code", "Ethnicity")
-    if not learner_ok:
+    base = _learner_fields(raw, learn_ref, ctx, out)
+    if base is None:
         return LearnerPlan(
             raw.index, learn_ref, (), tuple(out.issues), out_of_scope, rejected + len(records)
         )
-    base = {
-        "learner_ref": learn_ref,
-        "given_names": raw.get("GivenNames"),
-        "family_name": raw.get("FamilyName"),
-        "postcode": raw.get("Postcode"),
-        "date_of_birth": dob,
-        "sex": sex,
-        "ethnicity": ETHNICITY_TO_ONS.get(ethnicity_code) if ethnicity_code else None,
-    }
     targets: list[AimTarget] = []
     chains: dict[tuple[str, date], list[AimRecord]] = {}
     for record in records:
@@ -219,17 +198,39 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
     )
 
 
-def _target(
-    learn_ref: str,
-    aim_ref: str,
-    original_start: date,
-    chain: Sequence[AimRecord],
-    base: dict[str, Any],
-    ctx: MappingContext,
-    out: IssueCollector,
-) -> AimTarget | None:
-    seqs = tuple(r.aim_seq for r in chain)
-    first = chain[0]
+def _learner_fields(
+    raw: RawLearner, learn_ref: str, ctx: MappingContext, out: IssueCollector
+) -> dict[str, Any] | None:
+    """The learner's part of every submission (None, issues added, when a field needed
+    for a funded learner is missing or not a valid code)."""
+    learner_ok = True
+    dob = ilr_date(raw.get("DateOfBirth"))
+    if dob is None:
+        learner_ok = False
+        out.add("DateOfBirth_01", "DateOfBirth is required for a funded learner", "DateOfBirth")
+    sex = raw.get("Sex")
+    if sex not in SEX_CODES:
+        learner_ok = False
+        out.add("Sex_01", "Sex is not a valid code", "Sex")
+    ethnicity_code = ilr_int(raw.get("Ethnicity"))
+    if ethnicity_code is None or ethnicity_code not in ETHNICITY[ctx.year.code]:
+        learner_ok = False
+        out.add("Ethnicity_01", "Ethnicity is not a valid code", "Ethnicity")
+    if not learner_ok:
+        return None
+    return {
+        "learner_ref": learn_ref,
+        "given_names": raw.get("GivenNames"),
+        "family_name": raw.get("FamilyName"),
+        "postcode": raw.get("Postcode"),
+        "date_of_birth": dob,
+        "sex": sex,
+        "ethnicity": ETHNICITY_TO_ONS.get(ethnicity_code) if ethnicity_code else None,
+    }
+
+
+def _chain_steps(chain: Sequence[AimRecord], out: IssueCollector) -> list[Step] | None:
+    """The lifecycle steps of an aim and its restarts (None when the chain is broken)."""
     steps: list[Step] = []
     for i, record in enumerate(chain):
         if i > 0:
@@ -247,44 +248,70 @@ def _target(
         step = _step_of(record)
         if step is not None:
             steps.append(step)
-    last = chain[-1]
+    return steps
+
+
+def _planned_hours(first: AimRecord) -> int:
+    """The file's planned hours, else DEFAULT_HOURS_PER_WEEK over the planned weeks."""
+    weeks = (first.planned_end - first.start).days // 7 + 1
+    return first.planned_hours or max(1, min(9999, weeks * DEFAULT_HOURS_PER_WEEK))
+
+
+def _submission(
+    first: AimRecord,
+    aim_ref: str,
+    base: dict[str, Any],
+    ctx: MappingContext,
+    out: IssueCollector,
+) -> EnrolmentSubmission | None:
+    """The submission the JSON API would have been sent for the aim's first record,
+    checked by the same rules (None, issues added, when it breaks them)."""
+    doc = {
+        **base,
+        "combined_authority": first.combined_authority,
+        "local_authority": first.local_authority,
+        "learning_aim_ref": aim_ref,
+        "programme": first.info_programme,
+        "level": first.info_level,
+        "start_date": first.start,
+        "planned_end_date": first.planned_end,
+        "planned_hours": _planned_hours(first),
+        "fund_model": first.fund_model,
+    }
+    try:
+        submission = EnrolmentSubmission.model_validate(doc)
+    except ValidationError as exc:
+        errors: Sequence[FieldError] = schema_errors(exc)
+    else:
+        errors = check_valid_submission(submission, ctx.provider, ctx.today).errors
+    for error in errors:
+        rule, ilr_field = domain_rule(error)
+        out.add(rule, error.message, ilr_field, first.aim_seq)
+    return None if errors else submission
+
+
+def _target(
+    learn_ref: str,
+    aim_ref: str,
+    original_start: date,
+    chain: Sequence[AimRecord],
+    base: dict[str, Any],
+    ctx: MappingContext,
+    out: IssueCollector,
+) -> AimTarget | None:
+    steps = _chain_steps(chain, out)
+    if steps is None:
+        return None
+    first, last = chain[0], chain[-1]
     submission: EnrolmentSubmission | None = None
-    if not first.restart:
-        doc = {
-            **base,
-            "combined_authority": first.combined_authority,
-            "local_authority": first.local_authority,
-            "learning_aim_ref": aim_ref,
-            "programme": first.info_programme,
-            "level": first.info_level,
-            "start_date": first.start,
-            "planned_end_date": first.planned_end,
-            "planned_hours": first.planned_hours
-            or max(
-                1,
-                min(
-                    9999, ((first.planned_end - first.start).days // 7 + 1) * DEFAULT_HOURS_PER_WEEK
-                ),
-            ),
-            "fund_model": first.fund_model,
-        }
-        try:
-            submission = EnrolmentSubmission.model_validate(doc)
-        except ValidationError as exc:
-            for error in schema_errors(exc):
-                rule, ilr_field = domain_rule(error)
-                out.add(rule, error.message, ilr_field, first.aim_seq)
-            return None
-        checked = check_valid_submission(submission, ctx.provider, ctx.today)
-        if checked.errors:
-            for error in checked.errors:
-                rule, ilr_field = domain_rule(error)
-                out.add(rule, error.message, ilr_field, first.aim_seq)
+    if not first.restart:  # a restart alone: the original came in an earlier file
+        submission = _submission(first, aim_ref, base, ctx, out)
+        if submission is None:
             return None
     outcome = Outcome(last.outcome) if last.comp_status == 2 and last.outcome else None
     return AimTarget(
         learn_ref=learn_ref,
-        aim_seqs=seqs,
+        aim_seqs=tuple(r.aim_seq for r in chain),
         learning_aim_ref=aim_ref,
         start_date=original_start,
         submission=submission,
