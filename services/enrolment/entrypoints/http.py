@@ -33,6 +33,7 @@ from services.enrolment.entrypoints.dependencies import (
     size_limit,
 )
 from services.enrolment.ilr.parser import FileProblem, IlrFileError
+from services.enrolment.ilr.report import DONE
 from services.enrolment.schemas import (
     BatchRequest,
     BatchResponse,
@@ -47,7 +48,7 @@ from services.enrolment.schemas import (
     problem_errors,
     status_code_of,
 )
-from services.enrolment.use_cases.ilr import DONE, UploadInProgress
+from services.enrolment.use_cases.ilr import UploadInProgress
 from services.enrolment.use_cases.intake import Channel, ItemResult, ItemStatus
 from services.enrolment.use_cases.privacy import NotFound
 from shared.auth import Principal

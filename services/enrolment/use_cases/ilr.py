@@ -27,9 +27,8 @@ import logging
 import os
 import tempfile
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -50,6 +49,14 @@ from services.enrolment.ilr.parser import (
     RawLearner,
     check_ilr,
     read_ilr,
+)
+from services.enrolment.ilr.report import (
+    DONE,
+    UploadProgress,
+    UploadStatus,
+    failed,
+    interrupted,
+    upload_document,
 )
 from services.enrolment.ilr.repository import UploadStore
 from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
@@ -76,16 +83,6 @@ class UploadInProgress(Exception):
     """Another upload of the same provider and year is being processed."""
 
 
-class UploadStatus:
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-
-DONE = frozenset({UploadStatus.COMPLETED, UploadStatus.FAILED, UploadStatus.INTERRUPTED})
-
-
 @dataclass(frozen=True)
 class IlrOptions:
     chunk_learners: int = 250
@@ -93,69 +90,6 @@ class IlrOptions:
     spool_dir: str | None = None
     stale_after_s: float = 300.0
     max_concurrent: int = 1
-
-
-@dataclass
-class _Progress:
-    """What processing has counted so far (stored as the upload's report)."""
-
-    learners_total: int
-    learners_processed: int = 0
-    learners_imported: int = 0
-    learners_with_errors: int = 0
-    learners_out_of_scope: int = 0
-    aims: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    issues: list[dict[str, Any]] = field(default_factory=list)
-    issues_total: int = 0
-    issues_by_rule: Counter[str] = field(default_factory=Counter)
-    issue_severities: Counter[str] = field(default_factory=Counter)
-
-    def count_learner(self, plan: LearnerPlan, results: Sequence[AimResult]) -> None:
-        """One learner taken from the file, with what became of its aims."""
-        for result in results:
-            self.aims[result.status.value] += 1
-            for event in result.events:
-                self.events[type(event).__name__] += 1
-        self.aims["rejected"] += plan.rejected_aims
-        self.aims["out_of_scope"] += plan.out_of_scope
-        errors = plan.has_errors or any(r.status is AimStatus.REJECTED for r in results)
-        if errors:
-            self.learners_with_errors += 1
-        if any(r.status is not AimStatus.REJECTED for r in results):
-            self.learners_imported += 1
-        elif not errors:
-            self.learners_out_of_scope += 1
-
-    def count_issues(self, issues: Sequence[Issue], max_reported: int) -> None:
-        for issue in issues:
-            self.issues_total += 1
-            self.issues_by_rule[issue.rule] += 1
-            self.issue_severities[issue.severity] += 1
-            if len(self.issues) < max_reported:
-                self.issues.append(issue.as_dict())
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "learners": {
-                "total": self.learners_total,
-                "processed": self.learners_processed,
-                "imported": self.learners_imported,
-                "with_errors": self.learners_with_errors,
-                "out_of_scope": self.learners_out_of_scope,
-            },
-            "aims": {
-                k: self.aims.get(k, 0)
-                for k in ("created", "updated", "unchanged", "rejected", "out_of_scope")
-            },
-            "events": dict(sorted(self.events.items())),
-            "issues": {
-                "total": self.issues_total,
-                "errors": self.issue_severities.get("error", 0),
-                "warnings": self.issue_severities.get("warning", 0),
-                "by_rule": dict(sorted(self.issues_by_rule.items())),
-            },
-        }
 
 
 def _spool_path(directory: str | None) -> str:
@@ -196,7 +130,7 @@ def _diff_all(
 
 
 def _first_of_each_learner(
-    plans: Sequence[LearnerPlan], seen: set[str], progress: _Progress
+    plans: Sequence[LearnerPlan], seen: set[str], progress: UploadProgress
 ) -> tuple[list[LearnerPlan], list[Issue]]:
     """The plans of learners not met before in the file (``seen``: LearnRefNumbers so
     far), and an R06 error for each repeated one (not imported)."""
@@ -249,56 +183,6 @@ def _check_uploader(provider: Provider, header: IlrHeader) -> None:
         )
 
 
-def _upload_document(
-    upload_id: str,
-    provider: Provider,
-    header: IlrHeader,
-    size: int,
-    progress: _Progress,
-    now: datetime,
-) -> dict[str, Any]:
-    """A new upload, processing, with an empty report."""
-    return {
-        "_id": upload_id,
-        "provider_id": provider.provider_id,
-        "ukprn": provider.ukprn,
-        "year": header.year.code,
-        "serial_no": header.serial_no,
-        "file_datetime": header.file_datetime,
-        "file_bytes": size,
-        "status": UploadStatus.PROCESSING,
-        "created_at": now,
-        "updated_at": now,
-        "finished_at": None,
-        "summary": progress.summary(),
-        "issues": [],
-        "issues_truncated": False,
-        "missing_learners": {"count": 0, "learn_ref_numbers": [], "truncated": False},
-        "error": None,
-    }
-
-
-def _interrupted(progress: _Progress, now: datetime) -> dict[str, Any]:
-    return {
-        "status": UploadStatus.INTERRUPTED,
-        "summary": progress.summary(),
-        "error": "the service stopped while processing; upload the file "
-        "again: what was applied already is not applied twice",
-        "finished_at": now,
-    }
-
-
-def _failed(progress: _Progress, exc: Exception, now: datetime) -> dict[str, Any]:
-    return {
-        "status": UploadStatus.FAILED,
-        "summary": progress.summary(),
-        "issues": progress.issues,
-        "error": f"processing failed ({type(exc).__name__}); what was applied "
-        "before the failure stays applied; upload the file again to finish",
-        "finished_at": now,
-    }
-
-
 class IlrIntake:
     def __init__(
         self,
@@ -340,8 +224,8 @@ class IlrIntake:
             stale = now - timedelta(seconds=self._options.stale_after_s)
             if not await self._uploads.lock(lock_key, upload_id, now, stale):
                 raise UploadInProgress(lock_key)
-            progress = _Progress(learners_total=learners)
-            doc = _upload_document(upload_id, provider, header, size, progress, now)
+            progress = UploadProgress(learners_total=learners)
+            doc = upload_document(upload_id, provider, header, size, progress, now)
             await self._uploads.create(doc)
             task = asyncio.create_task(
                 self._run(doc, provider, header.year, path, progress, lock_key),
@@ -411,7 +295,7 @@ class IlrIntake:
         provider: Provider,
         year: IlrYear,
         path: str,
-        progress: _Progress,
+        progress: UploadProgress,
         lock_key: str,
     ) -> None:
         upload_id = doc["_id"]
@@ -425,12 +309,12 @@ class IlrIntake:
             await self._completed(upload_id, progress, missing)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await self._uploads.update(upload_id, _interrupted(progress, self._clock()))
+                await self._uploads.update(upload_id, interrupted(progress, self._clock()))
             raise
         except Exception as exc:
             logger.exception("ILR upload %s failed (%s)", upload_id, type(exc).__name__)
             with contextlib.suppress(Exception):
-                await self._uploads.update(upload_id, _failed(progress, exc, self._clock()))
+                await self._uploads.update(upload_id, failed(progress, exc, self._clock()))
         finally:
             with contextlib.suppress(Exception):
                 await self._uploads.unlock(lock_key, upload_id)
@@ -438,7 +322,7 @@ class IlrIntake:
                 os.unlink(path)
 
     async def _completed(
-        self, upload_id: str, progress: _Progress, missing: dict[str, Any]
+        self, upload_id: str, progress: UploadProgress, missing: dict[str, Any]
     ) -> None:
         await self._uploads.update(
             upload_id,
@@ -467,7 +351,7 @@ class IlrIntake:
         provider: Provider,
         year: IlrYear,
         path: str,
-        progress: _Progress,
+        progress: UploadProgress,
         lock_key: str,
     ) -> None:
         seen: set[str] = set()
@@ -496,7 +380,7 @@ class IlrIntake:
         year: IlrYear,
         plans: Sequence[LearnerPlan],
         seen: set[str],
-        progress: _Progress,
+        progress: UploadProgress,
     ) -> None:
         """Store one chunk of learners (one transaction) and count it in the report."""
         accepted, issues = _first_of_each_learner(plans, seen, progress)
