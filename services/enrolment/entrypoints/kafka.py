@@ -16,6 +16,7 @@ from faststream.kafka.annotations import KafkaMessage
 
 from services.enrolment.domain import FieldError
 from services.enrolment.entrypoints.dependencies import STATE_KEY, EnrolmentContext
+from services.enrolment.inbound_auth import Verified
 from services.enrolment.settings import EnrolmentSettings
 from services.enrolment.use_cases.intake import EnrolmentService, InboundItem
 from shared import topics
@@ -115,6 +116,31 @@ def refused_inbound(record: ConsumerRecord[Any, Any], refusal: FieldError) -> In
     )
 
 
+def decode_batch(
+    records: Sequence[ConsumerRecord[Any, Any]],
+    outcomes: Sequence[Verified | FieldError] | None,
+    max_value_bytes: int,
+) -> tuple[
+    list[tuple[ConsumerRecord[Any, Any], InboundItem]],
+    list[tuple[ConsumerRecord[Any, Any], BaseException]],
+]:
+    """(items to check, poison) of a batch: a record whose sender was not authenticated
+    (``outcomes``: one per record, from :class:`InboundAuthenticator`) is refused with
+    its body unread; the others are decoded."""
+    decoded: list[tuple[ConsumerRecord[Any, Any], InboundItem]] = []
+    poison: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
+    for index, record in enumerate(records):
+        outcome = outcomes[index] if outcomes is not None else None
+        if isinstance(outcome, FieldError):
+            decoded.append((record, refused_inbound(record, outcome)))
+            continue
+        try:
+            decoded.append((record, decode_inbound(record, max_value_bytes=max_value_bytes)))
+        except PoisonMessage as exc:
+            poison.append((record, exc))
+    return decoded, poison
+
+
 INTAKE_RETRY = RetryPolicy(attempts=5, initial_delay_s=0.2, max_delay_s=5.0)
 
 
@@ -172,22 +198,10 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         ctx: EnrolmentContext = runtime.state[STATE_KEY]
         raw = message.raw_message
         records: Sequence[ConsumerRecord[Any, Any]] = raw if isinstance(raw, tuple) else (raw,)
-        decoded: list[tuple[ConsumerRecord[Any, Any], InboundItem]] = []
-        poison: list[tuple[ConsumerRecord[Any, Any], BaseException]] = []
         # Who sent each record is established first (signature headers); a record that
         # fails is refused as unauthenticated without its body ever being parsed.
         outcomes = await ctx.inbound_auth.verify(records) if ctx.inbound_auth else None
-        for index, record in enumerate(records):
-            outcome = outcomes[index] if outcomes is not None else None
-            if isinstance(outcome, FieldError):
-                decoded.append((record, refused_inbound(record, outcome)))
-                continue
-            try:
-                decoded.append(
-                    (record, decode_inbound(record, max_value_bytes=settings.max_item_body_bytes))
-                )
-            except PoisonMessage as exc:
-                poison.append((record, exc))
+        decoded, poison = decode_batch(records, outcomes, settings.max_item_body_bytes)
         if decoded:
             poison += await store_inbound(ctx.service, decoded, lambda: mongo_ping(runtime.mongo))
         dead_letter = dead_letter_to(runtime.dead_letters)
