@@ -1,7 +1,7 @@
 """The enrolment service: provider intake of enrolments and progress (JSON over HTTP,
 Kafka records, ILR files), pseudonymised at the edge, published via the outbox.
 
-Layout (the same in every service):
+Layout (the shape every service follows, issue #14):
 
 * ``app.py`` — composition root: builds the stores, the relay and the use cases.
 * ``entrypoints/`` — the edge: ``http.py`` (routes), ``kafka.py`` (the inbound
