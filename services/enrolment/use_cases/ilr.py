@@ -6,14 +6,15 @@
    whole (:class:`IlrFileError`) and **nothing is stored**. One upload per provider and
    collection year runs at a time (:class:`UploadInProgress`).
 2. The upload is then processed in the background in chunks of learners: each learner
-   is validated and mapped (:mod:`.mapping`), each of its aims compared with the
-   enrolment accepted before (:mod:`.diff`), and a chunk's new enrolments, changed
-   enrolments and their events are written in one transaction through the enrolment
-   repository and the shared outbox, sealed exactly as for JSON intake. A learner's
-   errors reject that learner's aims only. Progress (learners processed) is recorded
-   after every chunk; the report (counts, issues by rule, learners missing since the
-   previous upload) when done. Re-uploading a file (e.g. after an interruption) is
-   safe: what was applied already is unchanged the second time.
+   is validated and mapped (:mod:`services.enrolment.ilr.mapping`), each of its aims
+   compared with the enrolment accepted before (:mod:`services.enrolment.ilr.diff`), and
+   a chunk's new enrolments, changed enrolments and their events are written in one
+   transaction through the enrolment repository and the shared outbox, sealed exactly
+   as for JSON intake. A learner's errors reject that learner's aims only. Progress
+   (learners processed) is recorded after every chunk; the report (counts, issues by
+   rule, learners missing since the previous upload) when done. Re-uploading a file
+   (e.g. after an interruption) is safe: what was applied already is unchanged the
+   second time.
 
 Logs name uploads, counts and rule names only: never a learner reference, name, date of
 birth, postcode or ethnicity.
