@@ -203,9 +203,10 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
     """Queue LearnerKeyIssued for every live learner (the running service's relay
     publishes them)."""
     from services.enrolment.app import key_rings_for, pseudonymiser_for
-    from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
     from services.enrolment.privacy import LearnerVault, SubmissionSealer
     from services.enrolment.repository import MongoEnrolmentRepository
+    from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
+    from services.enrolment.use_cases.privacy import PrivacyService
     from shared.outbox import MongoOutbox
     from shared.telemetry import build_telemetry
 

@@ -5,17 +5,20 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import FastAPI
 
-from services.enrolment import handlers
 from services.enrolment.domain import Pseudonymiser
-from services.enrolment.ilr import handlers as ilr_handlers
+from services.enrolment.entrypoints import http, kafka
+from services.enrolment.entrypoints.dependencies import (
+    ILR_STATE_KEY,
+    STATE_KEY,
+    EnrolmentContext,
+)
 from services.enrolment.ilr.aims import AimCatalogue
 from services.enrolment.ilr.repository import MongoUploadStore
-from services.enrolment.ilr.service import IlrIntake, IlrOptions
 from services.enrolment.inbound_auth import InboundAuthenticator
-from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.privacy import LearnerVault, SubmissionSealer
 from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
 from services.enrolment.settings import (
@@ -23,6 +26,9 @@ from services.enrolment.settings import (
     DEV_PSEUDONYM_KEY,
     EnrolmentSettings,
 )
+from services.enrolment.use_cases.ilr import IlrIntake, IlrOptions
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.use_cases.privacy import PrivacyService
 from shared import topics
 from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
@@ -79,6 +85,102 @@ def key_rings_for(settings: EnrolmentSettings) -> tuple[KeyRing, KeyRing]:
     return master, settings.key_ring()
 
 
+@dataclass(frozen=True)
+class _Stores:
+    outbox: MongoOutbox
+    providers: MongoProviderDirectory
+    keys: ApiKeyStore
+    vault: LearnerVault
+    enrolments: MongoEnrolmentRepository
+    uploads: MongoUploadStore
+
+
+async def _stores(
+    runtime: Runtime, settings: EnrolmentSettings, master_ring: KeyRing, platform_ring: KeyRing
+) -> _Stores:
+    db = runtime.db
+    outbox = MongoOutbox(
+        db,
+        retention_s=settings.outbox_retention_s,
+        max_messages_per_row=settings.outbox_row_max_messages,
+    )
+    providers = MongoProviderDirectory(db)
+    keys = ApiKeyStore(db["api_keys"])
+    vault = LearnerVault(
+        runtime.mongo, db, outbox=outbox, master=master_ring, platform=platform_ring
+    )
+    # Personal submission fields are stored sealed under the learner's data key.
+    enrolments = MongoEnrolmentRepository(runtime.mongo, db, outbox, sealer=SubmissionSealer(vault))
+    for component in (enrolments, outbox, providers, keys, vault):
+        await component.ensure_indexes()
+    uploads = MongoUploadStore(db, settings.ilr_upload_retention_s)
+    await uploads.ensure_indexes()
+    return _Stores(outbox, providers, keys, vault, enrolments, uploads)
+
+
+def _relay(
+    runtime: Runtime, settings: EnrolmentSettings, outbox: MongoOutbox, sender: RecordSender
+) -> OutboxRelay:
+    return OutboxRelay(
+        outbox,
+        contract_publisher(sender, OUTBOX_EVENTS),
+        settings,
+        RelayMetrics(runtime.telemetry),
+        log_check=log_probe_for(settings),
+        # Publish only between broker start and shutdown (readiness is set after
+        # the broker starts and cleared first on shutdown).
+        can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+        component="enrolment",
+    )
+
+
+def _ilr_intake(
+    settings: EnrolmentSettings,
+    service: EnrolmentService,
+    stores: _Stores,
+    pseudonyms: Pseudonymiser,
+) -> IlrIntake:
+    return IlrIntake(
+        service,
+        stores.enrolments,
+        stores.uploads,
+        pseudonyms,
+        catalogue=AimCatalogue.from_csv(settings.ilr_aim_catalogue),
+        options=IlrOptions(
+            chunk_learners=settings.ilr_chunk_learners,
+            max_reported_issues=settings.ilr_max_reported_issues,
+            spool_dir=settings.ilr_spool_dir,
+            stale_after_s=settings.ilr_stale_after_s,
+            max_concurrent=settings.ilr_max_concurrent_uploads,
+        ),
+    )
+
+
+def _broker_watch(runtime: Runtime, settings: EnrolmentSettings) -> DependencyWatch:
+    """Backpressure: intake answers 503 while the broker is known to be unreachable."""
+
+    async def broker_reachable() -> bool:
+        # Before the broker starts and while it stops, readiness speaks for it.
+        if not runtime.broker.running:
+            return True
+        return await runtime.broker.ping(timeout=settings.readiness_timeout_s)
+
+    return DependencyWatch(
+        "kafka broker", broker_reachable, timeout_s=settings.readiness_timeout_s + 1
+    )
+
+
+def _route_body_limits(settings: EnrolmentSettings) -> list[tuple[str, int]]:
+    # Single submissions, progress and consent: the per-item limit, also for bodies
+    # streamed without Content-Length (only the batch may be large).
+    return [
+        (r"/v1/enrolments/?", settings.max_item_body_bytes),
+        (r"/v1/enrolments/[^/]+/(progress|consent)/?", settings.max_item_body_bytes),
+        # ILR files: large, streamed to a spool file (docs/ilr.md).
+        (r"/v1/ilr/submissions/?", settings.ilr_max_upload_bytes),
+    ]
+
+
 def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     settings = settings or EnrolmentSettings()
     telemetry = build_telemetry(settings)
@@ -87,82 +189,30 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
-        db = runtime.db
-        outbox = MongoOutbox(
-            db,
-            retention_s=settings.outbox_retention_s,
-            max_messages_per_row=settings.outbox_row_max_messages,
-        )
-        providers = MongoProviderDirectory(db)
-        keys = ApiKeyStore(db["api_keys"])
-        vault = LearnerVault(
-            runtime.mongo, db, outbox=outbox, master=master_ring, platform=platform_ring
-        )
-        # Personal submission fields are stored sealed under the learner's data key.
-        repository = MongoEnrolmentRepository(
-            runtime.mongo, db, outbox, sealer=SubmissionSealer(vault)
-        )
-        for component in (repository, outbox, providers, keys, vault):
-            await component.ensure_indexes()
-
+        stores = await _stores(runtime, settings, master_ring, platform_ring)
         sender = RecordSender(settings, runtime.telemetry.tracer())
-        relay = OutboxRelay(
-            outbox,
-            contract_publisher(sender, OUTBOX_EVENTS),
-            settings,
-            RelayMetrics(runtime.telemetry),
-            log_check=log_probe_for(settings),
-            # Publish only between broker start and shutdown (readiness is set after
-            # the broker starts and cleared first on shutdown).
-            can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
-            component="enrolment",
-        )
+        relay = _relay(runtime, settings, stores.outbox, sender)
         service = EnrolmentService(
-            repository,
-            providers,
+            stores.enrolments,
+            stores.providers,
             pseudonyms,
             IntakeMetrics(runtime.telemetry),
             on_commit=relay.wake,
-            vault=vault,
+            vault=stores.vault,
         )
-        privacy = PrivacyService(service, repository, vault, on_commit=relay.wake)
-        uploads = MongoUploadStore(db, settings.ilr_upload_retention_s)
-        await uploads.ensure_indexes()
-        ilr = IlrIntake(
-            service,
-            repository,
-            uploads,
-            pseudonyms,
-            catalogue=AimCatalogue.from_csv(settings.ilr_aim_catalogue),
-            options=IlrOptions(
-                chunk_learners=settings.ilr_chunk_learners,
-                max_reported_issues=settings.ilr_max_reported_issues,
-                spool_dir=settings.ilr_spool_dir,
-                stale_after_s=settings.ilr_stale_after_s,
-                max_concurrent=settings.ilr_max_concurrent_uploads,
-            ),
-        )
-        runtime.state[ilr_handlers.ILR_STATE_KEY] = ilr
-
-        async def broker_reachable() -> bool:
-            # Before the broker starts and while it stops, readiness speaks for it.
-            if not runtime.broker.running:
-                return True
-            return await runtime.broker.ping(timeout=settings.readiness_timeout_s)
-
-        # Backpressure: intake answers 503 while the broker is known to be unreachable.
-        broker_watch = DependencyWatch(
-            "kafka broker", broker_reachable, timeout_s=settings.readiness_timeout_s + 1
-        )
-        runtime.state[handlers.STATE_KEY] = handlers.EnrolmentContext(
+        privacy = PrivacyService(service, stores.enrolments, stores.vault, on_commit=relay.wake)
+        ilr = _ilr_intake(settings, service, stores, pseudonyms)
+        runtime.state[ILR_STATE_KEY] = ilr
+        broker_watch = _broker_watch(runtime, settings)
+        runtime.state[STATE_KEY] = EnrolmentContext(
             settings=settings,
             service=service,
-            keys=keys,
+            keys=stores.keys,
             relay=relay,
             privacy=privacy,
             broker_watch=broker_watch,
             inbound_auth=InboundAuthenticator(
-                keys, runtime.telemetry, window_s=settings.inbound_signature_window_s
+                stores.keys, runtime.telemetry, window_s=settings.inbound_signature_window_s
             ),
         )
         await relay.refresh_backlog()
@@ -181,19 +231,12 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         title="Common Ground enrolment",
         description="Provider intake of ESOL and adult-skills enrolments and progress: "
         "validation, pseudonymisation at the edge, ILR lifecycle, transactional outbox.",
-        http_routers=[handlers.router, handlers.learners_router, ilr_handlers.router],
-        kafka_routers=handlers.kafka_routers,
+        http_routers=[http.router, http.learners_router, http.ilr_router],
+        kafka_routers=kafka.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,
         max_body_bytes=settings.max_body_bytes,
-        # Single submissions, progress and consent: the per-item limit, also for bodies
-        # streamed without Content-Length (only the batch may be large).
-        route_body_limits=[
-            (r"/v1/enrolments/?", settings.max_item_body_bytes),
-            (r"/v1/enrolments/[^/]+/(progress|consent)/?", settings.max_item_body_bytes),
-            # ILR files: large, streamed to a spool file (docs/ilr.md).
-            (r"/v1/ilr/submissions/?", settings.ilr_max_upload_bytes),
-        ],
+        route_body_limits=_route_body_limits(settings),
     )
-    handlers.install_validation_handler(app)
+    http.install_validation_handler(app)
     return app

@@ -15,22 +15,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from pydantic import TypeAdapter
 from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from services.enrolment.domain import Enrolment, HistoryEntry, Lifecycle, Provider, Status
+from services.enrolment.domain import Enrolment, HistoryEntry, Lifecycle, Provider
 from shared.contracts.enrolment import EnrolmentSubmission
 from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
-    Level,
-    Outcome,
-    WithdrawalReason,
 )
 from shared.outbox import MongoOutbox, OutboxMessage
 
@@ -105,12 +103,15 @@ class ProviderDirectory(Protocol):
 # ---------------------------------------------------------------------------- documents
 
 
-def _day(value: date | None) -> str | None:
-    return value.isoformat() if value else None
+# The lifecycle document is the Lifecycle's fields but ``status`` (kept at the top level,
+# where queries use it), dates as ISO strings and codes as their values.
+_LIFECYCLE = TypeAdapter(Lifecycle)
+_HISTORY = TypeAdapter(HistoryEntry)
 
 
-def _from_day(value: str | None) -> date | None:
-    return date.fromisoformat(value) if value else None
+def _history_document(entry: HistoryEntry) -> dict[str, Any]:
+    doc = _HISTORY.dump_python(entry, mode="json", exclude={"recorded_at"})
+    return {**doc, "at": entry.recorded_at}  # a BSON date, not a string
 
 
 def enrolment_document(e: Enrolment, now: datetime) -> dict[str, Any]:
@@ -129,29 +130,16 @@ def enrolment_document(e: Enrolment, now: datetime) -> dict[str, Any]:
         "age_band": e.age_band.value,
         "status": lc.status.value,
         "completion_status": int(lc.completion_status),
-        "lifecycle": {
-            "status_since": _day(lc.status_since),
-            "outcome": int(lc.outcome) if lc.outcome is not None else None,
-            "level_reached": lc.level_reached.value if lc.level_reached else None,
-            "ended_on": _day(lc.ended_on),
-            "withdrawal_reason": int(lc.withdrawal_reason)
-            if lc.withdrawal_reason is not None
-            else None,
-            "expected_return_on": _day(lc.expected_return_on),
-        },
+        "lifecycle": _LIFECYCLE.dump_python(lc, mode="json", exclude={"status"}),
         "accepted_at": e.accepted_at,
         "updated_at": now,
         "version": e.version,
         "applied_progress": list(e.applied_progress),
-        "history": [
-            {"kind": h.kind, "on": h.on.isoformat(), "status": h.status.value, "at": h.recorded_at}
-            for h in e.history
-        ],
+        "history": [_history_document(h) for h in e.history],
     }
 
 
 def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
-    lc = doc["lifecycle"]
     return Enrolment(
         enrolment_id=doc["_id"],
         provider_id=doc["provider_id"],
@@ -160,23 +148,12 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
         submission=EnrolmentSubmission.model_validate(doc["submission"]),
         fingerprint=doc["fingerprint"],
         age_band=AgeBand(doc["age_band"]),
-        lifecycle=Lifecycle(
-            status=Status(doc["status"]),
-            status_since=date.fromisoformat(lc["status_since"]),
-            outcome=Outcome(lc["outcome"]) if lc.get("outcome") is not None else None,
-            level_reached=Level(lc["level_reached"]) if lc.get("level_reached") else None,
-            ended_on=_from_day(lc.get("ended_on")),
-            withdrawal_reason=WithdrawalReason(lc["withdrawal_reason"])
-            if lc.get("withdrawal_reason") is not None
-            else None,
-            expected_return_on=_from_day(lc.get("expected_return_on")),
-        ),
+        lifecycle=_LIFECYCLE.validate_python({**doc["lifecycle"], "status": doc["status"]}),
         accepted_at=doc["accepted_at"],
         version=doc["version"],
         applied_progress=tuple(doc.get("applied_progress", ())),
         history=tuple(
-            HistoryEntry(h["kind"], date.fromisoformat(h["on"]), Status(h["status"]), h["at"])
-            for h in doc.get("history", ())
+            _HISTORY.validate_python({**h, "recorded_at": h["at"]}) for h in doc.get("history", ())
         ),
     )
 

@@ -35,9 +35,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from bson import BSON
 
 from services.enrolment.app import key_rings_for, pseudonymiser_for
-from services.enrolment.intake import EnrolmentService, IntakeMetrics, PrivacyService
 from services.enrolment.privacy import LearnerVault
 from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.use_cases.privacy import PrivacyService
 from services.matching.domain import Match, MatchStatus
 from services.matching.repository import match_doc
 from shared.contracts.enrolment import LearnerKeyIssued

@@ -7,7 +7,7 @@ import hashlib
 import pytest
 from aiokafka import ConsumerRecord
 
-from services.enrolment.handlers import MAX_INBOUND_KEY_BYTES, decode_inbound
+from services.enrolment.entrypoints.kafka import MAX_INBOUND_KEY_BYTES, decode_inbound
 from shared.dead_letters import (
     H_KEY_LENGTH,
     H_KEY_SHA256,

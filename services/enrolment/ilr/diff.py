@@ -160,61 +160,14 @@ def diff_aim(
     now: datetime,
 ) -> AimResult:
     """What to store and publish for one aim of the file."""
-    issues: list[Issue] = []
+    issues: list[Issue] = []  # warnings so far, kept when the lifecycle refuses the aim
     try:
         if stored is None:
-            if target.submission is None:
-                return AimResult(
-                    AimStatus.REJECTED,
-                    issues=(
-                        _issue(
-                            target,
-                            "CG_Restart_02",
-                            "a restarted aim whose original aim was never accepted (neither "
-                            "in this file nor an earlier one)",
-                        ),
-                    ),
-                )
-            enrolment, events = accept(target.submission, provider, pseudonyms, now)
-            enrolment, more = _apply(enrolment, list(target.steps), today, now)
-            return AimResult(AimStatus.CREATED, enrolment, None, (*events, *more))
-        if target.submission is not None and target.submission != stored.submission:
-            old = stored.submission.model_dump(mode="json")
-            new = target.submission.model_dump(mode="json")
-            changed = [f for f in _COMPARED_FIELDS if old.get(f) != new.get(f)]
-            if changed:
-                issues.append(
-                    _issue(
-                        target,
-                        "CG_Changed_01",
-                        "details differ from the enrolment accepted earlier ("
-                        + ", ".join(changed)
-                        + "); changes to accepted details are not applied",
-                        "warning",
-                    )
-                )
-        pending = _pending(stored, target)
-        if pending is None:
-            issues.append(
-                _issue(
-                    target,
-                    "CG_Correction_01",
-                    "the aim's status or dates contradict what was accepted earlier; "
-                    "corrections are not applied (nothing of this aim was changed)",
-                    "warning",
-                )
-            )
-            return AimResult(AimStatus.UNCHANGED, stored, issues=tuple(issues))
-        enrolment, events = _apply(stored, pending, today, now)
-        outcome = _outcome_step(enrolment, target)
-        if isinstance(outcome, str):
-            issues.append(_issue(target, "CG_Correction_02", outcome, "warning"))
-        elif outcome is not None:
-            enrolment, more = _apply(enrolment, [outcome], today, now)
-            events += more
-        if not events:
-            return AimResult(AimStatus.UNCHANGED, stored, issues=tuple(issues))
-        return AimResult(AimStatus.UPDATED, enrolment, stored.version, tuple(events), tuple(issues))
+            return _new_aim(target, provider, pseudonyms, today, now)
+        changed = _changed_details(stored, target)
+        if changed is not None:
+            issues.append(changed)
+        return _known_aim(stored, target, issues, today, now)
     except IllegalTransition as exc:
         return AimResult(
             AimStatus.REJECTED,
@@ -228,3 +181,75 @@ def diff_aim(
             stored,
             issues=(*issues, _issue(target, "CG_Lifecycle_02", message)),
         )
+
+
+def _new_aim(
+    target: AimTarget,
+    provider: Provider,
+    pseudonyms: Pseudonymiser,
+    today: date,
+    now: datetime,
+) -> AimResult:
+    """An aim not accepted before: accepted, then taken through the file's steps."""
+    if target.submission is None:
+        return AimResult(
+            AimStatus.REJECTED,
+            issues=(
+                _issue(
+                    target,
+                    "CG_Restart_02",
+                    "a restarted aim whose original aim was never accepted (neither "
+                    "in this file nor an earlier one)",
+                ),
+            ),
+        )
+    enrolment, events = accept(target.submission, provider, pseudonyms, now)
+    enrolment, more = _apply(enrolment, list(target.steps), today, now)
+    return AimResult(AimStatus.CREATED, enrolment, None, (*events, *more))
+
+
+def _changed_details(stored: Enrolment, target: AimTarget) -> Issue | None:
+    """A warning when the file's details differ from those accepted (never applied)."""
+    if target.submission is None or target.submission == stored.submission:
+        return None
+    old = stored.submission.model_dump(mode="json")
+    new = target.submission.model_dump(mode="json")
+    changed = [f for f in _COMPARED_FIELDS if old.get(f) != new.get(f)]
+    if not changed:
+        return None
+    return _issue(
+        target,
+        "CG_Changed_01",
+        "details differ from the enrolment accepted earlier ("
+        + ", ".join(changed)
+        + "); changes to accepted details are not applied",
+        "warning",
+    )
+
+
+def _known_aim(
+    stored: Enrolment, target: AimTarget, issues: list[Issue], today: date, now: datetime
+) -> AimResult:
+    """An aim accepted before: the steps it has not taken yet, then its outcome."""
+    pending = _pending(stored, target)
+    if pending is None:
+        issues.append(
+            _issue(
+                target,
+                "CG_Correction_01",
+                "the aim's status or dates contradict what was accepted earlier; "
+                "corrections are not applied (nothing of this aim was changed)",
+                "warning",
+            )
+        )
+        return AimResult(AimStatus.UNCHANGED, stored, issues=tuple(issues))
+    enrolment, events = _apply(stored, pending, today, now)
+    outcome = _outcome_step(enrolment, target)
+    if isinstance(outcome, str):
+        issues.append(_issue(target, "CG_Correction_02", outcome, "warning"))
+    elif outcome is not None:
+        enrolment, more = _apply(enrolment, [outcome], today, now)
+        events += more
+    if not events:
+        return AimResult(AimStatus.UNCHANGED, stored, issues=tuple(issues))
+    return AimResult(AimStatus.UPDATED, enrolment, stored.version, tuple(events), tuple(issues))

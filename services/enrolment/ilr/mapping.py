@@ -25,9 +25,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import date
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
@@ -35,148 +34,48 @@ from services.enrolment.domain import (
     BreakProgress,
     CompletionProgress,
     FieldError,
-    Provider,
     ResumeProgress,
     WithdrawalProgress,
     check_valid_submission,
     schema_errors,
 )
-from services.enrolment.ilr.aims import AimCatalogue
+from services.enrolment.ilr.aim_checks import AimRecord, check_aim
 from services.enrolment.ilr.geography import local_authority_of
-from services.enrolment.ilr.parser import RawDelivery, RawLearner
+from services.enrolment.ilr.parser import RawLearner
+from services.enrolment.ilr.plans import (
+    DEFAULT_HOURS_PER_WEEK,
+    AimTarget,
+    Issue,
+    IssueCollector,
+    LearnerPlan,
+    MappingContext,
+    Step,
+    ilr_date,
+    ilr_int,
+)
 from shared.contracts.enrolment import EnrolmentSubmission, RejectionCode
 from shared.contracts.ilr import (
-    COMP_STATUS,
     ETHNICITY,
     ETHNICITY_TO_ONS,
-    FUND_MODEL,
-    OUTCOME,
     SEX_CODES,
-    SOF_COMBINED_AUTHORITY,
-    SOURCE_OF_FUNDING,
-    WITHDRAW_REASON,
-    IlrYear,
 )
 from shared.contracts.reference import (
-    CombinedAuthority,
-    FundModel,
     Outcome,
     WithdrawalReason,
-    combined_authority_of,
 )
 
-Severity = Literal["error", "warning"]
+__all__ = [
+    "AimTarget",
+    "Issue",
+    "LearnerPlan",
+    "MappingContext",
+    "Step",
+    "domain_rule",
+    "plan_learner",
+    "step_kind",
+]
 
-# Fund models this platform takes (the contract's FundModel) and those of them whose
-# aims must name their source of funding (LearnDelFAMType_01: funded aims need SOF).
-IN_SCOPE_FUND_MODELS = frozenset(int(f) for f in FundModel)
-FUNDED_MODELS = IN_SCOPE_FUND_MODELS - {int(FundModel.NON_FUNDED)}
 _LEARN_REF = re.compile(r"^[A-Za-z0-9 ]{1,12}$")
-# Planned hours when the file gives neither PHours nor PlanLearnHours: 3 a week.
-DEFAULT_HOURS_PER_WEEK = 3
-
-
-@dataclass(frozen=True)
-class Issue:
-    """Something wrong with a learner or an aim (``severity`` error: not imported)."""
-
-    rule: str
-    severity: Severity
-    message: str
-    field: str = ""
-    learn_ref: str | None = None
-    aim_seq: int | None = None
-    learner_index: int | None = None
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "learner_index": self.learner_index,
-            "learn_ref_number": self.learn_ref,
-            "aim_seq_number": self.aim_seq,
-            "rule": self.rule,
-            "severity": self.severity,
-            "field": self.field,
-            "message": self.message,
-        }
-
-
-Step = BreakProgress | ResumeProgress | CompletionProgress | WithdrawalProgress
-
-
-@dataclass(frozen=True)
-class AimTarget:
-    """One enrolment as the file states it: its natural key, the submission (None when
-    only a restart record is in the file: the original was accepted from an earlier
-    file), and the lifecycle steps from acceptance to now."""
-
-    learn_ref: str
-    aim_seqs: tuple[int, ...]
-    learning_aim_ref: str
-    start_date: date
-    submission: EnrolmentSubmission | None
-    steps: tuple[Step, ...]
-    outcome: Outcome | None = None
-    outcome_on: date | None = None
-
-
-@dataclass(frozen=True)
-class LearnerPlan:
-    index: int
-    learn_ref: str | None
-    targets: tuple[AimTarget, ...] = ()
-    issues: tuple[Issue, ...] = ()
-    out_of_scope: int = 0
-    rejected_aims: int = 0
-
-    @property
-    def has_errors(self) -> bool:
-        return any(i.severity == "error" for i in self.issues)
-
-
-@dataclass(frozen=True)
-class MappingContext:
-    year: IlrYear
-    provider: Provider
-    today: date
-    catalogue: AimCatalogue = field(default_factory=AimCatalogue)
-
-
-# ------------------------------------------------------------------------------ fields
-
-
-def _date(value: str | None) -> date | None:
-    if not value:
-        return None
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        return None
-
-
-def _int(value: str | None) -> int | None:
-    if value is None or not value.strip().lstrip("-").isdigit():
-        return None
-    return int(value)
-
-
-class _Collector:
-    def __init__(self, index: int, learn_ref: str | None) -> None:
-        self.index = index
-        self.learn_ref = learn_ref
-        self.issues: list[Issue] = []
-
-    def add(
-        self,
-        rule: str,
-        message: str,
-        field_name: str = "",
-        aim_seq: int | None = None,
-        severity: Severity = "error",
-    ) -> None:
-        self.issues.append(
-            Issue(rule, severity, message, field_name, self.learn_ref, aim_seq, self.index)
-        )
-
 
 # Domain rule codes (shared with the JSON API) → the names the report uses.
 _DOMAIN_RULES: dict[tuple[RejectionCode, str], str] = {
@@ -219,243 +118,7 @@ def domain_rule(error: FieldError) -> tuple[str, str]:
     return rule, ilr_field
 
 
-# ------------------------------------------------------------------------------ aims
-
-
-@dataclass
-class _Record:
-    """An in-scope aim record that passed its own checks."""
-
-    aim_seq: int
-    aim_ref: str
-    start: date
-    planned_end: date
-    fund_model: int
-    comp_status: int
-    act_end: date | None
-    withdraw_reason: int | None
-    outcome: int | None
-    ach_date: date | None
-    restart: bool
-    original_start: date
-    combined_authority: CombinedAuthority
-    local_authority: str | None
-    planned_hours: int | None
-    info_programme: Any
-    info_level: Any
-
-
-def _check_aim(
-    raw: RawDelivery,
-    learner: RawLearner,
-    home_la: str | None,
-    ctx: MappingContext,
-    out: _Collector,
-) -> _Record | Literal["out_of_scope"] | None:
-    """One aim: out of scope, rejected (None, issues added) or a record."""
-    year = ctx.year.code
-    seq = _int(raw.get("AimSeqNumber"))
-    aim_ref = (raw.get("LearnAimRef") or "").upper()
-    info = ctx.catalogue.lookup(aim_ref) if aim_ref else None
-    fund_model = _int(raw.get("FundModel"))
-    sof_codes = [_int(c) for c in raw.fam("SOF")]
-    sof = sof_codes[0] if sof_codes else None
-    if info is None:
-        return "out_of_scope"  # not a Common Ground programme (LARS aim of another kind)
-    if (
-        fund_model is not None
-        and fund_model in FUND_MODEL[year]
-        and (fund_model not in IN_SCOPE_FUND_MODELS)
-    ):
-        return "out_of_scope"  # apprenticeships, 16-19, bootcamps
-    if sof is not None and sof in SOURCE_OF_FUNDING[year] and sof not in SOF_COMBINED_AUTHORITY:
-        return "out_of_scope"  # funded by another body than the six combined authorities
-    if (
-        sof is None
-        and fund_model == int(FundModel.NON_FUNDED)
-        and (home_la is None and local_authority_of(raw.get("DelLocPostCode")) is None)
-    ):
-        return "out_of_scope"  # non-funded learning outside the six combined authorities
-    ok = True
-
-    def bad(rule: str, message: str, field_name: str) -> None:
-        nonlocal ok
-        ok = False
-        out.add(rule, message, field_name, seq)
-
-    if seq is None or seq < 1:
-        bad("Schema_AimSeqNumber", "AimSeqNumber must be a whole number from 1", "AimSeqNumber")
-    if fund_model is None or fund_model not in FUND_MODEL[year]:
-        bad("FundModel_01", f"FundModel is not a valid code for {ctx.year.label}", "FundModel")
-    start = _date(raw.get("LearnStartDate"))
-    planned_end = _date(raw.get("LearnPlanEndDate"))
-    if start is None:
-        bad("Schema_LearnStartDate", "LearnStartDate must be a date (YYYY-MM-DD)", "LearnStartDate")
-    if planned_end is None:
-        bad(
-            "Schema_LearnPlanEndDate",
-            "LearnPlanEndDate must be a date (YYYY-MM-DD)",
-            "LearnPlanEndDate",
-        )
-    comp = _int(raw.get("CompStatus"))
-    if comp is None or comp not in COMP_STATUS[year]:
-        bad("CompStatus_01", "CompStatus is not a valid code", "CompStatus")
-    act_end_text = raw.get("LearnActEndDate")
-    act_end = _date(act_end_text)
-    if act_end_text and act_end is None:
-        bad("Schema_LearnActEndDate", "LearnActEndDate must be a date", "LearnActEndDate")
-    reason = _int(raw.get("WithdrawReason"))
-    if raw.get("WithdrawReason") and (reason is None or reason not in WITHDRAW_REASON[year]):
-        bad("WithdrawReason_02", "WithdrawReason is not a valid code", "WithdrawReason")
-        reason = None
-    outcome = _int(raw.get("Outcome"))
-    if raw.get("Outcome") and (outcome is None or outcome not in OUTCOME[year]):
-        bad("Outcome_01", "Outcome is not a valid code", "Outcome")
-        outcome = None
-    ach_date = _date(raw.get("AchDate"))
-    if raw.get("AchDate") and ach_date is None:
-        bad("Schema_AchDate", "AchDate must be a date", "AchDate")
-    if comp is not None:
-        if comp == 1 and act_end is not None:
-            bad(
-                "CompStatus_02",
-                "a continuing aim (CompStatus 1) must not have a LearnActEndDate",
-                "LearnActEndDate",
-            )
-        if comp != 1 and act_end is None and not act_end_text:
-            bad(
-                "CompStatus_03",
-                "an aim that is not continuing needs a LearnActEndDate",
-                "LearnActEndDate",
-            )
-        if comp == 3 and reason is None and not raw.get("WithdrawReason"):
-            bad(
-                "WithdrawReason_03",
-                "a withdrawn aim (CompStatus 3) needs a WithdrawReason",
-                "WithdrawReason",
-            )
-        if comp in (1, 2, 6) and reason is not None:
-            bad(
-                "WithdrawReason_04",
-                "a WithdrawReason is only allowed on a withdrawn aim (CompStatus 3)",
-                "WithdrawReason",
-            )
-        if comp != 1 and outcome is None and not raw.get("Outcome"):
-            bad("CompStatus_04", "an aim that is not continuing needs an Outcome", "Outcome")
-        if comp == 1 and outcome is not None:
-            bad("CompStatus_05", "a continuing aim must not have an Outcome", "Outcome")
-        if comp in (3, 6) and outcome in (1, 8):
-            bad(
-                "CompStatus_06",
-                "a withdrawn aim or one on a break cannot be achieved or awaiting an outcome",
-                "Outcome",
-            )
-        if outcome == 8 and comp != 2:
-            bad("Outcome_09", "Outcome 8 (not yet known) needs CompStatus 2", "Outcome")
-    if start is not None and act_end is not None and act_end < start:
-        bad(
-            "LearnActEndDate_01",
-            "LearnActEndDate must not be before LearnStartDate",
-            "LearnActEndDate",
-        )
-    if act_end is not None and act_end > ctx.today:
-        bad("LearnActEndDate_04", "LearnActEndDate must not be in the future", "LearnActEndDate")
-    if ach_date is not None:
-        if act_end is None:
-            bad("AchDate_04", "an AchDate needs a LearnActEndDate", "AchDate")
-        elif ach_date < act_end:
-            bad("AchDate_05", "AchDate must not be before LearnActEndDate", "AchDate")
-        if start is not None and ach_date < start:
-            bad("AchDate_03", "AchDate must not be before LearnStartDate", "AchDate")
-        if ach_date > ctx.today:
-            bad("CG_AchDate_01", "AchDate must not be in the future", "AchDate")
-    restart = "1" in raw.fam("RES")
-    original_start = start
-    if restart:
-        original_start = _date(raw.get("OrigLearnStartDate"))
-        if original_start is None:
-            bad(
-                "CG_OrigLearnStartDate_01",
-                "a restarted aim (RES 1) needs its OrigLearnStartDate",
-                "OrigLearnStartDate",
-            )
-        elif start is not None and original_start > start:
-            bad(
-                "CG_OrigLearnStartDate_02",
-                "OrigLearnStartDate must not be after LearnStartDate",
-                "OrigLearnStartDate",
-            )
-    # Funding body → combined authority; home (or delivery) postcode → local authority.
-    authority: CombinedAuthority | None = None
-    if sof is not None:
-        if sof not in SOURCE_OF_FUNDING[year]:
-            bad("LearnDelFAMCode_SOF", "the SOF code is not a valid code", "LearningDeliveryFAM")
-        else:
-            authority = SOF_COMBINED_AUTHORITY[sof]
-    elif fund_model in FUNDED_MODELS:
-        bad(
-            "LearnDelFAMType_01",
-            "a funded aim must name its source of funding (LearningDeliveryFAM SOF)",
-            "LearningDeliveryFAM",
-        )
-    delivery_la = local_authority_of(raw.get("DelLocPostCode"))
-    local_authority = home_la
-    if authority is None and sof is None and home_la is not None:
-        authority = combined_authority_of(home_la)  # non-funded aim: where the learner lives
-    if authority is not None and (
-        home_la is None or combined_authority_of(home_la) is not authority
-    ):
-        if delivery_la is not None and combined_authority_of(delivery_la) is authority:
-            local_authority = delivery_la
-            out.add(
-                "CG_Postcode_03",
-                "the home postcode is not in a borough of the funding combined authority; "
-                "the delivery location's borough is used",
-                "DelLocPostCode",
-                seq,
-                severity="warning",
-            )
-    if local_authority is None and ok:
-        bad(
-            "CG_Postcode_01",
-            "neither the home postcode nor the delivery postcode is in a borough of the "
-            "six combined authorities",
-            "Postcode",
-        )
-    if authority is None and ok:
-        bad(
-            "CG_LearnDelFAMType_SOF",
-            "the aim's combined authority could not be established",
-            "LearningDeliveryFAM",
-        )
-    hours = _int(raw.get("PHours")) or _int(learner.get("PlanLearnHours"))
-    if not ok:
-        return None
-    assert start is not None and planned_end is not None and seq is not None
-    assert fund_model is not None and comp is not None and original_start is not None
-    assert authority is not None
-    return _Record(
-        aim_seq=seq,
-        aim_ref=aim_ref,
-        start=start,
-        planned_end=planned_end,
-        fund_model=fund_model,
-        comp_status=comp,
-        act_end=act_end,
-        withdraw_reason=reason,
-        outcome=outcome,
-        ach_date=ach_date,
-        restart=restart,
-        original_start=original_start,
-        combined_authority=authority,
-        local_authority=local_authority,
-        planned_hours=hours,
-        info_programme=info.programme,
-        info_level=info.level,
-    )
-
-
-def _step_of(record: _Record) -> Step | None:
+def _step_of(record: AimRecord) -> Step | None:
     if record.comp_status == 2 and record.act_end is not None:
         return CompletionProgress(
             kind="completion",
@@ -480,7 +143,7 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
     """Validate and map one learner (see the module docstring)."""
     ref_text = raw.get("LearnRefNumber")
     learn_ref = ref_text if ref_text and _LEARN_REF.fullmatch(ref_text) else None
-    out = _Collector(raw.index, learn_ref)
+    out = IssueCollector(raw.index, learn_ref)
     if learn_ref is None:
         out.add(
             "Schema_LearnRefNumber",
@@ -493,19 +156,19 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
         return LearnerPlan(raw.index, learn_ref, (), tuple(out.issues), 0, len(raw.deliveries))
     # Learner-level fields: checked only if the learner has an aim we take.
     home_la = local_authority_of(raw.get("Postcode"))
-    records: list[_Record] = []
+    records: list[AimRecord] = []
     out_of_scope = 0
     rejected = 0
     seqs: set[int] = set()
     for delivery in raw.deliveries:
-        seq = _int(delivery.get("AimSeqNumber"))
+        seq = ilr_int(delivery.get("AimSeqNumber"))
         if seq is not None and seq in seqs:
             out.add("R07", "AimSeqNumber must be unique within the learner", "AimSeqNumber", seq)
             rejected += 1
             continue
         if seq is not None:
             seqs.add(seq)
-        checked = _check_aim(delivery, raw, home_la, ctx, out)
+        checked = check_aim(delivery, raw, home_la, ctx, out)
         if checked == "out_of_scope":
             out_of_scope += 1
         elif checked is None:
@@ -514,34 +177,13 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
             records.append(checked)
     if not records:
         return LearnerPlan(raw.index, learn_ref, (), tuple(out.issues), out_of_scope, rejected)
-    learner_ok = True
-    dob = _date(raw.get("DateOfBirth"))
-    if dob is None:
-        learner_ok = False
-        out.add("DateOfBirth_01", "DateOfBirth is required for a funded learner", "DateOfBirth")
-    sex = raw.get("Sex")
-    if sex not in SEX_CODES:
-        learner_ok = False
-        out.add("Sex_01", "Sex is not a valid code", "Sex")
-    ethnicity_code = _int(raw.get("Ethnicity"))
-    if ethnicity_code is None or ethnicity_code not in ETHNICITY[ctx.year.code]:
-        learner_ok = False
-        out.add("Ethnicity_01", "Ethnicity is not a valid code", "Ethnicity")
-    if not learner_ok:
+    base = _learner_fields(raw, learn_ref, ctx, out)
+    if base is None:
         return LearnerPlan(
             raw.index, learn_ref, (), tuple(out.issues), out_of_scope, rejected + len(records)
         )
-    base = {
-        "learner_ref": learn_ref,
-        "given_names": raw.get("GivenNames"),
-        "family_name": raw.get("FamilyName"),
-        "postcode": raw.get("Postcode"),
-        "date_of_birth": dob,
-        "sex": sex,
-        "ethnicity": ETHNICITY_TO_ONS.get(ethnicity_code) if ethnicity_code else None,
-    }
     targets: list[AimTarget] = []
-    chains: dict[tuple[str, date], list[_Record]] = {}
+    chains: dict[tuple[str, date], list[AimRecord]] = {}
     for record in records:
         chains.setdefault((record.aim_ref, record.original_start), []).append(record)
     for (aim_ref, original_start), chain in chains.items():
@@ -556,17 +198,39 @@ def plan_learner(raw: RawLearner, ctx: MappingContext) -> LearnerPlan:
     )
 
 
-def _target(
-    learn_ref: str,
-    aim_ref: str,
-    original_start: date,
-    chain: Sequence[_Record],
-    base: dict[str, Any],
-    ctx: MappingContext,
-    out: _Collector,
-) -> AimTarget | None:
-    seqs = tuple(r.aim_seq for r in chain)
-    first = chain[0]
+def _learner_fields(
+    raw: RawLearner, learn_ref: str, ctx: MappingContext, out: IssueCollector
+) -> dict[str, Any] | None:
+    """The learner's part of every submission (None, issues added, when a field needed
+    for a funded learner is missing or not a valid code)."""
+    learner_ok = True
+    dob = ilr_date(raw.get("DateOfBirth"))
+    if dob is None:
+        learner_ok = False
+        out.add("DateOfBirth_01", "DateOfBirth is required for a funded learner", "DateOfBirth")
+    sex = raw.get("Sex")
+    if sex not in SEX_CODES:
+        learner_ok = False
+        out.add("Sex_01", "Sex is not a valid code", "Sex")
+    ethnicity_code = ilr_int(raw.get("Ethnicity"))
+    if ethnicity_code is None or ethnicity_code not in ETHNICITY[ctx.year.code]:
+        learner_ok = False
+        out.add("Ethnicity_01", "Ethnicity is not a valid code", "Ethnicity")
+    if not learner_ok:
+        return None
+    return {
+        "learner_ref": learn_ref,
+        "given_names": raw.get("GivenNames"),
+        "family_name": raw.get("FamilyName"),
+        "postcode": raw.get("Postcode"),
+        "date_of_birth": dob,
+        "sex": sex,
+        "ethnicity": ETHNICITY_TO_ONS.get(ethnicity_code) if ethnicity_code else None,
+    }
+
+
+def _chain_steps(chain: Sequence[AimRecord], out: IssueCollector) -> list[Step] | None:
+    """The lifecycle steps of an aim and its restarts (None when the chain is broken)."""
     steps: list[Step] = []
     for i, record in enumerate(chain):
         if i > 0:
@@ -584,44 +248,70 @@ def _target(
         step = _step_of(record)
         if step is not None:
             steps.append(step)
-    last = chain[-1]
+    return steps
+
+
+def _planned_hours(first: AimRecord) -> int:
+    """The file's planned hours, else DEFAULT_HOURS_PER_WEEK over the planned weeks."""
+    weeks = (first.planned_end - first.start).days // 7 + 1
+    return first.planned_hours or max(1, min(9999, weeks * DEFAULT_HOURS_PER_WEEK))
+
+
+def _submission(
+    first: AimRecord,
+    aim_ref: str,
+    base: dict[str, Any],
+    ctx: MappingContext,
+    out: IssueCollector,
+) -> EnrolmentSubmission | None:
+    """The submission the JSON API would have been sent for the aim's first record,
+    checked by the same rules (None, issues added, when it breaks them)."""
+    doc = {
+        **base,
+        "combined_authority": first.combined_authority,
+        "local_authority": first.local_authority,
+        "learning_aim_ref": aim_ref,
+        "programme": first.info_programme,
+        "level": first.info_level,
+        "start_date": first.start,
+        "planned_end_date": first.planned_end,
+        "planned_hours": _planned_hours(first),
+        "fund_model": first.fund_model,
+    }
+    try:
+        submission = EnrolmentSubmission.model_validate(doc)
+    except ValidationError as exc:
+        errors: Sequence[FieldError] = schema_errors(exc)
+    else:
+        errors = check_valid_submission(submission, ctx.provider, ctx.today).errors
+    for error in errors:
+        rule, ilr_field = domain_rule(error)
+        out.add(rule, error.message, ilr_field, first.aim_seq)
+    return None if errors else submission
+
+
+def _target(
+    learn_ref: str,
+    aim_ref: str,
+    original_start: date,
+    chain: Sequence[AimRecord],
+    base: dict[str, Any],
+    ctx: MappingContext,
+    out: IssueCollector,
+) -> AimTarget | None:
+    steps = _chain_steps(chain, out)
+    if steps is None:
+        return None
+    first, last = chain[0], chain[-1]
     submission: EnrolmentSubmission | None = None
-    if not first.restart:
-        doc = {
-            **base,
-            "combined_authority": first.combined_authority,
-            "local_authority": first.local_authority,
-            "learning_aim_ref": aim_ref,
-            "programme": first.info_programme,
-            "level": first.info_level,
-            "start_date": first.start,
-            "planned_end_date": first.planned_end,
-            "planned_hours": first.planned_hours
-            or max(
-                1,
-                min(
-                    9999, ((first.planned_end - first.start).days // 7 + 1) * DEFAULT_HOURS_PER_WEEK
-                ),
-            ),
-            "fund_model": first.fund_model,
-        }
-        try:
-            submission = EnrolmentSubmission.model_validate(doc)
-        except ValidationError as exc:
-            for error in schema_errors(exc):
-                rule, ilr_field = domain_rule(error)
-                out.add(rule, error.message, ilr_field, first.aim_seq)
-            return None
-        checked = check_valid_submission(submission, ctx.provider, ctx.today)
-        if checked.errors:
-            for error in checked.errors:
-                rule, ilr_field = domain_rule(error)
-                out.add(rule, error.message, ilr_field, first.aim_seq)
+    if not first.restart:  # a restart alone: the original came in an earlier file
+        submission = _submission(first, aim_ref, base, ctx, out)
+        if submission is None:
             return None
     outcome = Outcome(last.outcome) if last.comp_status == 2 and last.outcome else None
     return AimTarget(
         learn_ref=learn_ref,
-        aim_seqs=seqs,
+        aim_seqs=tuple(r.aim_seq for r in chain),
         learning_aim_ref=aim_ref,
         start_date=original_start,
         submission=submission,

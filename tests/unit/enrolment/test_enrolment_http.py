@@ -10,9 +10,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.enrolment import handlers
-from services.enrolment.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.entrypoints import http
+from services.enrolment.entrypoints.dependencies import STATE_KEY, EnrolmentContext
 from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
 from shared.auth import Principal, Role
 from shared.outbox import Delivered, OutboxRelay, RelayMetrics
 from shared.problems import install_problem_handlers
@@ -55,10 +56,10 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     )
     app = FastAPI()
     install_problem_handlers(app)
-    handlers.install_validation_handler(app)
-    app.include_router(handlers.router)
-    context = handlers.EnrolmentContext(settings, service, FakeKeys(), relay)  # type: ignore[arg-type]
-    app.state.runtime = SimpleNamespace(state={handlers.STATE_KEY: context})
+    http.install_validation_handler(app)
+    app.include_router(http.router)
+    context = EnrolmentContext(settings, service, FakeKeys(), relay)  # type: ignore[arg-type]
+    app.state.runtime = SimpleNamespace(state={STATE_KEY: context})
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://unit") as client:
         yield client, SimpleNamespace(repo=repo, relay=relay)

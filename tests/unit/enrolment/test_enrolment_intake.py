@@ -10,17 +10,17 @@ import pytest
 from prometheus_client import generate_latest
 from pymongo.errors import ConnectionFailure
 
-from services.enrolment import handlers
-from services.enrolment.api import status_code_of
 from services.enrolment.domain import IllegalTransition, WithdrawalProgress, accept
-from services.enrolment.intake import (
+from services.enrolment.entrypoints import kafka
+from services.enrolment.schemas import status_code_of
+from services.enrolment.settings import EnrolmentSettings
+from services.enrolment.use_cases.intake import (
     Channel,
     EnrolmentService,
     InboundItem,
     IntakeMetrics,
     ItemStatus,
 )
-from services.enrolment.settings import EnrolmentSettings
 from shared import topics
 from shared.contracts.enrolment import EnrolmentSubmission, InboundCoordinates
 from shared.dead_letters import RetryPolicy
@@ -230,16 +230,16 @@ class _FailsOn:
 async def test_an_unexpected_failure_dead_letters_only_the_record_that_causes_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(handlers, "INTAKE_RETRY", RetryPolicy(attempts=2, initial_delay_s=0))
+    monkeypatch.setattr(kafka, "INTAKE_RETRY", RetryPolicy(attempts=2, initial_delay_s=0))
     decoded = [
         (SimpleNamespace(offset=n), _inbound(n, ref, {}))
         for n, ref in ((1, "10012345"), (2, "boom"), (3, "10012345"))
     ]
     service = _FailsOn("boom", ValueError("a bug"))
-    failed = await handlers.store_inbound(service, decoded)  # type: ignore[arg-type]
+    failed = await kafka.store_inbound(service, decoded)  # type: ignore[arg-type]
     assert [record.offset for record, _ in failed] == [2]
     assert service.calls == [3, 1, 1, 1]
 
     down = _FailsOn("boom", ConnectionFailure("database unreachable"))
     with pytest.raises(ConnectionFailure):  # transient: the batch is redelivered instead
-        await handlers.store_inbound(down, decoded)  # type: ignore[arg-type]
+        await kafka.store_inbound(down, decoded)  # type: ignore[arg-type]

@@ -17,8 +17,8 @@ from services.enrolment.ilr.aims import AimCatalogue
 from services.enrolment.ilr.geography import local_authority_of
 from services.enrolment.ilr.mapping import MappingContext, plan_learner
 from services.enrolment.ilr.parser import FileProblem, IlrFileError, RawLearner, read_ilr
-from services.enrolment.ilr.service import IlrIntake, IlrOptions, UploadInProgress
-from services.enrolment.intake import EnrolmentService, IntakeMetrics
+from services.enrolment.use_cases.ilr import IlrIntake, IlrOptions, UploadInProgress
+from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
 from shared.contracts.ilr import ILR_YEARS
 from shared.contracts.reference import CombinedAuthority, Ethnicity, Level, Programme
 from shared.telemetry import Telemetry

@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import cast
 
-from services.enrolment.intake import Channel, EnrolmentService, IntakeMetrics
 from services.enrolment.privacy import DataKey, LearnerVault
+from services.enrolment.use_cases.intake import Channel, EnrolmentService, IntakeMetrics
 from shared.contracts.enrolment import LearnerKeyIssued
 from shared.contracts.privacy import SealedBox, WrappedKey
 from shared.crypto import KeyRing, new_data_key, open_personal

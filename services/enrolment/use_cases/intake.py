@@ -1,4 +1,4 @@
-"""Service layer: the enrolment use cases shared by HTTP and Kafka intake.
+"""Intake use cases: enrolment submissions (HTTP, batch, Kafka) and progress records.
 
 Checks run in :mod:`services.enrolment.domain`; this module deduplicates against the
 database, writes accepted enrolments with their events (one transaction, one bulk write
@@ -30,15 +30,11 @@ from services.enrolment.domain import (
     accept,
     already_applied,
     apply_progress,
-    background_of,
     check_submission,
     check_valid_submission,
 )
 from services.enrolment.privacy import (
     LearnerVault,
-    consent_changed_box,
-    needs_sealing,
-    seal_event,
 )
 from services.enrolment.repository import (
     AlreadyExists,
@@ -46,16 +42,12 @@ from services.enrolment.repository import (
     ProviderDirectory,
     VersionConflict,
 )
+from services.enrolment.use_cases.events import SOURCE, EventMessages, event_message
 from shared import topics
-from shared.auth import Principal, Role
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import (
-    Consent,
-    ConsentChanged,
     EnrolmentSubmission,
     InboundCoordinates,
-    LearnerErased,
-    LearnerKeyIssued,
     RejectionCode,
     SubmissionRejected,
 )
@@ -66,9 +58,8 @@ from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
 
-SOURCE = "/commonground/enrolment"
 _REJECTION_NAMESPACE = uuid.UUID("6b1d3c2e-8f0a-4f43-9a51-5f3f0c7d2a10")
-_WRITE_ATTEMPTS = 4
+WRITE_ATTEMPTS = 4
 _SUBMISSION_REF = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
@@ -88,7 +79,7 @@ class ItemStatus(StrEnum):
 
 @dataclass(frozen=True)
 class ItemResult:
-    """What happened to one submission (the HTTP edge, api.py, gives it a status)."""
+    """What happened to one submission (the HTTP edge gives it a status: schemas.py)."""
 
     index: int
     status: ItemStatus
@@ -149,6 +140,33 @@ class IntakeMetrics:
             ("kind", "result"),
         )
 
+    def count_results(
+        self, entries: Sequence[_Entry], results: Sequence[ItemResult], channel: Channel
+    ) -> None:
+        for entry, result in zip(entries, results, strict=True):
+            if result.status is ItemStatus.CREATED:
+                assert entry.checked.submission is not None
+                s = entry.checked.submission
+                self.accepted.labels(
+                    s.combined_authority.value, s.programme.value, channel.value
+                ).inc()
+            elif result.status is ItemStatus.DUPLICATE:
+                self.duplicates.labels(channel.value).inc()
+            else:
+                reason = result.reason or RejectionCode.SCHEMA_INVALID
+                self.rejected.labels(reason.value, _stated_authority(entry), channel.value).inc()
+
+    def count_stored(
+        self,
+        accepted: Sequence[EnrolmentSubmission],
+        progress_kinds: Sequence[str],
+        channel: Channel,
+    ) -> None:
+        for s in accepted:
+            self.accepted.labels(s.combined_authority.value, s.programme.value, channel.value).inc()
+        for kind in progress_kinds:
+            self.progress.labels(kind, "applied").inc()
+
 
 def _stated_authority(entry: _Entry) -> str:
     if entry.checked.submission is not None:
@@ -193,7 +211,7 @@ class EnrolmentService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         vault: LearnerVault | None = None,
     ) -> None:
-        self._vault = vault
+        self._events = EventMessages(vault)
         self._repo = repository
         self._providers = providers
         self._pseudonyms = pseudonyms
@@ -261,46 +279,12 @@ class EnrolmentService:
             existing = await self._repo.fingerprints(
                 [e.enrolment.enrolment_id for e in candidates if e.enrolment]
             )
-            results: dict[int, ItemResult] = {}
-            new: list[_Entry] = []
-            seen: dict[str, str] = dict(existing)
-            for entry in candidates:
-                assert entry.enrolment is not None
-                enrolment = entry.enrolment
-                ref = enrolment.submission.submission_ref
-                prior = seen.get(enrolment.enrolment_id)
-                if prior is None:
-                    seen[enrolment.enrolment_id] = enrolment.fingerprint
-                    new.append(entry)
-                    results[entry.index] = ItemResult(
-                        entry.index, ItemStatus.CREATED, enrolment.enrolment_id, ref
-                    )
-                elif prior == enrolment.fingerprint:
-                    results[entry.index] = ItemResult(
-                        entry.index, ItemStatus.DUPLICATE, enrolment.enrolment_id, ref
-                    )
-                else:
-                    results[entry.index] = ItemResult(
-                        entry.index,
-                        ItemStatus.CONFLICT,
-                        enrolment.enrolment_id,
-                        ref,
-                        (_conflict(),),
-                    )
-            for entry in entries:
-                if entry.enrolment is None:
-                    results[entry.index] = ItemResult(
-                        entry.index,
-                        ItemStatus.REJECTED,
-                        None,
-                        _submission_ref(entry),
-                        entry.checked.errors,
-                    )
-            outbox = await self._event_messages(
+            results, new = _decide(entries, candidates, existing)
+            outbox = await self._events.messages(
                 [(e.enrolment, e.events) for e in new if e.enrolment is not None], now
             )
             rejections = [
-                self._rejection(entry, results[entry.index], now)
+                _rejection_message(entry, results[entry.index], now)
                 for entry in entries
                 if entry.inbound is not None
                 and results[entry.index].status in (ItemStatus.REJECTED, ItemStatus.CONFLICT)
@@ -315,44 +299,21 @@ class EnrolmentService:
         results, outbox, rejections = await retry_on_conflict(
             decide_and_write,
             conflict=AlreadyExists,
-            attempts=_WRITE_ATTEMPTS,
+            attempts=WRITE_ATTEMPTS,
             what="intake",
         )
         if outbox or rejections:
             self._on_commit()
         ordered = [results[e.index] for e in entries]
-        self._count(entries, ordered, channel)
+        self._metrics.count_results(entries, ordered, channel)
         return ordered
-
-    async def _event_messages(
-        self, items: Sequence[tuple[Enrolment, Sequence[Event]]], now: datetime
-    ) -> list[OutboxMessage]:
-        """Outbox messages of accepted enrolments' events. With a vault, personal fields
-        are sealed under each learner's data key, and the key (wrapped for consumers)
-        goes first on the learner's Kafka key, so it always precedes what it opens."""
-        keys = {}
-        if self._vault is not None:
-            learners = {e.learner for e, events in items if any(map(needs_sealing, events))}
-            keys = await self._vault.keys_for(learners)
-        messages: list[OutboxMessage] = []
-        announced: set[str] = set()
-        for enrolment, events in items:
-            dek = keys.get(enrolment.learner)
-            for event in events:
-                if dek is not None and needs_sealing(event):
-                    if enrolment.learner not in announced and self._vault is not None:
-                        announced.add(enrolment.learner)
-                        messages.append(self._message(self._vault.key_event(dek, now), enrolment))
-                    event = seal_event(event, dek)
-                messages.append(self._message(event, enrolment))
-        return messages
 
     async def event_messages(
         self, items: Sequence[tuple[Enrolment, Sequence[Event]]], now: datetime
     ) -> list[OutboxMessage]:
         """Outbox messages of enrolments' events, sealed exactly as for JSON intake (ILR
         file intake stores them in its own transactions)."""
-        return await self._event_messages(items, now)
+        return await self._events.messages(items, now)
 
     def count_stored(
         self,
@@ -361,74 +322,11 @@ class EnrolmentService:
         channel: Channel,
     ) -> None:
         """Count what another intake path (ILR files) stored, in the same metrics."""
-        for s in accepted:
-            self._metrics.accepted.labels(
-                s.combined_authority.value, s.programme.value, channel.value
-            ).inc()
-        for kind in progress_kinds:
-            self._metrics.progress.labels(kind, "applied").inc()
+        self._metrics.count_stored(accepted, progress_kinds, channel)
 
     def committed(self) -> None:
         """Wake the outbox relay after another intake path committed events."""
         self._on_commit()
-
-    @staticmethod
-    def _message(event: Event, enrolment: Enrolment) -> OutboxMessage:
-        return OutboxMessage.of(
-            CloudEvent(data=event, source=SOURCE, subject=enrolment.enrolment_id),
-            topic=topics.ENROLMENT_EVENTS,
-            key=enrolment.learner,
-        )
-
-    def _rejection(self, entry: _Entry, result: ItemResult, now: datetime) -> OutboxMessage:
-        assert entry.inbound is not None
-        coords = entry.inbound.coordinates
-        submission = entry.checked.submission
-        event = SubmissionRejected(
-            provider_ref=entry.inbound.provider_ref,
-            provider_ukprn=entry.provider.ukprn if entry.provider else None,
-            submission_ref=result.submission_ref,
-            combined_authority=submission.combined_authority if submission else None,
-            source=coords,
-            reasons=tuple(e.as_reason() for e in result.errors),
-            rejected_at=now,
-        )
-        # Deterministic ce_id: a redelivered record is refused again under the same id,
-        # which consumers deduplicate. Its content is part of the name: after a broker
-        # lost its log, another record can arrive at the same coordinates.
-        content = json.dumps(
-            [entry.inbound.provider_ref, coords.ce_id, entry.inbound.payload],
-            sort_keys=True,
-            default=str,
-        )
-        digest = hashlib.sha256(content.encode()).hexdigest()
-        ce_id = str(
-            uuid.uuid5(
-                _REJECTION_NAMESPACE,
-                f"{coords.topic}/{coords.partition}/{coords.offset}/{digest}",
-            )
-        )
-        return OutboxMessage.of(
-            CloudEvent(data=event, source=SOURCE, id=ce_id),
-            topic=topics.ENROLMENT_REJECTED,
-            key=entry.inbound.provider_ref or "unknown",
-        )
-
-    def _count(self, entries: list[_Entry], results: list[ItemResult], channel: Channel) -> None:
-        for entry, result in zip(entries, results, strict=True):
-            if result.status is ItemStatus.CREATED:
-                assert entry.checked.submission is not None
-                s = entry.checked.submission
-                self._metrics.accepted.labels(
-                    s.combined_authority.value, s.programme.value, channel.value
-                ).inc()
-            elif result.status is ItemStatus.DUPLICATE:
-                self._metrics.duplicates.labels(channel.value).inc()
-            else:
-                reason = result.reason or RejectionCode.SCHEMA_INVALID
-                self._metrics.rejected.labels(
-                    reason.value, _stated_authority(entry), channel.value
-                ).inc()
 
     # --------------------------------------------------------------------- progress
 
@@ -465,11 +363,7 @@ class EnrolmentService:
             except InvalidProgress:
                 self._metrics.progress.labels(kind, "invalid").inc()
                 raise
-            message = OutboxMessage.of(
-                CloudEvent(data=transition.event, source=SOURCE, subject=enrolment_id),
-                topic=topics.ENROLMENT_EVENTS,
-                key=enrolment.learner,
-            )
+            message = event_message(transition.event, enrolment)
             await self._repo.save_transition(transition.enrolment, enrolment.version, [message])
             self._on_commit()
             self._metrics.progress.labels(kind, "applied").inc()
@@ -478,9 +372,48 @@ class EnrolmentService:
         return await retry_on_conflict(
             apply,
             conflict=VersionConflict,
-            attempts=_WRITE_ATTEMPTS,
+            attempts=WRITE_ATTEMPTS,
             what="progress on one enrolment",
         )
+
+
+def _decide(
+    entries: Sequence[_Entry], candidates: Sequence[_Entry], existing: Mapping[str, str]
+) -> tuple[dict[int, ItemResult], list[_Entry]]:
+    """Each entry's result against the stored fingerprints (``existing``, by enrolment id)
+    and the batch's earlier entries, and the entries to insert."""
+    results: dict[int, ItemResult] = {}
+    new: list[_Entry] = []
+    seen: dict[str, str] = dict(existing)
+    for entry in candidates:
+        assert entry.enrolment is not None
+        enrolment = entry.enrolment
+        ref = enrolment.submission.submission_ref
+        prior = seen.get(enrolment.enrolment_id)
+        if prior is None:
+            seen[enrolment.enrolment_id] = enrolment.fingerprint
+            new.append(entry)
+            results[entry.index] = ItemResult(
+                entry.index, ItemStatus.CREATED, enrolment.enrolment_id, ref
+            )
+        elif prior == enrolment.fingerprint:
+            results[entry.index] = ItemResult(
+                entry.index, ItemStatus.DUPLICATE, enrolment.enrolment_id, ref
+            )
+        else:
+            results[entry.index] = ItemResult(
+                entry.index, ItemStatus.CONFLICT, enrolment.enrolment_id, ref, (_conflict(),)
+            )
+    for entry in entries:
+        if entry.enrolment is None:
+            results[entry.index] = ItemResult(
+                entry.index,
+                ItemStatus.REJECTED,
+                None,
+                _submission_ref(entry),
+                entry.checked.errors,
+            )
+    return results, new
 
 
 def _submission_ref(entry: _Entry) -> str | None:
@@ -494,131 +427,37 @@ def _submission_ref(entry: _Entry) -> str | None:
     return None
 
 
-# ------------------------------------------------------------------------ privacy
-
-
-class NotFound(Exception):
-    """No such learner or enrolment (or not the caller's)."""
-
-
-@dataclass(frozen=True)
-class ErasureResult:
-    learner: str
-    erased_at: datetime
-    enrolment_ids: tuple[str, ...]
-    already_erased: bool
-
-
-class PrivacyService:
-    """Consent changes and the right to erasure (needs the learner vault)."""
-
-    def __init__(
-        self,
-        service: EnrolmentService,
-        repository: EnrolmentRepository,
-        vault: LearnerVault,
-        *,
-        on_commit: Callable[[], None] = lambda: None,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-    ) -> None:
-        self._service = service
-        self._repo = repository
-        self._vault = vault
-        self._on_commit = on_commit
-        self._clock = clock
-
-    async def change_consent(
-        self, provider: Provider, enrolment_id: str, consent: Consent
-    ) -> tuple[Enrolment, bool] | None:
-        """Record the learner's new consent; (enrolment, changed) or None when not the
-        provider's. Publishes ``ConsentChanged``; later events carry the new consent."""
-
-        async def change() -> tuple[Enrolment, bool] | None:
-            enrolment = await self._service.get(provider, enrolment_id)
-            if enrolment is None:
-                return None
-            previous = enrolment.submission.consent
-            if previous == consent:
-                return enrolment, False
-            now = self._clock()
-            updated = replace(
-                enrolment, submission=enrolment.submission.model_copy(update={"consent": consent})
-            )
-            event = ConsentChanged(**updated.ref(), previous=previous, changed_at=now)
-            if consent.matching:
-                dek = (await self._vault.keys_for([enrolment.learner]))[enrolment.learner]
-                event = consent_changed_box(event, background_of(updated.submission), dek)
-            message = OutboxMessage.of(
-                CloudEvent(data=event, source=SOURCE, subject=enrolment_id),
-                topic=topics.ENROLMENT_EVENTS,
-                key=enrolment.learner,
-            )
-            await self._repo.save_transition(updated, enrolment.version, [message])
-            self._on_commit()
-            logger.info("consent changed on enrolment %s", enrolment_id)
-            return replace(updated, version=enrolment.version + 1), True
-
-        return await retry_on_conflict(
-            change,
-            conflict=VersionConflict,
-            attempts=_WRITE_ATTEMPTS,
-            what="consent change",
+def _rejection_message(entry: _Entry, result: ItemResult, now: datetime) -> OutboxMessage:
+    """The ``SubmissionRejected`` event of a refused inbound record."""
+    assert entry.inbound is not None
+    coords = entry.inbound.coordinates
+    submission = entry.checked.submission
+    event = SubmissionRejected(
+        provider_ref=entry.inbound.provider_ref,
+        provider_ukprn=entry.provider.ukprn if entry.provider else None,
+        submission_ref=result.submission_ref,
+        combined_authority=submission.combined_authority if submission else None,
+        source=coords,
+        reasons=tuple(e.as_reason() for e in result.errors),
+        rejected_at=now,
+    )
+    # Deterministic ce_id: a redelivered record is refused again under the same id,
+    # which consumers deduplicate. Its content is part of the name: after a broker
+    # lost its log, another record can arrive at the same coordinates.
+    content = json.dumps(
+        [entry.inbound.provider_ref, coords.ce_id, entry.inbound.payload],
+        sort_keys=True,
+        default=str,
+    )
+    digest = hashlib.sha256(content.encode()).hexdigest()
+    ce_id = str(
+        uuid.uuid5(
+            _REJECTION_NAMESPACE,
+            f"{coords.topic}/{coords.partition}/{coords.offset}/{digest}",
         )
-
-    async def erase(self, principal: Principal, learner: str) -> ErasureResult:
-        """Erase a learner: the data protection role for anyone, a provider for the
-        learners it enrolled. Raises NotFound otherwise (also for another provider's
-        learner: existence is not revealed)."""
-        enrolments = await self._vault.enrolment_ids_of(learner)
-        erased = await self._vault.erased(learner)
-        if principal.role is not Role.DATA_PROTECTION:
-            owner = f"provider:{principal.ukprn}" if principal.ukprn else None
-            owned = {p for _, p in enrolments} | set((erased or {}).get("provider_ids", ()))
-            if owner is None or owner not in owned:
-                raise NotFound(learner)
-        if erased is not None:
-            return ErasureResult(
-                learner, erased["erased_at"], tuple(erased.get("enrolment_ids", ())), True
-            )
-        if not enrolments:
-            raise NotFound(learner)
-        now = self._clock()
-        ids = tuple(sorted(e for e, _ in enrolments))
-        event: CloudEvent[Event] = CloudEvent(
-            data=LearnerErased(learner=learner, erased_at=now, enrolment_ids=ids), source=SOURCE
-        )
-        message = OutboxMessage.of(event, topic=topics.ENROLMENT_EVENTS, key=learner)
-        done = await self._vault.erase(
-            learner, enrolments, principal.principal_id, message, LearnerKeyIssued.ce_type()
-        )
-        if not done:
-            again = await self._vault.erased(learner)
-            assert again is not None
-            return ErasureResult(learner, again["erased_at"], ids, True)
-        self._on_commit()
-        logger.info("learner erased (%d enrolment(s)) by %s", len(ids), principal.role.value)
-        return ErasureResult(learner, now, ids, False)
-
-    async def reissue_keys(self, learners: Sequence[str] | None = None) -> int:
-        """Publish every live learner's key (or these learners') again, wrapped under the
-        current platform wrapping key (after a wrapping-key rotation; docs/privacy.md).
-        Erased learners have no key left to publish."""
-        if learners is None:
-            learners = await self._vault.all_learners()
-        count = 0
-        for start in range(0, len(learners), 500):
-            keys = await self._vault.keys_for(learners[start : start + 500], create=False)
-            now = self._clock()
-            messages = [
-                OutboxMessage.of(
-                    CloudEvent(data=self._vault.key_event(dek, now), source=SOURCE),
-                    topic=topics.ENROLMENT_EVENTS,
-                    key=dek.learner,
-                )
-                for dek in keys.values()
-            ]
-            await self._repo.insert([], messages)
-            count += len(messages)
-        if count:
-            self._on_commit()
-        return count
+    )
+    return OutboxMessage.of(
+        CloudEvent(data=event, source=SOURCE, id=ce_id),
+        topic=topics.ENROLMENT_REJECTED,
+        key=entry.inbound.provider_ref or "unknown",
+    )

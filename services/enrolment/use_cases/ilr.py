@@ -6,14 +6,15 @@
    whole (:class:`IlrFileError`) and **nothing is stored**. One upload per provider and
    collection year runs at a time (:class:`UploadInProgress`).
 2. The upload is then processed in the background in chunks of learners: each learner
-   is validated and mapped (:mod:`.mapping`), each of its aims compared with the
-   enrolment accepted before (:mod:`.diff`), and a chunk's new enrolments, changed
-   enrolments and their events are written in one transaction through the enrolment
-   repository and the shared outbox, sealed exactly as for JSON intake. A learner's
-   errors reject that learner's aims only. Progress (learners processed) is recorded
-   after every chunk; the report (counts, issues by rule, learners missing since the
-   previous upload) when done. Re-uploading a file (e.g. after an interruption) is
-   safe: what was applied already is unchanged the second time.
+   is validated and mapped (:mod:`services.enrolment.ilr.mapping`), each of its aims
+   compared with the enrolment accepted before (:mod:`services.enrolment.ilr.diff`), and
+   a chunk's new enrolments, changed enrolments and their events are written in one
+   transaction through the enrolment repository and the shared outbox, sealed exactly
+   as for JSON intake. A learner's errors reject that learner's aims only. Progress
+   (learners processed) is recorded after every chunk; the report (counts, issues by
+   rule, learners missing since the previous upload) when done. Re-uploading a file
+   (e.g. after an interruption) is safe: what was applied already is unchanged the
+   second time.
 
 Logs name uploads, counts and rule names only: never a learner reference, name, date of
 birth, postcode or ethnicity.
@@ -27,9 +28,8 @@ import logging
 import os
 import tempfile
 import uuid
-from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -51,10 +51,19 @@ from services.enrolment.ilr.parser import (
     check_ilr,
     read_ilr,
 )
+from services.enrolment.ilr.report import (
+    DONE,
+    UploadProgress,
+    UploadStatus,
+    failed,
+    interrupted,
+    upload_document,
+)
 from services.enrolment.ilr.repository import UploadStore
-from services.enrolment.intake import Channel, EnrolmentService
 from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
+from services.enrolment.use_cases.intake import Channel, EnrolmentService
 from shared.cloudevents import Event
+from shared.contracts.enrolment import EnrolmentSubmission
 from shared.contracts.ilr import IlrYear
 from shared.retries import retry_on_conflict
 
@@ -75,16 +84,6 @@ class UploadInProgress(Exception):
     """Another upload of the same provider and year is being processed."""
 
 
-class UploadStatus:
-    PROCESSING = "processing"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-
-DONE = frozenset({UploadStatus.COMPLETED, UploadStatus.FAILED, UploadStatus.INTERRUPTED})
-
-
 @dataclass(frozen=True)
 class IlrOptions:
     chunk_learners: int = 250
@@ -92,45 +91,6 @@ class IlrOptions:
     spool_dir: str | None = None
     stale_after_s: float = 300.0
     max_concurrent: int = 1
-
-
-@dataclass
-class _Progress:
-    """What processing has counted so far (stored as the upload's report)."""
-
-    learners_total: int
-    learners_processed: int = 0
-    learners_imported: int = 0
-    learners_with_errors: int = 0
-    learners_out_of_scope: int = 0
-    aims: Counter[str] = field(default_factory=Counter)
-    events: Counter[str] = field(default_factory=Counter)
-    issues: list[dict[str, Any]] = field(default_factory=list)
-    issues_total: int = 0
-    issues_by_rule: Counter[str] = field(default_factory=Counter)
-    issue_severities: Counter[str] = field(default_factory=Counter)
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "learners": {
-                "total": self.learners_total,
-                "processed": self.learners_processed,
-                "imported": self.learners_imported,
-                "with_errors": self.learners_with_errors,
-                "out_of_scope": self.learners_out_of_scope,
-            },
-            "aims": {
-                k: self.aims.get(k, 0)
-                for k in ("created", "updated", "unchanged", "rejected", "out_of_scope")
-            },
-            "events": dict(sorted(self.events.items())),
-            "issues": {
-                "total": self.issues_total,
-                "errors": self.issue_severities.get("error", 0),
-                "warnings": self.issue_severities.get("warning", 0),
-                "by_rule": dict(sorted(self.issues_by_rule.items())),
-            },
-        }
 
 
 def _spool_path(directory: str | None) -> str:
@@ -170,6 +130,60 @@ def _diff_all(
     return [diff_aim(stored, t, provider, pseudonyms, now.date(), now) for stored, t in pairs]
 
 
+def _first_of_each_learner(
+    plans: Sequence[LearnerPlan], seen: set[str], progress: UploadProgress
+) -> tuple[list[LearnerPlan], list[Issue]]:
+    """The plans of learners not met before in the file (``seen``: LearnRefNumbers so
+    far), and an R06 error for each repeated one (not imported)."""
+    issues: list[Issue] = []
+    accepted: list[LearnerPlan] = []
+    for plan in plans:
+        if plan.learn_ref is not None and plan.learn_ref.upper() in seen:
+            issues.append(
+                Issue(
+                    "R06",
+                    "error",
+                    "LearnRefNumber must be unique in the file; this learner was not "
+                    "imported (the first with this LearnRefNumber was)",
+                    "LearnRefNumber",
+                    plan.learn_ref,
+                    None,
+                    plan.index,
+                )
+            )
+            progress.learners_with_errors += 1
+            progress.aims["rejected"] += len(plan.targets) + plan.rejected_aims
+            continue
+        if plan.learn_ref is not None:
+            seen.add(plan.learn_ref.upper())
+        accepted.append(plan)
+    return accepted, issues
+
+
+async def _spool(body: AsyncIterator[bytes], path: str) -> int:
+    """Write the streamed body to ``path``; its size in bytes."""
+    size = 0
+    spool = await asyncio.to_thread(open, path, "wb")
+    try:
+        async for chunk in body:
+            size += len(chunk)
+            await asyncio.to_thread(spool.write, chunk)
+    finally:
+        spool.close()
+    return size
+
+
+def _check_uploader(provider: Provider, header: IlrHeader) -> None:
+    if provider.ukprn not in (header.source_ukprn, header.provider_ukprn) or (
+        header.source_ukprn != header.provider_ukprn
+    ):
+        raise IlrFileError(
+            FileProblem.UKPRN_MISMATCH,
+            "Header/Source/UKPRN and LearningProvider/UKPRN must both be the UKPRN "
+            "of the provider whose key made the upload",
+        )
+
+
 class IlrIntake:
     def __init__(
         self,
@@ -200,50 +214,19 @@ class IlrIntake:
         path = _spool_path(self._options.spool_dir)
         started = False
         try:
-            size = 0
-            spool = await asyncio.to_thread(open, path, "wb")
-            try:
-                async for chunk in body:
-                    size += len(chunk)
-                    await asyncio.to_thread(spool.write, chunk)
-            finally:
-                spool.close()
+            size = await _spool(body, path)
             if size == 0:
                 raise IlrFileError(FileProblem.EMPTY, "the upload is empty")
             header, learners = await asyncio.to_thread(_check_file, path)
-            if provider.ukprn not in (header.source_ukprn, header.provider_ukprn) or (
-                header.source_ukprn != header.provider_ukprn
-            ):
-                raise IlrFileError(
-                    FileProblem.UKPRN_MISMATCH,
-                    "Header/Source/UKPRN and LearningProvider/UKPRN must both be the UKPRN "
-                    "of the provider whose key made the upload",
-                )
+            _check_uploader(provider, header)
             now = self._clock()
             upload_id = "ilr_" + uuid.uuid4().hex
             lock_key = f"{provider.ukprn}|{header.year.code}"
             stale = now - timedelta(seconds=self._options.stale_after_s)
             if not await self._uploads.lock(lock_key, upload_id, now, stale):
                 raise UploadInProgress(lock_key)
-            progress = _Progress(learners_total=learners)
-            doc: dict[str, Any] = {
-                "_id": upload_id,
-                "provider_id": provider.provider_id,
-                "ukprn": provider.ukprn,
-                "year": header.year.code,
-                "serial_no": header.serial_no,
-                "file_datetime": header.file_datetime,
-                "file_bytes": size,
-                "status": UploadStatus.PROCESSING,
-                "created_at": now,
-                "updated_at": now,
-                "finished_at": None,
-                "summary": progress.summary(),
-                "issues": [],
-                "issues_truncated": False,
-                "missing_learners": {"count": 0, "learn_ref_numbers": [], "truncated": False},
-                "error": None,
-            }
+            progress = UploadProgress(learners_total=learners)
+            doc = upload_document(upload_id, provider, header, size, progress, now)
             await self._uploads.create(doc)
             task = asyncio.create_task(
                 self._run(doc, provider, header.year, path, progress, lock_key),
@@ -313,7 +296,7 @@ class IlrIntake:
         provider: Provider,
         year: IlrYear,
         path: str,
-        progress: _Progress,
+        progress: UploadProgress,
         lock_key: str,
     ) -> None:
         upload_id = doc["_id"]
@@ -324,58 +307,44 @@ class IlrIntake:
             # Free the provider-and-year slot before the report is final, so that a client
             # that sees "completed" can upload the next file at once.
             await self._uploads.unlock(lock_key, upload_id)
-            await self._uploads.update(
-                upload_id,
-                {
-                    "status": UploadStatus.COMPLETED,
-                    "summary": progress.summary(),
-                    "issues": progress.issues,
-                    "issues_truncated": progress.issues_total > len(progress.issues),
-                    "missing_learners": missing,
-                    "updated_at": self._clock(),
-                    "finished_at": self._clock(),
-                },
-            )
-            logger.info(
-                "ILR upload %s completed: %d learners, aims %s, %d issue(s), %d missing",
-                upload_id,
-                progress.learners_processed,
-                dict(progress.aims),
-                progress.issues_total,
-                missing["count"],
-            )
+            await self._completed(upload_id, progress, missing)
         except asyncio.CancelledError:
             with contextlib.suppress(Exception):
-                await self._uploads.update(
-                    upload_id,
-                    {
-                        "status": UploadStatus.INTERRUPTED,
-                        "summary": progress.summary(),
-                        "error": "the service stopped while processing; upload the file "
-                        "again: what was applied already is not applied twice",
-                        "finished_at": self._clock(),
-                    },
-                )
+                await self._uploads.update(upload_id, interrupted(progress, self._clock()))
             raise
         except Exception as exc:
             logger.exception("ILR upload %s failed (%s)", upload_id, type(exc).__name__)
             with contextlib.suppress(Exception):
-                await self._uploads.update(
-                    upload_id,
-                    {
-                        "status": UploadStatus.FAILED,
-                        "summary": progress.summary(),
-                        "issues": progress.issues,
-                        "error": f"processing failed ({type(exc).__name__}); what was applied "
-                        "before the failure stays applied; upload the file again to finish",
-                        "finished_at": self._clock(),
-                    },
-                )
+                await self._uploads.update(upload_id, failed(progress, exc, self._clock()))
         finally:
             with contextlib.suppress(Exception):
                 await self._uploads.unlock(lock_key, upload_id)
             with contextlib.suppress(OSError):
                 os.unlink(path)
+
+    async def _completed(
+        self, upload_id: str, progress: UploadProgress, missing: dict[str, Any]
+    ) -> None:
+        await self._uploads.update(
+            upload_id,
+            {
+                "status": UploadStatus.COMPLETED,
+                "summary": progress.summary(),
+                "issues": progress.issues,
+                "issues_truncated": progress.issues_total > len(progress.issues),
+                "missing_learners": missing,
+                "updated_at": self._clock(),
+                "finished_at": self._clock(),
+            },
+        )
+        logger.info(
+            "ILR upload %s completed: %d learners, aims %s, %d issue(s), %d missing",
+            upload_id,
+            progress.learners_processed,
+            dict(progress.aims),
+            progress.issues_total,
+            missing["count"],
+        )
 
     async def _process(
         self,
@@ -383,7 +352,7 @@ class IlrIntake:
         provider: Provider,
         year: IlrYear,
         path: str,
-        progress: _Progress,
+        progress: UploadProgress,
         lock_key: str,
     ) -> None:
         seen: set[str] = set()
@@ -412,37 +381,53 @@ class IlrIntake:
         year: IlrYear,
         plans: Sequence[LearnerPlan],
         seen: set[str],
-        progress: _Progress,
+        progress: UploadProgress,
     ) -> None:
-        issues: list[Issue] = []
-        accepted: list[LearnerPlan] = []
-        for plan in plans:
-            if plan.learn_ref is not None and plan.learn_ref.upper() in seen:
-                issues.append(
-                    Issue(
-                        "R06",
-                        "error",
-                        "LearnRefNumber must be unique in the file; this learner was not "
-                        "imported (the first with this LearnRefNumber was)",
-                        "LearnRefNumber",
-                        plan.learn_ref,
-                        None,
-                        plan.index,
-                    )
-                )
-                progress.learners_with_errors += 1
-                progress.aims["rejected"] += len(plan.targets) + plan.rejected_aims
-                continue
-            if plan.learn_ref is not None:
-                seen.add(plan.learn_ref.upper())
-            accepted.append(plan)
+        """Store one chunk of learners (one transaction) and count it in the report."""
+        accepted, issues = _first_of_each_learner(plans, seen, progress)
         targets = [(plan, t) for plan in accepted for t in plan.targets]
-        ids = {id(t): self._enrolment_id(provider, t) for _, t in targets}
+        results = await self._write_targets(upload_id, provider, [t for _, t in targets])
+        by_plan: dict[int, list[AimResult]] = {}
+        for (plan, _), result in zip(targets, results, strict=True):
+            by_plan.setdefault(plan.index, []).append(result)
+        accepted_submissions: list[EnrolmentSubmission] = []
+        progress_kinds: list[str] = []
+        for plan in accepted:
+            plan_results = by_plan.get(plan.index, [])
+            issues.extend(plan.issues)
+            for result in plan_results:
+                issues.extend(result.issues)
+                if result.status is AimStatus.CREATED and result.enrolment is not None:
+                    accepted_submissions.append(result.enrolment.submission)
+                progress_kinds += [
+                    _PROGRESS_KIND[type(e).__name__]
+                    for e in result.events
+                    if type(e).__name__ in _PROGRESS_KIND
+                ]
+            progress.count_learner(plan, plan_results)
+        progress.learners_processed += len(plans)
+        self._service.count_stored(accepted_submissions, progress_kinds, Channel.ILR)
+        learners_in_file = [
+            self._pseudonyms.learner(provider.ukprn, plan.learn_ref)
+            for plan in plans
+            if plan.learn_ref is not None
+        ]
+        await self._uploads.record_learners(
+            provider.ukprn, year.code, upload_id, learners_in_file, self._clock()
+        )
+        progress.count_issues(issues, self._options.max_reported_issues)
+
+    async def _write_targets(
+        self, upload_id: str, provider: Provider, targets: Sequence[AimTarget]
+    ) -> list[AimResult]:
+        """What each target changes against the stored enrolments, written in one
+        transaction with its events (decided again if a concurrent write got there)."""
+        ids = {id(t): self._enrolment_id(provider, t) for t in targets}
 
         async def diff_and_write() -> list[AimResult]:
             stored = await self._repo.get_many(list(set(ids.values())))
             now = self._clock()
-            pairs = [(stored.get(ids[id(t)]), t) for _, t in targets]
+            pairs = [(stored.get(ids[id(t)]), t) for t in targets]
             results = await asyncio.to_thread(_diff_all, pairs, provider, self._pseudonyms, now)
             created = [r.enrolment for r in results if r.status is AimStatus.CREATED]
             updated = [
@@ -463,57 +448,12 @@ class IlrIntake:
                 self._service.committed()
             return results
 
-        results = await retry_on_conflict(
+        return await retry_on_conflict(
             diff_and_write,
             conflict=(AlreadyExists, VersionConflict),
             attempts=_WRITE_ATTEMPTS,
             what=f"ILR upload {upload_id} chunk",
         )
-        # Counting and the report.
-        by_plan: dict[int, list[AimResult]] = {}
-        for (plan, _), result in zip(targets, results, strict=True):
-            by_plan.setdefault(plan.index, []).append(result)
-        learners_in_file: list[str] = []
-        accepted_submissions = []
-        progress_kinds: list[str] = []
-        for plan in plans:
-            if plan.learn_ref is not None:
-                learners_in_file.append(self._pseudonyms.learner(provider.ukprn, plan.learn_ref))
-        for plan in accepted:
-            plan_results = by_plan.get(plan.index, [])
-            issues.extend(plan.issues)
-            for result in plan_results:
-                issues.extend(result.issues)
-                progress.aims[result.status.value] += 1
-                for event in result.events:
-                    progress.events[type(event).__name__] += 1
-                if result.status is AimStatus.CREATED and result.enrolment is not None:
-                    accepted_submissions.append(result.enrolment.submission)
-                progress_kinds += [
-                    _PROGRESS_KIND[type(e).__name__]
-                    for e in result.events
-                    if type(e).__name__ in _PROGRESS_KIND
-                ]
-            progress.aims["rejected"] += plan.rejected_aims
-            progress.aims["out_of_scope"] += plan.out_of_scope
-            errors = plan.has_errors or any(r.status is AimStatus.REJECTED for r in plan_results)
-            if errors:
-                progress.learners_with_errors += 1
-            if any(r.status is not AimStatus.REJECTED for r in plan_results):
-                progress.learners_imported += 1
-            elif not errors:
-                progress.learners_out_of_scope += 1
-        progress.learners_processed += len(plans)
-        self._service.count_stored(accepted_submissions, progress_kinds, Channel.ILR)
-        await self._uploads.record_learners(
-            provider.ukprn, year.code, upload_id, learners_in_file, self._clock()
-        )
-        for issue in issues:
-            progress.issues_total += 1
-            progress.issues_by_rule[issue.rule] += 1
-            progress.issue_severities[issue.severity] += 1
-            if len(progress.issues) < self._options.max_reported_issues:
-                progress.issues.append(issue.as_dict())
 
     def _enrolment_id(self, provider: Provider, target: AimTarget) -> str:
         return self._pseudonyms.enrolment_id_of(

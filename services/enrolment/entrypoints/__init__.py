@@ -1,0 +1,1 @@
+"""The edge of enrolment: HTTP routes and Kafka subscribers, nothing else."""
