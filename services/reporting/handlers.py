@@ -16,16 +16,16 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.reporting import queries
-from services.reporting.domain.disclosure import DisclosureMethod
-from services.reporting.domain.projection import NO_LEVEL
-from services.reporting.domain.qar import QarBy
-from services.reporting.domain.reports import (
+from services.reporting.domain.dimensions import (
+    FILTERED,
     LEVEL_LABELS,
-    PROGRAMME_LABELS,
     BreakdownBy,
     Filters,
-    breakdown_csv,
+    filter_codes,
 )
+from services.reporting.domain.disclosure import DisclosureMethod
+from services.reporting.domain.qar import QarBy
+from services.reporting.domain.reports import breakdown_csv
 from services.reporting.projector import Projector
 from services.reporting.qar_repository import MongoQarReader
 from services.reporting.repository import ReportReader
@@ -44,7 +44,6 @@ from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
     LOCAL_AUTHORITIES,
     CombinedAuthority,
-    Level,
     Programme,
 )
 from shared.contracts.registry import registry_for
@@ -62,7 +61,7 @@ CONSUMED = registry_for(topics.ENROLMENT_EVENTS, topics.MATCHING_MATCHES)
 REPORT_ROLES = (Role.COORDINATOR, Role.ANALYST)
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 LA_PATTERN = r"^E0[6-9]\d{6}$"
-LEVEL_PATTERN = "^(" + "|".join([*(lvl.value for lvl in Level), NO_LEVEL]) + ")$"
+LEVEL_PATTERN = "^(" + "|".join(filter_codes("level")) + ")$"
 
 
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
@@ -209,7 +208,7 @@ def report_request(
 
 
 FILTER_PARAMS = frozenset(
-    {"combined_authority", "local_authority", "programme", "level", "from", "to", "unrounded"}
+    {"combined_authority", "local_authority", *FILTERED, "from", "to", "unrounded"}
 )
 
 
@@ -370,7 +369,7 @@ async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
             }
             for ca in scope
         ],
-        "programmes": [{"code": p.value, "name": PROGRAMME_LABELS[p]} for p in Programme],
+        "programmes": [{"code": p.value, "name": p.label} for p in Programme],
         "levels": [{"code": code, "name": name} for code, name in LEVEL_LABELS.items()],
     }
 

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.reporting import integration_queries, queries
+from services.reporting.domain.dimensions import FILTERED
 from services.reporting.domain.integration import WaitingBy, indicators_csv
 from services.reporting.handlers import (
     FILTER_PARAMS,
@@ -40,7 +41,7 @@ from shared.service import runtime_of
 router = APIRouter(prefix="/v1/reports", tags=["integration"])
 
 # The integration reports fix their own programmes: no programme or level filter.
-AREA_PARAMS = FILTER_PARAMS - {"programme", "level"}
+AREA_PARAMS = FILTER_PARAMS - set(FILTERED)
 
 
 def only_params(*extra: str) -> Any:

@@ -28,7 +28,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.reporting import integration_queries
 from services.reporting.app import create_app
-from services.reporting.domain.reports import Filters
+from services.reporting.domain.dimensions import Filters
 from services.reporting.integration_schemas import (
     BridgesReport,
     EsolComparisonReport,

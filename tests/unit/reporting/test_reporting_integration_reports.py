@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from services.reporting import integration_queries
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.disclosure import CellKeyMethod
 from services.reporting.domain.integration import (
     INDICATORS,
@@ -20,7 +21,6 @@ from services.reporting.domain.integration import (
     stratified_difference,
     wilson,
 )
-from services.reporting.domain.reports import Filters
 from tests.factories.reporting import (
     GM,
     MANCHESTER,
