@@ -15,7 +15,6 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from services.reporting import queries
 from services.reporting.domain.dimensions import (
     FILTERED,
     LEVEL_LABELS,
@@ -31,6 +30,7 @@ from services.reporting.qar_repository import MongoQarReader
 from services.reporting.repository import ReportReader
 from services.reporting.schemas import BreakdownReport, QarReport, SummaryReport
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases import queries
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.consuming import (

@@ -16,7 +16,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.reporting import integration_queries, queries
 from services.reporting.domain.dimensions import FILTERED
 from services.reporting.domain.integration import WaitingBy, indicators_csv
 from services.reporting.handlers import (
@@ -34,6 +33,7 @@ from services.reporting.integration_schemas import (
     IndicatorsReport,
     WaitingReport,
 )
+from services.reporting.use_cases import integration_queries, queries
 from shared.contracts.reference import CombinedAuthority
 from shared.downloads import CSV_RESPONSES, csv_download
 from shared.service import runtime_of

@@ -14,7 +14,7 @@ from typing import Any, get_args
 import pytest
 from fastapi import FastAPI
 
-from services.reporting import handlers, queries
+from services.reporting import handlers
 from services.reporting.domain import dimensions
 from services.reporting.domain.dimensions import (
     BREAKDOWNS,
@@ -31,6 +31,7 @@ from services.reporting.domain.qar import QarBy
 from services.reporting.domain.reports import breakdown_csv
 from services.reporting.repository import aggregate_match
 from services.reporting.schemas import BreakdownReport, FiltersEcho, QarFiltersEcho
+from services.reporting.use_cases import queries
 from shared.auth import Principal, Role
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from services.reporting import integration_queries
 from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.disclosure import CellKeyMethod
 from services.reporting.domain.integration import (
@@ -21,6 +20,7 @@ from services.reporting.domain.integration import (
     stratified_difference,
     wilson,
 )
+from services.reporting.use_cases import integration_queries
 from tests.factories.reporting import (
     GM,
     MANCHESTER,

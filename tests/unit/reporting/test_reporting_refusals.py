@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.reporting import handlers, queries
+from services.reporting import handlers
+from services.reporting.use_cases import queries
 from shared.auth import Principal, Role
 from shared.contracts.reference import CombinedAuthority
 from shared.problems import PROBLEM_BASE, Problem
