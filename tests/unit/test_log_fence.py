@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from services.reporting.handlers import CONSUMED
+from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.projector import Projector
 from shared.dead_letters import RetryPolicy
 from shared.positions import Anchor, LogFence, Position, TopicPartition, log_resets_counter

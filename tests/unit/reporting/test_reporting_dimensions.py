@@ -14,7 +14,6 @@ from typing import Any, get_args
 import pytest
 from fastapi import FastAPI
 
-from services.reporting import handlers
 from services.reporting.domain import dimensions
 from services.reporting.domain.dimensions import (
     BREAKDOWNS,
@@ -29,6 +28,7 @@ from services.reporting.domain.integration import PROGRAMME_GROUPS
 from services.reporting.domain.projection import AGGREGATES
 from services.reporting.domain.qar import QarBy
 from services.reporting.domain.reports import breakdown_csv
+from services.reporting.entrypoints import http
 from services.reporting.repository import aggregate_match
 from services.reporting.schemas import BreakdownReport, FiltersEcho, QarFiltersEcho
 from services.reporting.use_cases import queries
@@ -52,7 +52,7 @@ EVERYWHERE = Filters(
 
 def openapi() -> dict[str, Any]:
     app = FastAPI()
-    app.include_router(handlers.router)
+    app.include_router(http.router)
     return app.openapi()
 
 
@@ -97,7 +97,7 @@ def test_a_filtered_dimension_has_its_parameter_and_narrows_rows_echo_and_query(
     # Its query parameter, request field, Filters field and echoed field (hand-written:
     # FastAPI reads parameters from a signature), and the unknown-parameter check.
     assert name in query_parameters(openapi(), "/v1/reports/breakdown")
-    assert name in handlers.FILTER_PARAMS
+    assert name in http.FILTER_PARAMS
     assert {name} <= {f.name for f in dataclasses.fields(queries.ReportRequest)}
     assert {name} <= set(FiltersEcho.model_fields) & set(QarFiltersEcho.model_fields)
 
@@ -115,7 +115,7 @@ def test_programmes_and_levels_come_from_the_contract_enums_with_their_names() -
     assert categories("programme", EVERYWHERE, []) == [(p.value, p.label) for p in Programme]
     assert categories("level", EVERYWHERE, [])[:-1] == [(lv.value, lv.label) for lv in Level]
     assert filter_codes("level")[-1] == "none"
-    assert handlers.LEVEL_PATTERN == "^(" + "|".join(filter_codes("level")) + ")$"
+    assert http.LEVEL_PATTERN == "^(" + "|".join(filter_codes("level")) + ")$"
 
 
 def test_every_programme_is_in_exactly_one_integration_programme_group() -> None:

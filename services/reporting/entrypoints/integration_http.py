@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.reporting.domain.dimensions import FILTERED
 from services.reporting.domain.integration import WaitingBy, indicators_csv
-from services.reporting.handlers import (
+from services.reporting.entrypoints.http import (
     FILTER_PARAMS,
     LA_PATTERN,
     MONTH_PATTERN,
