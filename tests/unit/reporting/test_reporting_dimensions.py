@@ -12,7 +12,7 @@ import io
 from typing import Any, get_args
 
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, Response
 
 from services.reporting.domain import dimensions
 from services.reporting.domain.dimensions import (
@@ -116,6 +116,13 @@ def test_programmes_and_levels_come_from_the_contract_enums_with_their_names() -
     assert categories("level", EVERYWHERE, [])[:-1] == [(lv.value, lv.label) for lv in Level]
     assert filter_codes("level")[-1] == "none"
     assert http.LEVEL_PATTERN == "^(" + "|".join(filter_codes("level")) + ")$"
+
+
+def test_meta_lists_every_programme_and_level_with_its_name() -> None:
+    meta = asyncio.run(http.get_meta(Response(), ANALYST))
+    assert meta["programmes"] == [{"code": p.value, "name": p.label} for p in Programme]
+    assert [lv["code"] for lv in meta["levels"]] == filter_codes("level")
+    assert meta["levels"][0] == {"code": Level.PRE_ENTRY.value, "name": "Pre-entry"}
 
 
 def test_every_programme_is_in_exactly_one_integration_programme_group() -> None:
