@@ -30,7 +30,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.embedded import EmbeddedMongo
 from devstack.processes import free_port
-from services.reporting.handlers import CONSUMED
+from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.projector import Projector
 from services.reporting.repository import (
     AGGREGATE_COLLECTIONS,

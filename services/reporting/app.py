@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from services.reporting import dashboard, handlers, integration_api
+from services.reporting.entrypoints import dashboard, http, integration_http, kafka
 from services.reporting.integration_repository import MongoIntegrationReader
 from services.reporting.metrics import ReportingMetrics
 from services.reporting.projector import Projector
@@ -43,7 +43,7 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
             integration_reader=MongoIntegrationReader(runtime.db),
             projector=Projector(
                 store,
-                handlers.CONSUMED,
+                kafka.CONSUMED,
                 runtime.dead_letters,
                 metrics=metrics,
                 retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),
@@ -61,8 +61,8 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         settings,
         title="Common Ground reporting",
         description="Disclosure-safe outcome reports and a dashboard.",
-        http_routers=[handlers.router, integration_api.router, dashboard.router],
-        kafka_routers=handlers.kafka_routers,
+        http_routers=[http.router, integration_http.router, dashboard.router],
+        kafka_routers=kafka.kafka_routers,
         lifespan=lifespan,
         telemetry=telemetry,
     )

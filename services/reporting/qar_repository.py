@@ -7,8 +7,8 @@ from typing import Any, Protocol
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.projection import AGGREGATES, Counts
-from services.reporting.domain.reports import Filters
 from services.reporting.repository import Generation, active_generation, aggregate_match
 
 Doc = dict[str, Any]

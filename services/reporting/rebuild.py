@@ -29,7 +29,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka.security import parse_security
 
-from services.reporting.handlers import CONSUMED
+from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.projector import Projector
 from services.reporting.repository import (
     Generations,

@@ -35,6 +35,7 @@ from pymongo.errors import CollectionInvalid
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.projection import (
     AGGREGATES,
     AggregateName,
@@ -52,7 +53,6 @@ from services.reporting.domain.projection import (
     participant_from_doc,
     state_to_doc,
 )
-from services.reporting.domain.reports import Filters
 from shared.positions import Position
 from shared.retries import retry_on_conflict
 
@@ -493,10 +493,7 @@ def aggregate_match(name: AggregateName, filters: Filters) -> Doc:
     query: Doc = {"combined_authority": {"$in": list(filters.combined_authorities)}}
     if filters.local_authority:
         query["local_authority"] = filters.local_authority
-    if "programme" in dims and filters.programme:
-        query["programme"] = filters.programme
-    if "level" in dims and filters.level:
-        query["level"] = filters.level
+    query.update({name: code for name, code in filters.selected().items() if name in dims})
     if "month" in dims and (filters.month_from or filters.month_to):
         month: Doc = {}
         if filters.month_from:

@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.reporting.domain.dimensions import BreakdownBy
+
 Count = Annotated[
     int | str,
     Field(
@@ -171,7 +173,7 @@ class BreakdownReport(_Strict):
     month of the range, the 5 ONS high-level ethnic groups and 'not stated', every
     programme or level) and a total row."""
 
-    by: Literal["local_authority", "programme", "level", "ethnicity", "month"]
+    by: BreakdownBy
     filters: FiltersEcho
     disclosure: DisclosureInfo
     columns: list[Column]

@@ -19,6 +19,23 @@ class Programme(StrEnum):
     FUNCTIONAL_ENGLISH = "functional_english"
     VOCATIONAL = "vocational"
 
+    @property
+    def label(self) -> str:
+        """The programme's name in reports and forms."""
+        return PROGRAMME_LABELS[self]
+
+
+# Beside the enum so that a new programme gets its name in the same edit (a unit test
+# checks every member has one: reports would otherwise fail at runtime).
+PROGRAMME_LABELS: dict[Programme, str] = {
+    Programme.ESOL: "ESOL",
+    Programme.DIGITAL: "Digital skills",
+    Programme.EMPLOYABILITY: "Employability",
+    Programme.FUNCTIONAL_MATHS: "Functional maths",
+    Programme.FUNCTIONAL_ENGLISH: "Functional English",
+    Programme.VOCATIONAL: "Vocational",
+}
+
 
 class Level(StrEnum):
     """Qualification levels. The first six are the ESOL levels, in order."""
@@ -30,6 +47,23 @@ class Level(StrEnum):
     LEVEL_1 = "level_1"
     LEVEL_2 = "level_2"
     LEVEL_3 = "level_3"
+
+    @property
+    def label(self) -> str:
+        """The level's name in reports and forms."""
+        return LEVEL_LABELS[self]
+
+
+# In display order (the enum's order); a unit test checks every member has a name.
+LEVEL_LABELS: dict[Level, str] = {
+    Level.PRE_ENTRY: "Pre-entry",
+    Level.ENTRY_1: "Entry 1",
+    Level.ENTRY_2: "Entry 2",
+    Level.ENTRY_3: "Entry 3",
+    Level.LEVEL_1: "Level 1",
+    Level.LEVEL_2: "Level 2",
+    Level.LEVEL_3: "Level 3",
+}
 
 
 ESOL_LEVELS: tuple[Level, ...] = (

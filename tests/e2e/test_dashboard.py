@@ -201,9 +201,9 @@ async def publish(bootstrap: str, events: list[CloudEvent[Event]]) -> None:
 def expected_summary(events: list[Any]) -> dict[str, Any]:
     """The summary the service must publish for these events (projected in memory, the
     service's default disclosure method): perturbed figures are still exactly known."""
-    from services.reporting import queries
-    from services.reporting.domain.reports import Filters
+    from services.reporting.domain.dimensions import Filters
     from services.reporting.settings import ReportingSettings
+    from services.reporting.use_cases import queries
     from tests.security.seeded_population import InMemoryReportReader
 
     reader = InMemoryReportReader([ce.data for ce in events])
@@ -218,10 +218,10 @@ def expected_summary(events: list[Any]) -> dict[str, Any]:
 
 def expected_indicators(events: list[Any]) -> dict[str, Any]:
     """The Indicators of Integration report the service must publish for these events."""
-    from services.reporting import integration_queries
-    from services.reporting.domain.reports import Filters
+    from services.reporting.domain.dimensions import Filters
     from services.reporting.integration_schemas import IndicatorsReport
     from services.reporting.settings import ReportingSettings
+    from services.reporting.use_cases import integration_queries
     from tests.factories.reporting_integration import InMemoryIntegrationReader
 
     reader = InMemoryIntegrationReader([ce.data for ce in events])

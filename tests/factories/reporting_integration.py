@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date
 
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.projection import (
     AGGREGATES,
     NOT_STATED,
@@ -14,7 +15,6 @@ from services.reporting.domain.projection import (
     LoadedStates,
     project_batch,
 )
-from services.reporting.domain.reports import Filters
 from shared.cloudevents import Event
 from shared.contracts.reference import AgeBand, Level, Outcome, Programme, Sex
 from tests.factories.reporting import (
@@ -62,9 +62,7 @@ class InMemoryIntegrationReader:
                 filters, doc["combined_authority"], doc["local_authority"], doc["month"]
             ):
                 continue
-            if "programme" in doc and filters.programme and doc["programme"] != filters.programme:
-                continue
-            if "level" in doc and filters.level and doc["level"] != filters.level:
+            if any(doc.get(dim, code) != code for dim, code in filters.selected().items()):
                 continue
             group = tuple(doc[d] for d in dims)
             target = out.setdefault(group, {f: 0 for f in spec.fields})

@@ -55,7 +55,7 @@ def _services() -> list[tuple[str, ServiceSettings, Callable[[Runtime], Any]]]:
     from services.enrolment.settings import EnrolmentSettings
     from services.matching import handlers as matching
     from services.matching.settings import MatchingSettings
-    from services.reporting import handlers as reporting
+    from services.reporting.entrypoints import kafka as reporting
     from services.reporting.settings import ReportingSettings
 
     return [

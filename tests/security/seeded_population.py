@@ -9,6 +9,7 @@ from datetime import date, timedelta
 
 import numpy as np
 
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.projection import (
     AGGREGATES,
     AggregateKey,
@@ -18,7 +19,6 @@ from services.reporting.domain.projection import (
     MatchState,
     project_batch,
 )
-from services.reporting.domain.reports import Filters
 from shared.cloudevents import Event
 from shared.contracts.enrolment import BreakInLearningStarted
 from shared.contracts.reference import (
@@ -143,10 +143,9 @@ class InMemoryReportReader:
         mask = np.isin(dims["combined_authority"], list(filters.combined_authorities))
         if filters.local_authority:
             mask &= dims["local_authority"] == filters.local_authority
-        if "programme" in dims and filters.programme:
-            mask &= dims["programme"] == filters.programme
-        if "level" in dims and filters.level:
-            mask &= dims["level"] == filters.level
+        for dim, code in filters.selected().items():
+            if dim in dims:
+                mask &= dims[dim] == code
         if filters.month_from:
             mask &= dims["month"] >= filters.month_from
         if filters.month_to:

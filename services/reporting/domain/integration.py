@@ -35,6 +35,13 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any, Literal
 
+from services.reporting.domain.dimensions import (
+    ETHNIC_GROUP_LABELS,
+    LEVEL_LABELS,
+    Filters,
+    boroughs,
+    month_range,
+)
 from services.reporting.domain.disclosure import (
     Cell,
     CellId,
@@ -48,19 +55,10 @@ from services.reporting.domain.integration_facts import (
     BRIDGE_MARKS,
 )
 from services.reporting.domain.projection import NOT_STATED, Counts
-from services.reporting.domain.reports import (
-    ETHNIC_GROUP_LABELS,
-    LEVEL_LABELS,
-    Filters,
-    cell,
-    disclosure_note,
-    months_between,
-)
+from services.reporting.domain.reports import cell, disclosure_note
 from shared.contracts.reference import (
     ESOL_LEVELS,
-    LOCAL_AUTHORITIES,
     AgeBand,
-    CombinedAuthority,
     Programme,
     Sex,
 )
@@ -88,28 +86,6 @@ def quarter_label(quarter: str) -> str:
 def last_day(month: str) -> date:
     year, mon = int(month[:4]), int(month[5:7])
     return date(year, mon, calendar.monthrange(year, mon)[1])
-
-
-def month_range(filters: Filters, present: Iterable[str]) -> list[str]:
-    """The months a report covers: the filter's bounds, else the months with data."""
-    months = sorted(set(present))
-    first = filters.month_from or (months[0] if months else None)
-    last = filters.month_to or (months[-1] if months else None)
-    if first is None or last is None or first > last:
-        return []
-    return months_between(first, last)
-
-
-def boroughs(filters: Filters) -> list[tuple[str, str]]:
-    """Every borough in scope (code, name), by name: every borough is listed."""
-    las = [
-        (code, name)
-        for ca in filters.combined_authorities
-        for code, name in LOCAL_AUTHORITIES[CombinedAuthority(ca)].items()
-    ]
-    if filters.local_authority:
-        las = [(c, n) for c, n in las if c == filters.local_authority]
-    return sorted(las, key=lambda item: item[1])
 
 
 def observable(last_month: str, mark_days: int, today: date) -> bool:

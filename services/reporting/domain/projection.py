@@ -244,6 +244,11 @@ AggregateKey = tuple[AggregateName, tuple[str, ...]]
 Counts = dict[str, int]
 
 
+def aggregate_key(name: AggregateName, where: Mapping[str, str]) -> AggregateKey:
+    """The key of aggregate ``name`` for a record whose dimension values are ``where``."""
+    return name, tuple(where[dim] for dim in AGGREGATES[name].dims)
+
+
 def aggregate_id(key: tuple[str, ...]) -> str:
     return "|".join(key)
 
@@ -644,21 +649,28 @@ def enrolment_contributions(
                 c[f"matched_{name}"] = 1
     rk = record_key("enrolment", s.enrolment_id)
     with_keys(c, OUTCOME_KEYED, rk)
-    key = (s.combined_authority, s.local_authority, s.programme, level, s.start_month)
-    yield ("outcomes", key), c
+    # The enrolment's value of every dimension an aggregate may be keyed by; each
+    # aggregate's key takes its own dimensions (AGGREGATES[name].dims) from here.
+    where = {
+        "combined_authority": s.combined_authority,
+        "local_authority": s.local_authority,
+        "programme": s.programme,
+        "level": level,
+        "month": s.start_month,
+        "ethnicity": s.ethnicity or NOT_STATED,
+    }
+    yield aggregate_key("outcomes", where), c
     equality = with_keys(
         {f: c[f] for f in EQUALITY_BASE_FIELDS if c.get(f)}, EQUALITY_BASE_FIELDS, rk
     )
-    yield ("equality", (*key, s.ethnicity or NOT_STATED)), equality
+    yield aggregate_key("equality", where), equality
     qar = qar_contribution(qar_aim(s))
     if qar is not None:  # issue 15: the aim's QAR cohort, by hybrid end year
-        yield ("qar", (*key[:4], qar[0])), with_keys(qar[1], QAR_BASE_FIELDS, rk)
+        year, counts = qar
+        yield aggregate_key("qar", {**where, "year": year}), with_keys(counts, QAR_BASE_FIELDS, rk)
     if learner_bridged and s.programme == Programme.ESOL:
         bridged = {f: c[f] for f in ESOL_BRIDGED_BASE_FIELDS if c.get(f)}
-        yield (
-            ("esol_bridged", (s.combined_authority, s.local_authority, level, s.start_month)),
-            with_keys(bridged, ESOL_BRIDGED_BASE_FIELDS, rk),
-        )
+        yield aggregate_key("esol_bridged", where), with_keys(bridged, ESOL_BRIDGED_BASE_FIELDS, rk)
 
 
 def _day(value: str | None) -> date | None:

@@ -22,10 +22,11 @@ from __future__ import annotations
 import csv
 import io
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.disclosure import (
     Cell,
     CellKeyMethod,
@@ -39,8 +40,6 @@ from services.reporting.domain.disclosure import (
 )
 from services.reporting.domain.projection import (
     MATCH_FIELDS,
-    NO_LEVEL,
-    NOT_STATED,
     PARTICIPANT_FIELDS,
     WITHDRAWAL_FIELDS,
     Counts,
@@ -48,49 +47,11 @@ from services.reporting.domain.projection import (
 )
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
-    LOCAL_AUTHORITIES,
     CombinedAuthority,
-    Ethnicity,
-    Level,
     Programme,
     WithdrawalReason,
 )
 
-BreakdownBy = Literal["local_authority", "programme", "level", "ethnicity", "month"]
-BREAKDOWNS: tuple[BreakdownBy, ...] = (
-    "local_authority",
-    "programme",
-    "level",
-    "ethnicity",
-    "month",
-)
-
-PROGRAMME_LABELS: dict[str, str] = {
-    Programme.ESOL: "ESOL",
-    Programme.DIGITAL: "Digital skills",
-    Programme.EMPLOYABILITY: "Employability",
-    Programme.FUNCTIONAL_MATHS: "Functional maths",
-    Programme.FUNCTIONAL_ENGLISH: "Functional English",
-    Programme.VOCATIONAL: "Vocational",
-}
-LEVEL_LABELS: dict[str, str] = {
-    Level.PRE_ENTRY: "Pre-entry",
-    Level.ENTRY_1: "Entry 1",
-    Level.ENTRY_2: "Entry 2",
-    Level.ENTRY_3: "Entry 3",
-    Level.LEVEL_1: "Level 1",
-    Level.LEVEL_2: "Level 2",
-    Level.LEVEL_3: "Level 3",
-    NO_LEVEL: "No level",
-}
-ETHNIC_GROUP_LABELS: dict[str, str] = {
-    "asian": "Asian",
-    "black": "Black",
-    "mixed": "Mixed",
-    "white": "White",
-    "other": "Other ethnic group",
-    NOT_STATED: "Not stated",
-}
 WITHDRAWAL_LABELS: dict[WithdrawalReason, str] = {
     # Wording of the ILR WithdrawReason code list (2025/26, 2026/27).
     WithdrawalReason.TRANSFERRED_TO_ANOTHER_PROVIDER: "Transferred to another provider",
@@ -116,75 +77,6 @@ WITHDRAWAL_LABELS: dict[WithdrawalReason, str] = {
     WithdrawalReason.OTHER: "Other",
     WithdrawalReason.NOT_KNOWN: "Not known",
 }
-
-
-def ethnic_group(code: str) -> str:
-    return NOT_STATED if code == NOT_STATED else Ethnicity(code).group
-
-
-@dataclass(frozen=True)
-class Filters:
-    """What a report covers. ``combined_authorities`` is the caller's scope narrowed by
-    the ``combined_authority`` filter; never empty."""
-
-    combined_authorities: tuple[str, ...]
-    local_authority: str | None = None
-    programme: str | None = None
-    level: str | None = None
-    month_from: str | None = None
-    month_to: str | None = None
-
-    def echo(self) -> dict[str, Any]:
-        return {
-            "combined_authorities": list(self.combined_authorities),
-            "local_authority": self.local_authority,
-            "programme": self.programme,
-            "level": self.level,
-            "from": self.month_from,
-            "to": self.month_to,
-        }
-
-
-def months_between(first: str, last: str) -> list[str]:
-    y, m = int(first[:4]), int(first[5:7])
-    end = (int(last[:4]), int(last[5:7]))
-    out = []
-    while (y, m) <= end:
-        out.append(f"{y:04d}-{m:02d}")
-        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
-    return out
-
-
-def categories(by: BreakdownBy, filters: Filters, present: Iterable[str]) -> list[tuple[str, str]]:
-    """The rows of a breakdown, in display order. Rows with no data are listed too, so
-    every borough appears, not only those with activity."""
-    if by == "local_authority":
-        las = [
-            (code, name)
-            for ca in filters.combined_authorities
-            for code, name in LOCAL_AUTHORITIES[CombinedAuthority(ca)].items()
-        ]
-        if filters.local_authority:
-            las = [(c, n) for c, n in las if c == filters.local_authority]
-        return sorted(las, key=lambda item: item[1])
-    if by == "programme":
-        return [
-            (p.value, PROGRAMME_LABELS[p])
-            for p in Programme
-            if filters.programme in (None, p.value)
-        ]
-    if by == "level":
-        return [
-            (code, label) for code, label in LEVEL_LABELS.items() if filters.level in (None, code)
-        ]
-    if by == "ethnicity":
-        return list(ETHNIC_GROUP_LABELS.items())
-    months = sorted(set(present))
-    first = filters.month_from or (months[0] if months else None)
-    last = filters.month_to or (months[-1] if months else None)
-    if first is None or last is None:
-        return []
-    return [(m, m) for m in months_between(first, last)]
 
 
 # ---------------------------------------------------------------------------------------
@@ -439,7 +331,7 @@ class BreakdownInputs:
 
 
 def build_breakdown(
-    by: BreakdownBy,
+    by: str,
     rows: Sequence[tuple[str, str]],
     inputs: BreakdownInputs,
     filters: Filters,

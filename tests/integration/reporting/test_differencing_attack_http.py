@@ -18,8 +18,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from services.reporting.app import create_app
+from services.reporting.domain.dimensions import ETHNIC_GROUP_LABELS, LEVEL_LABELS
 from services.reporting.domain.disclosure import CellKeyMethod
-from services.reporting.domain.reports import ETHNIC_GROUP_LABELS, LEVEL_LABELS
 from services.reporting.settings import ReportingSettings
 from shared.auth import ApiKeyStore, Principal, Role
 from shared.contracts.enrolment import EnrolmentAccepted

@@ -26,9 +26,8 @@ from pydantic import BaseModel
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.reporting import integration_queries
 from services.reporting.app import create_app
-from services.reporting.domain.reports import Filters
+from services.reporting.domain.dimensions import Filters
 from services.reporting.integration_schemas import (
     BridgesReport,
     EsolComparisonReport,
@@ -38,6 +37,7 @@ from services.reporting.integration_schemas import (
 from services.reporting.rebuild import rebuild
 from services.reporting.repository import READ_MODEL_COLLECTIONS, active_generation
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases import integration_queries
 from shared.auth import ApiKeyStore, Principal, Role
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import AttendanceRecorded

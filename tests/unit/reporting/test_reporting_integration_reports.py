@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from services.reporting import integration_queries
+from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.disclosure import CellKeyMethod
 from services.reporting.domain.integration import (
     INDICATORS,
@@ -20,7 +20,7 @@ from services.reporting.domain.integration import (
     stratified_difference,
     wilson,
 )
-from services.reporting.domain.reports import Filters
+from services.reporting.use_cases import integration_queries
 from tests.factories.reporting import (
     GM,
     MANCHESTER,

@@ -6,17 +6,15 @@ from __future__ import annotations
 import csv
 import io
 
+from services.reporting.domain.dimensions import Filters, categories, months_between
 from services.reporting.domain.disclosure import LegacyMethod
 from services.reporting.domain.projection import full_counts
 from services.reporting.domain.reports import (
     BreakdownInputs,
-    Filters,
     SummaryInputs,
     breakdown_csv,
     build_breakdown,
     build_summary,
-    categories,
-    months_between,
 )
 from shared.contracts.reference import LOCAL_AUTHORITIES, CombinedAuthority
 from tests.factories.reporting import GM, MANCHESTER, OLDHAM, WIGAN

@@ -7,7 +7,7 @@ import pytest
 
 from services.reporting.domain import projection
 from services.reporting.domain.projection import AggregateKey
-from services.reporting.handlers import CONSUMED
+from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.projector import Projector
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import AttendanceRecorded

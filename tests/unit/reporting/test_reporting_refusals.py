@@ -1,5 +1,5 @@
 """Report requests that are refused: queries.resolve says why in domain terms, and the
-HTTP edge (handlers.resolve) answers each with the same problem+json as always."""
+HTTP edge (http.resolve) answers each with the same problem+json as always."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from services.reporting import handlers, queries
+from services.reporting.entrypoints import http
+from services.reporting.use_cases import queries
 from shared.auth import Principal, Role
 from shared.contracts.reference import CombinedAuthority
 from shared.problems import PROBLEM_BASE, Problem
@@ -88,15 +89,15 @@ def test_each_refusal_is_a_domain_outcome_and_answered_at_the_edge(
     with pytest.raises(refusal):
         queries.resolve(caller, request_)
     with pytest.raises(Problem) as answered:
-        handlers.resolve(caller, request_)
+        http.resolve(caller, request_)
     assert answered.value.body() == problem
 
 
 def test_every_kind_of_refusal_has_an_http_answer() -> None:
     kinds = set(queries.ReportRefused.__subclasses__())
-    assert kinds == set(handlers._REFUSALS)
+    assert kinds == set(http._REFUSALS)
 
 
 def test_an_allowed_request_passes_through_the_edge() -> None:
     request_ = queries.ReportRequest(local_authority="E08000003", unrounded=True)
-    assert handlers.resolve(ANALYST, request_) == queries.resolve(ANALYST, request_)
+    assert http.resolve(ANALYST, request_) == queries.resolve(ANALYST, request_)

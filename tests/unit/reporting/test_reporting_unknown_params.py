@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from fastapi import Request
 
-from services.reporting import handlers, integration_api
+from services.reporting.entrypoints import http, integration_http
 from shared.problems import PROBLEM_BASE, Problem
 
 
@@ -36,7 +36,7 @@ def unknown(*names: str) -> list[dict[str, str]]:
 
 
 def test_a_measure_report_names_each_unknown_parameter_and_what_it_allows() -> None:
-    body = refusal(handlers.known_params("by"), "by=sex&rounding=none&colour=red")
+    body = refusal(http.known_params("by"), "by=sex&rounding=none&colour=red")
     assert body == {
         "type": PROBLEM_BASE + "validation-failed",
         "title": "Validation failed",
@@ -49,7 +49,7 @@ def test_a_measure_report_names_each_unknown_parameter_and_what_it_allows() -> N
 
 
 def test_an_integration_report_allows_area_and_months_but_not_programme() -> None:
-    body = refusal(integration_api.only_params(), "programme=esol&from=2025-01")
+    body = refusal(integration_http.only_params(), "programme=esol&from=2025-01")
     assert body == {
         "type": PROBLEM_BASE + "validation-failed",
         "title": "Validation failed",
@@ -63,8 +63,8 @@ def test_an_integration_report_allows_area_and_months_but_not_programme() -> Non
 @pytest.mark.parametrize(
     "dependency, query",
     [
-        (handlers.known_params("by", "year"), "by=year&year=2025/26&unrounded=true"),
-        (integration_api.only_params("by"), "by=sex&combined_authority=E47000001"),
+        (http.known_params("by", "year"), "by=year&year=2025/26&unrounded=true"),
+        (integration_http.only_params("by"), "by=sex&combined_authority=E47000001"),
     ],
 )
 def test_known_parameters_pass(dependency: Any, query: str) -> None:

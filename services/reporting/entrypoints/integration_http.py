@@ -16,9 +16,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from services.reporting import integration_queries, queries
+from services.reporting.domain.dimensions import FILTERED
 from services.reporting.domain.integration import WaitingBy, indicators_csv
-from services.reporting.handlers import (
+from services.reporting.entrypoints.http import (
     FILTER_PARAMS,
     LA_PATTERN,
     MONTH_PATTERN,
@@ -33,6 +33,7 @@ from services.reporting.integration_schemas import (
     IndicatorsReport,
     WaitingReport,
 )
+from services.reporting.use_cases import integration_queries, queries
 from shared.contracts.reference import CombinedAuthority
 from shared.downloads import CSV_RESPONSES, csv_download
 from shared.service import runtime_of
@@ -40,7 +41,7 @@ from shared.service import runtime_of
 router = APIRouter(prefix="/v1/reports", tags=["integration"])
 
 # The integration reports fix their own programmes: no programme or level filter.
-AREA_PARAMS = FILTER_PARAMS - {"programme", "level"}
+AREA_PARAMS = FILTER_PARAMS - set(FILTERED)
 
 
 def only_params(*extra: str) -> Any:

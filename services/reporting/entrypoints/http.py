@@ -1,172 +1,44 @@
-"""Reporting's subscribers and routes (thin: the work is in projector.py and queries.py)."""
+"""Reporting's HTTP entrypoint: the ``/v1/reports`` measure and QAR routes (thin:
+request → use case in use_cases/queries.py → response)."""
 
 from __future__ import annotations
 
-import logging
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from faststream import AckPolicy
-from faststream.kafka import KafkaRouter
-from faststream.kafka.annotations import KafkaMessage
-from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from services.reporting import queries
-from services.reporting.domain.disclosure import DisclosureMethod
-from services.reporting.domain.projection import NO_LEVEL
-from services.reporting.domain.qar import QarBy
-from services.reporting.domain.reports import (
+from services.reporting.domain.dimensions import (
+    FILTERED,
     LEVEL_LABELS,
-    PROGRAMME_LABELS,
     BreakdownBy,
     Filters,
-    breakdown_csv,
+    filter_codes,
 )
-from services.reporting.projector import Projector
+from services.reporting.domain.disclosure import DisclosureMethod
+from services.reporting.domain.qar import QarBy
+from services.reporting.domain.reports import breakdown_csv
 from services.reporting.qar_repository import MongoQarReader
 from services.reporting.repository import ReportReader
 from services.reporting.schemas import BreakdownReport, QarReport, SummaryReport
 from services.reporting.settings import ReportingSettings
-from shared import topics
+from services.reporting.use_cases import queries
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
-from shared.consuming import (
-    consume_policy,
-    dead_letter_to,
-    exclude_from_commit,
-    raw_body_decoder,
-    tolerant_batch_parser,
-)
 from shared.contracts.reference import (
     COMBINED_AUTHORITY_NAMES,
     LOCAL_AUTHORITIES,
     CombinedAuthority,
-    Level,
     Programme,
 )
-from shared.contracts.registry import registry_for
-from shared.dead_letters import RecordLike
 from shared.downloads import CSV_RESPONSES, csv_download
-from shared.mongo import mongo_ping
-from shared.positions import TopicPartition, rewind
 from shared.problems import Problem, field_errors, validation_failed
-from shared.service import Runtime, runtime_of
-from shared.telemetry import Telemetry
+from shared.service import runtime_of
 
-logger = logging.getLogger(__name__)
-
-CONSUMED = registry_for(topics.ENROLMENT_EVENTS, topics.MATCHING_MATCHES)
 REPORT_ROLES = (Role.COORDINATOR, Role.ANALYST)
 MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 LA_PATTERN = r"^E0[6-9]\d{6}$"
-LEVEL_PATTERN = "^(" + "|".join([*(lvl.value for lvl in Level), NO_LEVEL]) + ")$"
-
-
-def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
-    settings = cast(ReportingSettings, runtime.settings)
-    router = KafkaRouter()
-
-    # One batch = one MongoDB transaction. NACK_ON_ERROR: the offsets are committed only
-    # after the handler returns, i.e. after the transaction has committed, and exactly
-    # the batch's offsets (shared.consuming.tolerant_batch_parser); if it raises
-    # (the database stayed unavailable through the retries) every partition of the batch
-    # is rewound to its first record and the batch comes again. Redelivered records are
-    # fenced by the positions stored with the read models.
-    @router.subscriber(
-        topics.ENROLMENT_EVENTS,
-        topics.MATCHING_MATCHES,
-        group_id=settings.group_id,
-        auto_offset_reset="earliest",
-        batch=True,
-        max_records=settings.projection_max_records,
-        batch_timeout_ms=settings.projection_batch_timeout_ms,
-        ack_policy=AckPolicy.NACK_ON_ERROR,
-        parser=tolerant_batch_parser,
-        decoder=raw_body_decoder,
-        title="reporting-projection",
-        description="Projects enrolment and match events into the reporting read models.",
-    )
-    async def project(message: KafkaMessage) -> None:
-        async def healthy() -> bool:
-            return await mongo_ping(runtime.mongo)
-
-        raw = message.raw_message
-        records = raw if isinstance(raw, tuple) else (raw,)
-        projector: Projector = runtime.state["projector"]
-        continue_traces(runtime.telemetry, records)
-        # Transient errors are retried with backoff in the projector. Then, database
-        # down: rewind, retried until it is back. Database up: the batch's records go
-        # one by one, and any that still fail are dead-lettered (exhausted) instead of
-        # blocking their partitions.
-        result = await consume_policy(
-            records,
-            lambda: projector.handle(records, rewind=lambda tps: rewind_batch(message, tps)),
-            lambda r: projector.handle([r]),
-            healthy=healthy,
-            failed=dead_letter_to(runtime.dead_letters),
-            what="projection batch",
-        )
-        if result is None:
-            return
-        logger.debug(
-            "batch of %d: %d applied, %d duplicates, %d poison",
-            result.records,
-            result.applied,
-            result.duplicate_offsets + result.duplicate_event_ids,
-            result.poison,
-        )
-
-    return [router]
-
-
-async def rewind_batch(
-    message: KafkaMessage, partitions: set[TopicPartition]
-) -> set[TopicPartition]:
-    """Seek ``partitions`` back to their start and keep this batch from committing them."""
-    exclude_from_commit(message, partitions)
-    return await rewind(message.consumer, partitions)
-
-
-def continue_traces(telemetry: Telemetry, records: Sequence[RecordLike]) -> None:
-    """A short span per record under the record's own trace, linked to the batch span.
-
-    FastStream gives a batch one span that only *links* to its records' traces; this
-    puts reporting's receipt of each event into the trace of the request that caused it,
-    and the link leads from there to the batch's span and its MongoDB writes.
-    """
-    tracer = telemetry.tracer()
-    batch_span = trace.get_current_span().get_span_context()
-    links = [trace.Link(batch_span)] if batch_span.is_valid else []
-    propagator = TraceContextTextMapPropagator()
-    for record in records:
-        carrier = {
-            k: v.decode("latin-1")
-            for k, v in record.headers or ()
-            if k in ("traceparent", "ce_traceparent")
-        }
-        parent = carrier.get("traceparent") or carrier.get("ce_traceparent")
-        if parent is None:
-            continue
-        span = tracer.start_span(
-            f"{record.topic} project",
-            context=propagator.extract({"traceparent": parent}),
-            kind=trace.SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.destination.partition": record.partition,
-                "messaging.kafka.message.offset": record.offset,
-            },
-        )
-        span.end()
-
-
-# ---------------------------------------------------------------------------------------
-# HTTP
+LEVEL_PATTERN = "^(" + "|".join(filter_codes("level")) + ")$"
 
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
@@ -209,7 +81,7 @@ def report_request(
 
 
 FILTER_PARAMS = frozenset(
-    {"combined_authority", "local_authority", "programme", "level", "from", "to", "unrounded"}
+    {"combined_authority", "local_authority", *FILTERED, "from", "to", "unrounded"}
 )
 
 
@@ -370,7 +242,7 @@ async def get_meta(response: Response, caller: Caller) -> dict[str, Any]:
             }
             for ca in scope
         ],
-        "programmes": [{"code": p.value, "name": PROGRAMME_LABELS[p]} for p in Programme],
+        "programmes": [{"code": p.value, "name": p.label} for p in Programme],
         "levels": [{"code": code, "name": name} for code, name in LEVEL_LABELS.items()],
     }
 

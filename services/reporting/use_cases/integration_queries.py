@@ -5,9 +5,11 @@ and the pure builders in ``domain/integration.py`` apply disclosure control."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 from typing import Any
 
+from services.reporting.domain.dimensions import FILTERED, Filters
 from services.reporting.domain.disclosure import DisclosureMethod
 from services.reporting.domain.integration import (
     IndicatorInputs,
@@ -18,13 +20,14 @@ from services.reporting.domain.integration import (
     build_waiting,
 )
 from services.reporting.domain.projection import Counts
-from services.reporting.domain.reports import Filters
 from services.reporting.integration_repository import IntegrationReader
 from shared.contracts.reference import Programme
 
 
 def _without_programme(filters: Filters) -> Filters:
-    return Filters(**{**filters.__dict__, "programme": None, "level": None})
+    """The area and months only: the integration reports take no exact-code filter."""
+    cleared: dict[str, Any] = dict.fromkeys(FILTERED)
+    return replace(filters, **cleared)
 
 
 async def bridges(
@@ -62,7 +65,7 @@ async def indicators(
 async def esol_comparison(
     reader: IntegrationReader, filters: Filters, *, control: DisclosureMethod | None
 ) -> dict[str, Any]:
-    esol = Filters(**{**filters.__dict__, "programme": Programme.ESOL.value, "level": None})
+    esol = replace(_without_programme(filters), programme=Programme.ESOL.value)
     dims = ("local_authority", "level", "month")
     outcomes: dict[tuple[str, str, str], Counts] = {
         (la, lvl, m): c

@@ -4,23 +4,26 @@ and hand the sums to the pure report builders (which apply disclosure control)."
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+from services.reporting.domain.dimensions import (
+    DIMENSIONS,
+    FILTERED,
+    BreakdownBy,
+    Filters,
+    categories,
+)
 from services.reporting.domain.disclosure import DisclosureMethod
-from services.reporting.domain.projection import NOT_STATED, Counts
+from services.reporting.domain.projection import Counts
 from services.reporting.domain.qar import QarBy, build_qar
 from services.reporting.domain.reports import (
-    BreakdownBy,
     BreakdownInputs,
-    Filters,
     SummaryInputs,
     build_breakdown,
     build_summary,
-    categories,
     disclosure_note,
-    ethnic_group,
 )
 from services.reporting.qar_repository import QarReader
 from services.reporting.repository import ReportReader
@@ -104,10 +107,9 @@ def resolve(principal: Principal, request: ReportRequest) -> tuple[Filters, bool
     filters = Filters(
         combined_authorities=cas,
         local_authority=request.local_authority,
-        programme=request.programme,
-        level=request.level,
         month_from=request.month_from,
         month_to=request.month_to,
+        **{name: getattr(request, name) for name in FILTERED},
     )
     return filters, not request.unrounded
 
@@ -149,23 +151,28 @@ async def summary(
     return build_summary(inputs, filters, control=control)
 
 
+def regrouped(sums: dict[str, Counts], group: Callable[[str], str]) -> dict[str, Counts]:
+    """``sums`` per stored code added up per reported category."""
+    out: dict[str, Counts] = {}
+    for code, counts in sums.items():
+        target = out.setdefault(group(code), {})
+        for name, value in counts.items():
+            target[name] = target.get(name, 0) + value
+    return out
+
+
 async def breakdown(
     reader: ReportReader, by: BreakdownBy, filters: Filters, *, control: DisclosureMethod | None
 ) -> dict[str, Any]:
+    dimension = DIMENSIONS[by]
+    outcomes = await reader.sum_counts(dimension.aggregate, filters, by)
+    if dimension.group is not None:
+        outcomes = regrouped(outcomes, dimension.group)
     matching: dict[str, Counts] | None = None
     participants: dict[str, Counts] | None = None
-    if by == "ethnicity":
-        detailed = await reader.sum_counts("equality", filters, "ethnicity")
-        outcomes: dict[str, Counts] = {}
-        for code, counts in detailed.items():
-            group = outcomes.setdefault(ethnic_group(code or NOT_STATED), {})
-            for name, value in counts.items():
-                group[name] = group.get(name, 0) + value
-    else:
-        outcomes = await reader.sum_counts("outcomes", filters, by)
-    if by in ("local_authority", "month"):
+    if "matching" in dimension.also:
         matching = await reader.sum_counts("matching", filters, by)
-    if by == "local_authority":
+    if "participants" in dimension.also:
         participants = await reader.sum_counts("participants", filters, by)
     present = set(outcomes) | set(matching or {})
     rows = categories(by, filters, present)
@@ -191,7 +198,7 @@ async def qar(
         present = sorted(set(sums) | set(years))
         rows = [(y, y) for y in present]
     else:
-        rows = categories(cast(BreakdownBy, by), filters, sums)
+        rows = categories(by, filters, sums)
     echo = {**filters.echo(), "years": list(years)}
     echo.pop("from", None)
     echo.pop("to", None)
