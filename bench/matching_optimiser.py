@@ -122,7 +122,7 @@ def random_pool(
 
 
 Assigner = Callable[..., list[Proposal]]
-SIZES = ((25, 50), (100, 200), (250, 500), (500, 1000))
+SIZES = ((25, 50), (100, 200), (250, 500), (500, 1000), (1000, 2000))
 NOW = datetime(2025, 3, 1, 12, tzinfo=UTC)
 
 

@@ -127,6 +127,11 @@ class RecordSender:
                     client_id=f"{self._settings.kafka_client_id or self._settings.service_name}"
                     "-relay",
                     linger_ms=self._linger_ms,
+                    max_batch_size=min(
+                        self._settings.kafka_relay_batch_bytes,
+                        self._settings.kafka_max_request_bytes,
+                    ),
+                    max_request_size=self._settings.kafka_max_request_bytes,
                     **PRODUCER_OPTIONS,
                     **aiokafka_security_kwargs(self._settings.kafka_security()),
                 )

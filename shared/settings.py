@@ -92,6 +92,15 @@ class ServiceSettings(BaseSettings):
         "keep it at or below the broker's message.max.bytes). A record too large to "
         "dead-letter whole is dead-lettered bounded, with digests (docs/delivery.md).",
     )
+    kafka_relay_batch_bytes: int = Field(
+        default=256 * 1024,
+        ge=16 * 1024,
+        description="Producer batch size of the outbox relay (Kafka's batch.size). The "
+        "producer has one request in flight per broker, so a relay round of a thousand "
+        "~1.5 KB events needs a request per batch: aiokafka's default 16 KiB made that "
+        "about 25 round trips per round, 256 KiB makes it two. At or below "
+        "kafka_max_request_bytes.",
+    )
     consumer_group: str | None = Field(
         default=None, description="Consumer group id; defaults to the service name."
     )
