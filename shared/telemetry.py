@@ -164,6 +164,11 @@ class HttpMetricsMiddleware:
 
     Labels use the matched route path (``/v1/enrolments/{enrolment_id}``), never the
     raw URL, so no identifier becomes a label and cardinality stays bounded.
+
+    Not prometheus-fastapi-instrumentator: it re-matches the routes itself and, for a
+    request redirected over a trailing slash (``/v1/enrolments/<id>/``), labels it with
+    the raw path, an id included (tests/unit/test_http_telemetry.py). Starlette's own
+    match (``scope["route"]``) is the template or nothing.
     """
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
