@@ -206,6 +206,24 @@ class HttpMetricsMiddleware:
             self.latency.labels(template, method).observe(time.perf_counter() - start)
 
 
+# Who sent a request is personal data (behind a trusted proxy the client address is the
+# end user's: shared.http_server). OpenTelemetry's HTTP instrumentation records it on
+# every server span, and the tracing API cannot remove an attribute, so the values are
+# overwritten as the span starts, before anything can export it.
+_CLIENT_ATTRIBUTES = (
+    "net.peer.ip",
+    "client.address",
+    "http.client_ip",
+    "http.user_agent",
+    "user_agent.original",
+)
+
+
+def _redact_client(span: trace.Span, scope: Mapping[str, Any]) -> None:
+    recorded = getattr(span, "attributes", None) or {}
+    span.set_attributes({k: "redacted" for k in _CLIENT_ATTRIBUTES if k in recorded})
+
+
 # The ops endpoints are not traced (probes and scrapes would swamp the traces). The
 # instrumentation searches these regexes in ``scheme://host/path`` (no query string).
 _UNTRACED_URLS = ",".join(rf"^\w+://[^/]+{path}$" for path in ("/healthz", "/readyz", "/metrics"))
@@ -267,6 +285,7 @@ def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
         # Its HTTP metrics would go to the global meter provider: ours are Prometheus.
         meter_provider=NoOpMeterProvider(),
         excluded_urls=_UNTRACED_URLS,
+        server_request_hook=_redact_client,
         # One span per request, not one per ASGI message too.
         exclude_spans=["receive", "send"],
     )
