@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
-from fastapi import FastAPI, HTTPException
+from fastapi import APIRouter, FastAPI, HTTPException
 from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -43,21 +43,24 @@ async def app() -> AsyncIterator[Instrumented]:
     exporter = InMemorySpanExporter()
     telemetry.tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     app = FastAPI()
+    # Included with a prefix, as the services' routers are.
+    api = APIRouter(prefix="/v1")
     handler_spans: list[trace.SpanContext] = []
 
-    @app.post("/v1/things/{thing_id}", status_code=201)
+    @api.post("/things/{thing_id}", status_code=201)
     async def make(thing_id: str) -> dict[str, str]:
         handler_spans.append(trace.get_current_span().get_span_context())
         return {"id": thing_id}
 
-    @app.get("/v1/unavailable")
+    @api.get("/unavailable")
     async def unavailable() -> None:
         raise HTTPException(503)
 
-    @app.get("/v1/crash")
+    @api.get("/crash")
     async def crash() -> None:
         raise RuntimeError("bug")
 
+    app.include_router(api)
     app.include_router(ops_router(telemetry, lambda: {}))
     instrument_app(app, telemetry)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
