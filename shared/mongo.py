@@ -3,6 +3,8 @@
 Every command becomes a CLIENT span (``mongodb.<command>``) under the current trace, via
 PyMongo's command monitoring, so a trace shows the database writes a message caused.
 Spans carry the command name, database and collection only, never documents.
+Not opentelemetry-instrumentation-pymongo: it listens process-wide on one tracer provider
+and makes a root span of every background command (tests/unit/test_mongo_tracing.py).
 """
 
 from __future__ import annotations

@@ -18,10 +18,11 @@ from fastapi.responses import JSONResponse
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from opentelemetry import trace
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -163,6 +164,11 @@ class HttpMetricsMiddleware:
 
     Labels use the matched route path (``/v1/enrolments/{enrolment_id}``), never the
     raw URL, so no identifier becomes a label and cardinality stays bounded.
+
+    Not prometheus-fastapi-instrumentator: it re-matches the routes itself and, for a
+    request redirected over a trailing slash (``/v1/enrolments/<id>/``), labels it with
+    the raw path, an id included (tests/unit/test_http_telemetry.py). Starlette's own
+    match (``scope["route"]``) is the template or nothing.
     """
 
     def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
@@ -200,56 +206,27 @@ class HttpMetricsMiddleware:
             self.latency.labels(template, method).observe(time.perf_counter() - start)
 
 
-class HttpTracingMiddleware:
-    """A SERVER span per HTTP request, continuing a caller's ``traceparent`` if sent.
-
-    The span is named by route template (bounded), and events created while handling
-    the request capture its context (see ``shared.cloudevents.current_traceparent``).
-    """
-
-    def __init__(self, app: ASGIApp, telemetry: Telemetry) -> None:
-        self.app = app
-        self.tracer = telemetry.tracer()
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope.get("path") in _UNTRACED_PATHS:
-            await self.app(scope, receive, send)
-            return
-        carrier = {
-            k.decode("latin-1"): v.decode("latin-1")
-            for k, v in scope.get("headers", [])
-            if k in (b"traceparent", b"tracestate")
-        }
-        parent = TraceContextTextMapPropagator().extract(carrier)
-        method = scope.get("method", "GET")
-        with self.tracer.start_as_current_span(
-            f"{method} unmatched",
-            context=parent,
-            kind=trace.SpanKind.SERVER,
-            attributes={"http.request.method": method},
-        ) as span:
-            status = 500
-
-            async def send_wrapper(message: Message) -> None:
-                nonlocal status
-                if message["type"] == "http.response.start":
-                    status = message["status"]
-                await send(message)
-
-            try:
-                await self.app(scope, receive, send_wrapper)
-            finally:
-                route = getattr(scope.get("route"), "path", None)
-                if route:
-                    # Rename to the template: raw paths hold ids.
-                    span.update_name(f"{method} {route}")
-                    span.set_attribute("http.route", route)
-                span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    span.set_status(trace.Status(trace.StatusCode.ERROR))
+# Who sent a request is personal data (behind a trusted proxy the client address is the
+# end user's: shared.http_server). OpenTelemetry's HTTP instrumentation records it on
+# every server span, and the tracing API cannot remove an attribute, so the values are
+# overwritten as the span starts, before anything can export it.
+_CLIENT_ATTRIBUTES = (
+    "net.peer.ip",
+    "client.address",
+    "http.client_ip",
+    "http.user_agent",
+    "user_agent.original",
+)
 
 
-_UNTRACED_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+def _redact_client(span: trace.Span, scope: Mapping[str, Any]) -> None:
+    recorded = getattr(span, "attributes", None) or {}
+    span.set_attributes({k: "redacted" for k in _CLIENT_ATTRIBUTES if k in recorded})
+
+
+# The ops endpoints are not traced (probes and scrapes would swamp the traces). The
+# instrumentation searches these regexes in ``scheme://host/path`` (no query string).
+_UNTRACED_URLS = ",".join(rf"^\w+://[^/]+{path}$" for path in ("/healthz", "/readyz", "/metrics"))
 
 
 def ops_router(
@@ -297,5 +274,18 @@ def ops_router(
 
 
 def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
-    app.add_middleware(HttpTracingMiddleware, telemetry=telemetry)
+    """HTTP metrics, and a SERVER span per request (OpenTelemetry's FastAPI
+    instrumentation: it continues a caller's ``traceparent``, names the span by route
+    template and marks 5xx as errors). Events created while handling a request capture
+    its context (``shared.cloudevents.current_traceparent``)."""
     app.add_middleware(HttpMetricsMiddleware, telemetry=telemetry)
+    FastAPIInstrumentor.instrument_app(
+        app,
+        tracer_provider=telemetry.tracer_provider,
+        # Its HTTP metrics would go to the global meter provider: ours are Prometheus.
+        meter_provider=NoOpMeterProvider(),
+        excluded_urls=_UNTRACED_URLS,
+        server_request_hook=_redact_client,
+        # One span per request, not one per ASGI message too.
+        exclude_spans=["receive", "send"],
+    )
