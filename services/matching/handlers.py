@@ -22,13 +22,6 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from services.matching.checkins import (
-    CheckIn,
-    MeetingAfterEnd,
-    MeetingBeforeMatch,
-    MeetingInFuture,
-    NotYourMatch,
-)
 from services.matching.domain import (
     SLOT_PATTERN,
     BackgroundFields,
@@ -41,7 +34,15 @@ from services.matching.domain import (
     VolunteerDetails,
     VolunteerIneligible,
 )
-from services.matching.health import HealthReport, MatchHealth
+from services.matching.domain.checkins import (
+    CheckIn,
+    MeetingAfterEnd,
+    MeetingBeforeMatch,
+    MeetingInFuture,
+    NotYourMatch,
+)
+from services.matching.domain.health import HealthReport, MatchHealth
+from services.matching.domain.waiting import REASON_LABELS, WaitingReason
 from services.matching.repository import Conflict
 from services.matching.settings import MatchingSettings
 from services.matching.use_cases import (
@@ -51,7 +52,6 @@ from services.matching.use_cases import (
     VolunteerNotFound,
     WaitingView,
 )
-from services.matching.waiting import REASON_LABELS, WaitingReason
 from shared import topics
 from shared.auth import ApiKeyStore, Principal, Role, authenticate
 from shared.cloudevents import Event

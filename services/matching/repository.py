@@ -25,7 +25,6 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.asynchronous.mongo_client import AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
-from services.matching.checkins import CheckIn
 from services.matching.domain import (
     ACTIVE_MATCH_STATUSES,
     FLAG_DBS_EXPIRED,
@@ -38,7 +37,8 @@ from services.matching.domain import (
     Volunteer,
     merge_opt_in,
 )
-from services.matching.health import MeetingRecord
+from services.matching.domain.checkins import CheckIn
+from services.matching.domain.health import MeetingRecord
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.reference import AgeBand, CombinedAuthority, Ethnicity, Religion, Sex
 from shared.outbox import MongoOutbox, OutboxMessage

@@ -17,14 +17,6 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
-from services.matching.checkins import (
-    CheckIn,
-    NotYourMatch,
-    check_in_recorded,
-    record_check_in,
-    volunteer_of,
-    volunteer_principal_id,
-)
 from services.matching.domain import (
     BatchPolicy,
     DomainError,
@@ -50,7 +42,16 @@ from services.matching.domain import (
     volunteer_dbs_expired,
     volunteer_event,
 )
-from services.matching.health import HealthPolicy, HealthReport, MeetingRecord, match_health
+from services.matching.domain.checkins import (
+    CheckIn,
+    NotYourMatch,
+    check_in_recorded,
+    record_check_in,
+    volunteer_of,
+    volunteer_principal_id,
+)
+from services.matching.domain.health import HealthPolicy, HealthReport, MeetingRecord, match_health
+from services.matching.domain.waiting import WaitingDiagnosis, WaitingReason, diagnose_pool
 from services.matching.metrics import MatchingMetrics
 from services.matching.repository import (
     Conflict,
@@ -59,7 +60,6 @@ from services.matching.repository import (
     Outgoing,
     RunRecord,
 )
-from services.matching.waiting import WaitingDiagnosis, WaitingReason, diagnose_pool
 from shared.auth import ApiKeyStore, Principal, Role, new_api_key
 from shared.contracts.enrolment import ParticipantOptedIn
 from shared.contracts.matching import MatchConfirmed, MatchDeclined
@@ -551,7 +551,7 @@ class MatchingService:
         local_authority: str | None = None,
     ) -> list[WaitingView]:
         """Every waiting participant in scope with the hard constraint that keeps them
-        waiting (``services.matching.waiting``)."""
+        waiting (``services.matching.domain.waiting``)."""
         if local_authority is not None:
             owner = combined_authority_of(local_authority)
             if owner is None:
