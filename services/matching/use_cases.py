@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import Any
 
 from services.matching.domain import (
+    BackgroundFields,
     BatchPolicy,
     DomainError,
     Match,
@@ -27,6 +27,7 @@ from services.matching.domain import (
     VolunteerDetails,
     WeightsBook,
     accept,
+    background_fields,
     decline,
     end,
     match_confirmed,
@@ -61,12 +62,27 @@ from services.matching.repository import (
     RunRecord,
 )
 from shared.auth import ApiKeyStore, Principal, Role, new_api_key
-from shared.contracts.enrolment import ParticipantOptedIn
+from shared.cloudevents import Event
+from shared.contracts.enrolment import (
+    ConsentChanged,
+    LearnerErased,
+    LearnerKeyIssued,
+    ParticipantOptedIn,
+)
 from shared.contracts.matching import MatchConfirmed, MatchDeclined
 from shared.contracts.reference import CombinedAuthority, combined_authority_of
+from shared.crypto import KeyRing
+from shared.learner_keys import KeyBatch, MongoLearnerKeys
+from shared.retries import RetryPolicy, retrying
 from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
 logger = logging.getLogger(__name__)
+
+
+EnrolmentPrivacyEvent = ParticipantOptedIn | LearnerKeyIssued | LearnerErased | ConsentChanged
+"""The enrolment events matching acts on (``PRIVACY_EVENTS``: the rest are not its
+business)."""
+PRIVACY_EVENTS = (ParticipantOptedIn, LearnerKeyIssued, LearnerErased, ConsentChanged)
 
 
 class NotFound(DomainError):
@@ -137,6 +153,62 @@ class MatchingService:
     health_policy: HealthPolicy = field(default_factory=HealthPolicy)
     keys: ApiKeyStore | None = None
     """Where volunteer keys are stored (the service's ``api_keys``)."""
+    learner_keys: MongoLearnerKeys | None = None
+    """Learners' data keys (crypto-shredding); with ``key_ring``, personal data in
+    enrolment events is opened here, and erased learners stay erased."""
+    key_ring: KeyRing | None = None
+    retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
+    """Transient failures of one step of an enrolment event are retried with it."""
+
+    # ------------------------------------------------------------------ enrolment events
+
+    async def on_enrolment_event(self, ce_id: str, event: EnrolmentPrivacyEvent) -> None:
+        """One enrolment event, in log order: its learner keys are noted first, then an
+        erasure scrubs the participant, a consent change withdraws them or stores their
+        background, and an opt-in (opened with its key, unless the learner is erased)
+        enters the pool. Without learner keys only opt-ins are handled. An opt-in that can
+        never be processed raises ``InvalidParticipant`` (the caller dead-letters it)."""
+        data: Event = event
+        if self.learner_keys is not None and self.key_ring is not None:
+            store, ring, policy = self.learner_keys, self.key_ring, self.retry_policy
+            keys = await retrying(lambda: KeyBatch.load(store, ring, [data]), policy)
+            keys.note(data)
+            await retrying(lambda: keys.save(store), policy)
+            if isinstance(data, LearnerErased):
+                erased = data.learner
+                await retrying(lambda: self.erase_participant(erased), policy)
+                logger.info("learner erased: participant data scrubbed")
+                return
+            if isinstance(data, ConsentChanged):
+                await self._on_consent_changed(data, keys)
+                return
+            if not isinstance(data, ParticipantOptedIn):
+                return
+            if keys.is_erased(data.learner):
+                logger.info("opt-in of an erased learner ignored")
+                return
+            data = keys.reveal(data)
+        if not isinstance(data, ParticipantOptedIn):
+            return
+        opt_in = data
+        added = await retrying(lambda: self.record_opt_in(ce_id, opt_in), self.retry_policy)
+        logger.info(
+            "participant opt-in %s (enrolment %s)",
+            "recorded" if added else "already processed",
+            opt_in.enrolment_id,
+        )
+
+    async def _on_consent_changed(self, changed: ConsentChanged, keys: KeyBatch) -> None:
+        opened = keys.personal(changed)
+        background = (
+            background_fields(opened.background)
+            if opened is not None and opened.background is not None
+            else None
+        )
+        await retrying(
+            lambda: self.consent_changed(changed.learner, changed.consent.matching, background),
+            self.retry_policy,
+        )
 
     # ------------------------------------------------------------------ participants
 
@@ -147,7 +219,9 @@ class MatchingService:
         self.metrics.opt_ins.labels("new" if added else "duplicate").inc()
         return added
 
-    async def consent_changed(self, learner: str, matching: bool, background: Any) -> bool:
+    async def consent_changed(
+        self, learner: str, matching: bool, background: BackgroundFields | None
+    ) -> bool:
         """Withdrawn matching consent: the participant leaves the pool, their background
         is dropped and pending proposals are withdrawn (declined, reason
         ``consent_withdrawn``). Given consent: their background (when sent) is stored for

@@ -53,7 +53,7 @@ from tests.factories.reporting import accepted
 def _services() -> list[tuple[str, ServiceSettings, Callable[[Runtime], Any]]]:
     from services.enrolment import handlers as enrolment
     from services.enrolment.settings import EnrolmentSettings
-    from services.matching import handlers as matching
+    from services.matching.entrypoints import kafka as matching
     from services.matching.settings import MatchingSettings
     from services.reporting import handlers as reporting
     from services.reporting.settings import ReportingSettings

@@ -53,6 +53,7 @@ from services.matching.domain.optimiser import (
 from services.matching.domain.pool import (
     Participant,
     ParticipantStatus,
+    background_fields,
     merge_opt_in,
     participant_from_opt_in,
 )
@@ -115,6 +116,7 @@ __all__ = [
     "WeightsBook",
     "WeightsError",
     "accept",
+    "background_fields",
     "bridging_dimensions",
     "bridging_profile",
     "decline",

@@ -14,7 +14,7 @@ from services.matching.domain.profiles import (
     bridging_profile,
     normalised,
 )
-from shared.contracts.enrolment import ParticipantOptedIn
+from shared.contracts.enrolment import Background, ParticipantOptedIn
 from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
@@ -76,6 +76,15 @@ class Participant:
         )
 
 
+def background_fields(background: Background) -> BackgroundFields:
+    """Background as enrolment sent it, as matching keeps it (only ever with consent)."""
+    return BackgroundFields(
+        ethnicity=background.ethnicity,
+        religion=background.religion,
+        country_of_birth=background.country_of_birth,
+    )
+
+
 def participant_from_opt_in(event: ParticipantOptedIn, now: datetime) -> Participant:
     """The pool entry for an opt-in. Background fields are not even read without consent."""
     if combined_authority_of(event.local_authority) != event.combined_authority:
@@ -86,11 +95,7 @@ def participant_from_opt_in(event: ParticipantOptedIn, now: datetime) -> Partici
     consent = event.consent.matching
     background: BackgroundFields | None = None
     if consent and event.background is not None:
-        background = BackgroundFields(
-            ethnicity=event.background.ethnicity,
-            religion=event.background.religion,
-            country_of_birth=event.background.country_of_birth,
-        )
+        background = background_fields(event.background)
     return Participant(
         participant=event.learner,
         enrolment_id=event.enrolment_id,
