@@ -148,6 +148,8 @@ class VolunteerOut(BaseModel):
 
 
 class HealthOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     state: MatchHealth = Field(
         description="on_track: a meeting (or the confirmation, while none is recorded) "
         "within MATCHING_HEALTH_CHECK_IN_AFTER_DAYS days (default 14); needs_check_in: "
@@ -162,15 +164,12 @@ class HealthOut(BaseModel):
 
     @classmethod
     def of(cls, h: HealthReport) -> HealthOut:
-        return cls(
-            state=h.state,
-            days_since_contact=h.days_since_contact,
-            last_met_on=h.last_met_on,
-            check_ins=h.check_ins,
-        )
+        return cls.model_validate(h)
 
 
 class MatchOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     match_id: str
     status: MatchStatus
     volunteer_id: str
@@ -203,31 +202,10 @@ class MatchOut(BaseModel):
 
     @classmethod
     def of(cls, m: Match, health: HealthReport | None = None) -> MatchOut:
-        return cls(
-            health=HealthOut.of(health) if health is not None else None,
-            match_id=m.match_id,
-            status=m.status,
-            volunteer_id=m.volunteer_id,
-            participant=m.participant,
-            enrolment_id=m.enrolment_id,
-            combined_authority=m.combined_authority,
-            local_authority=m.local_authority,
-            score=m.score,
-            score_components=dict(m.score_components),
-            bridging_dimensions=list(m.bridging_dimensions),
-            shared_slots=list(m.shared_slots),
-            shared_interests=list(m.shared_interests),
-            explanation=m.explanation,
-            waited_since=m.waited_since,
-            proposed_at=m.proposed_at,
-            decided_at=m.decided_at,
-            decided_by=m.decided_by,
-            decline_reason=m.decline_reason,
-            ended_at=m.ended_at,
-            end_reason=m.end_reason,
-            meetings_count=m.meetings_count,
-            flags=list(m.flags),
-        )
+        """Every field by name from the match (sequences as lists); ``health`` apart."""
+        out = cls.model_validate(m)
+        out.health = HealthOut.of(health) if health is not None else None
+        return out
 
 
 class MatchList(BaseModel):
@@ -291,6 +269,8 @@ class CheckInIn(BaseModel):
 
 
 class CheckInOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     check_in_id: str
     match_id: str
     met_on: date
@@ -299,13 +279,7 @@ class CheckInOut(BaseModel):
 
     @classmethod
     def of(cls, c: CheckIn) -> CheckInOut:
-        return cls(
-            check_in_id=c.check_in_id,
-            match_id=c.match_id,
-            met_on=c.met_on,
-            recorded_by=c.recorded_by,
-            recorded_at=c.recorded_at,
-        )
+        return cls.model_validate(c)
 
 
 class CheckInRecorded(BaseModel):
