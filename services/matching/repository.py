@@ -15,7 +15,7 @@ the outbox's collections, ``inbox`` (processed ``ce_id`` s), ``runs`` (optimiser
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -35,6 +35,7 @@ from services.matching.domain import (
     Participant,
     ParticipantStatus,
     Volunteer,
+    Withdrawal,
     merge_opt_in,
 )
 from services.matching.domain.checkins import CheckIn
@@ -154,15 +155,13 @@ class MatchingRepository(Protocol):
     async def withdraw_participant(
         self,
         participant: str,
-        *,
-        reason: str,
-        now: datetime,
-        erase: bool,
+        decide: Callable[[Participant, Sequence[Match]], Withdrawal],
         make_events: Callable[[Sequence[Match]], list[Outgoing]],
+        now: datetime,
     ) -> list[Match] | None:
-        """Take a participant out of the pool and drop their background; pending
-        proposals are declined (and, with ``erase``, confirmed matches ended and every
-        personal field scrubbed). Returns the matches changed, None if unknown."""
+        """Apply ``decide`` (the domain's :func:`withdraw`) to the participant and their
+        proposed and confirmed matches, and store its outcome with the events, atomically.
+        Returns the matches closed, ``None`` if the participant is unknown."""
         ...
 
     async def record_check_in(
@@ -804,70 +803,44 @@ class MongoMatchingRepository:
     async def withdraw_participant(
         self,
         participant: str,
-        *,
-        reason: str,
-        now: datetime,
-        erase: bool,
+        decide: Callable[[Participant, Sequence[Match]], Withdrawal],
         make_events: Callable[[Sequence[Match]], list[Outgoing]],
+        now: datetime,
     ) -> list[Match] | None:
         async def body(s: AsyncClientSession) -> list[Match] | None:
             doc = await self.participants.find_one({"_id": participant}, session=s)
             if doc is None:
                 return None
-            statuses = [MatchStatus.PROPOSED.value]
-            if erase:
-                statuses.append(MatchStatus.CONFIRMED.value)
-            current = [
+            active = [
                 match_from_doc(d)
                 async for d in self.matches.find(
-                    {"participant": participant, "status": {"$in": statuses}}, session=s
+                    {
+                        "participant": participant,
+                        "status": {"$in": [st.value for st in ACTIVE_MATCH_STATUSES]},
+                    },
+                    session=s,
                 ).sort("_id", ASCENDING)
             ]
-            changed: list[Match] = []
-            for m in current:
-                if m.status is MatchStatus.PROPOSED:
-                    new = replace(
-                        m,
-                        status=MatchStatus.DECLINED,
-                        decided_at=now,
-                        decided_by="system",
-                        decline_reason=reason,
-                    )
-                else:
-                    new = replace(
-                        m,
-                        status=MatchStatus.ENDED,
-                        ended_at=now,
-                        end_reason=reason,
-                        meetings_count=m.meetings_count or 0,
-                    )
+            withdrawal = decide(participant_from_doc(doc), active)
+            for t in withdrawal.closed:
                 result = await self.matches.replace_one(
-                    {"_id": m.match_id, "status": m.status.value}, match_doc(new), session=s
+                    {"_id": t.match.match_id, "status": t.expected_status.value},
+                    match_doc(t.match),
+                    session=s,
                 )
                 if result.matched_count != 1:
-                    raise Conflict(f"match {m.match_id} changed concurrently")
+                    raise Conflict(f"match {t.match.match_id} changed concurrently")
                 await self.volunteers.update_one(
-                    {"_id": m.volunteer_id}, {"$inc": {"active": -1}}, session=s
+                    {"_id": t.match.volunteer_id},
+                    {"$inc": {"active": t.volunteer_active_delta}},
+                    session=s,
                 )
-                changed.append(new)
-            status = doc["status"]
-            if erase or status in (
-                ParticipantStatus.WAITING.value,
-                ParticipantStatus.PROPOSED.value,
-            ):
-                status = ParticipantStatus.ENDED.value
-            update: Doc = {"status": status, "consent_matching": False, "background": None}
-            if erase:
-                update.update(
-                    erased=True,
-                    age_band=None,
-                    sex=None,
-                    gender_preference=None,
-                    languages=[],
-                    availability=[],
-                    interests=[],
-                )
+            update = participant_doc(withdrawal.participant)
+            del update["_id"]
+            if withdrawal.erased:
+                update["erased"] = True
             await self.participants.update_one({"_id": participant}, {"$set": update}, session=s)
+            changed = [t.match for t in withdrawal.closed]
             events = make_events(changed)
             if events:
                 await self._queue(events, now, s)

@@ -42,6 +42,7 @@ from services.matching.domain import (
     total_score,
     volunteer_dbs_expired,
     volunteer_event,
+    withdraw,
 )
 from services.matching.domain.checkins import (
     CheckIn,
@@ -247,8 +248,14 @@ class MatchingService:
                 for m in matches
             ]
 
+        now = self.clock()
         changed = await self.repo.withdraw_participant(
-            learner, reason=reason, now=self.clock(), erase=erase, make_events=events
+            learner,
+            lambda participant, matches: withdraw(
+                participant, matches, reason, now=now, erase=erase
+            ),
+            events,
+            now,
         )
         if changed is None:
             return False

@@ -34,13 +34,16 @@ from services.matching.domain.events import (
 from services.matching.domain.lifecycle import (
     ACTIVE_MATCH_STATUSES,
     FLAG_DBS_EXPIRED,
+    SYSTEM,
     Match,
     MatchStatus,
     MatchTransition,
+    Withdrawal,
     accept,
     decline,
     end,
     propose,
+    withdraw,
 )
 from services.matching.domain.optimiser import (
     BatchPolicy,
@@ -92,6 +95,7 @@ __all__ = [
     "ACTIVE_MATCH_STATUSES",
     "FLAG_DBS_EXPIRED",
     "SLOT_PATTERN",
+    "SYSTEM",
     "BackgroundFields",
     "BatchPolicy",
     "BridgingDimension",
@@ -115,6 +119,7 @@ __all__ = [
     "Weights",
     "WeightsBook",
     "WeightsError",
+    "Withdrawal",
     "accept",
     "background_fields",
     "bridging_dimensions",
@@ -144,4 +149,5 @@ __all__ = [
     "volunteer_event",
     "waiting_bonus",
     "weights_from_toml",
+    "withdraw",
 ]

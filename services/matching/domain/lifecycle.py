@@ -3,7 +3,7 @@ coordinator, and ended; each transition says what it does to participant and vol
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import date, datetime
 from enum import StrEnum
@@ -26,6 +26,8 @@ class MatchStatus(StrEnum):
 
 ACTIVE_MATCH_STATUSES = (MatchStatus.PROPOSED, MatchStatus.CONFIRMED)
 FLAG_DBS_EXPIRED = "volunteer_dbs_expired"
+SYSTEM = "system"
+"""Who decides what no coordinator decided (a withdrawal closing a proposal)."""
 
 
 @dataclass(frozen=True)
@@ -184,3 +186,53 @@ def end(
         restart_wait=rematch,
         reenter_pool=rematch,
     )
+
+
+@dataclass(frozen=True)
+class Withdrawal:
+    """A participant taken out of the scheme (matching consent withdrawn, or erased):
+    their record after it, and the transitions that close their matches."""
+
+    participant: Participant
+    closed: tuple[MatchTransition, ...]
+    """In the order the matches were given; each releases the volunteer's place."""
+    erased: bool = False
+    """The record is kept only as a marker that the learner was erased."""
+
+
+def withdraw(
+    participant: Participant,
+    open_matches: Sequence[Match],
+    reason: str,
+    *,
+    now: datetime,
+    erase: bool,
+) -> Withdrawal:
+    """Pending proposals are declined by the system; with ``erase`` confirmed matches are
+    ended too (a withdrawn consent leaves a confirmed pair meeting). The participant
+    leaves the pool (an ended or matched one keeps their status, unless erased) without
+    a background; erasure scrubs every personal field as well."""
+    closed: list[MatchTransition] = []
+    for match in open_matches:
+        if match.status is MatchStatus.PROPOSED:
+            closed.append(decline(match, reason, now=now, by=SYSTEM))
+        elif erase and match.status is MatchStatus.CONFIRMED:
+            closed.append(end(match, reason, match.meetings_count or 0, now=now))
+    leaves_pool = participant.status in (ParticipantStatus.WAITING, ParticipantStatus.PROPOSED)
+    after = replace(
+        participant,
+        status=ParticipantStatus.ENDED if erase or leaves_pool else participant.status,
+        consent_matching=False,
+        background=None,
+    )
+    if erase:
+        after = replace(
+            after,
+            age_band=None,
+            sex=None,
+            gender_preference=None,
+            languages=(),
+            availability=(),
+            interests=(),
+        )
+    return Withdrawal(after, tuple(closed), erased=erase)
