@@ -6,10 +6,11 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+from pydantic import TypeAdapter
+
 from services.matching.domain import (
     BackgroundFields,
     Match,
-    MatchStatus,
     Participant,
     ParticipantStatus,
     Volunteer,
@@ -160,60 +161,20 @@ def participant_from_doc(doc: Doc) -> Participant:
     )
 
 
+_MATCH = TypeAdapter(Match)
+"""A match's document is the match itself, field by field (``_id`` = its id)."""
+
+
 def match_doc(m: Match) -> Doc:
-    return {
-        "_id": m.match_id,
-        "volunteer_id": m.volunteer_id,
-        "participant": m.participant,
-        "enrolment_id": m.enrolment_id,
-        "combined_authority": m.combined_authority.value,
-        "local_authority": m.local_authority,
-        "status": m.status.value,
-        "score": m.score,
-        "score_components": dict(m.score_components),
-        "bridging_dimensions": list(m.bridging_dimensions),
-        "shared_slots": list(m.shared_slots),
-        "shared_interests": list(m.shared_interests),
-        "explanation": m.explanation,
-        "waited_since": m.waited_since,
-        "proposed_at": m.proposed_at,
-        "run_id": m.run_id,
-        "decided_at": m.decided_at,
-        "decided_by": m.decided_by,
-        "decline_reason": m.decline_reason,
-        "ended_at": m.ended_at,
-        "end_reason": m.end_reason,
-        "meetings_count": m.meetings_count,
-        "flags": list(m.flags),
-    }
+    # Python mode: datetimes stay BSON dates; enums and tuples encode as strings and arrays.
+    fields = _MATCH.dump_python(m)
+    return {"_id": fields.pop("match_id"), **fields}
 
 
 def match_from_doc(doc: Doc) -> Match:
-    return Match(
-        match_id=doc["_id"],
-        volunteer_id=doc["volunteer_id"],
-        participant=doc["participant"],
-        enrolment_id=doc.get("enrolment_id"),
-        combined_authority=CombinedAuthority(doc["combined_authority"]),
-        local_authority=doc["local_authority"],
-        status=MatchStatus(doc["status"]),
-        score=float(doc["score"]),
-        score_components=dict(doc.get("score_components") or {}),
-        bridging_dimensions=tuple(doc.get("bridging_dimensions", ())),
-        shared_slots=tuple(doc.get("shared_slots", ())),
-        shared_interests=tuple(doc.get("shared_interests", ())),
-        explanation=doc["explanation"],
-        waited_since=must_utc(doc["waited_since"]),
-        proposed_at=must_utc(doc["proposed_at"]),
-        run_id=doc.get("run_id"),
-        decided_at=utc(doc.get("decided_at")),
-        decided_by=doc.get("decided_by"),
-        decline_reason=doc.get("decline_reason"),
-        ended_at=utc(doc.get("ended_at")),
-        end_reason=doc.get("end_reason"),
-        meetings_count=doc.get("meetings_count"),
-        flags=tuple(doc.get("flags", ())),
-    )
+    fields = {k: must_utc(v) if isinstance(v, datetime) else v for k, v in doc.items()}
+    fields["match_id"] = fields.pop("_id")
+    return _MATCH.validate_python(fields)
 
 
 def check_in_doc(c: CheckIn) -> Doc:
