@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
+import pytest
+
 from services.matching.domain import (
     BackgroundFields,
     BatchPolicy,
+    InvalidParticipant,
     Match,
     MatchStatus,
     Participant,
@@ -21,10 +24,18 @@ from services.matching.domain import (
 from services.matching.metrics import MatchingMetrics
 from services.matching.repository import MatchingRepository, Outgoing
 from services.matching.use_cases import MatchingService
+from shared.contracts.enrolment import LearnerErased
 from shared.contracts.matching import MatchDeclined, MatchEnded
 from shared.contracts.reference import Ethnicity
 from shared.telemetry import Telemetry
-from tests.unit.matching.matching_factories import GM, NOW, OLDHAM, participant
+from tests.unit.matching.matching_factories import (
+    BIRMINGHAM,
+    GM,
+    NOW,
+    OLDHAM,
+    opt_in,
+    participant,
+)
 
 
 def a_match(status: MatchStatus) -> Match:
@@ -56,6 +67,10 @@ class StubRepo:
     calls: list[tuple[str, Any]] = field(default_factory=list)
     events: list[Outgoing] = field(default_factory=list)
     withdrawal: Withdrawal | None = None
+
+    async def record_opt_in(self, ce_id: str, incoming: Participant) -> bool:
+        self.calls.append(("record_opt_in", (ce_id, incoming.participant)))
+        return True
 
     async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
         self.calls.append(("set_background", (participant, background)))
@@ -129,3 +144,31 @@ async def test_unknown_participant_changes_nothing() -> None:
     svc, commits = service(repo)
     assert not await svc.erase_participant("lp_unknown")
     assert repo.events == [] and commits == []
+
+
+# ------------------------------------------------------------------ enrolment events
+# Without learner keys (no key ring configured) only opt-ins are acted on; the keyed
+# paths (erasure, consent change, opening sealed personal data) need MongoDB and are
+# covered in tests/integration/matching and tests/security.
+
+
+async def test_an_opt_in_enters_the_pool_by_its_event_id() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    await svc.on_enrolment_event("ce-1", opt_in(learner="lp_1"))
+    assert repo.calls == [("record_opt_in", ("ce-1", "lp_1"))]
+
+
+async def test_an_opt_in_from_outside_its_combined_authority_is_refused() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    with pytest.raises(InvalidParticipant):
+        await svc.on_enrolment_event("ce-1", opt_in(local_authority=BIRMINGHAM))
+    assert repo.calls == []
+
+
+async def test_without_learner_keys_an_erasure_is_not_acted_on() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    await svc.on_enrolment_event("ce-2", LearnerErased(learner="lp_1", erased_at=NOW))
+    assert repo.calls == []
