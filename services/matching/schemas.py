@@ -4,6 +4,7 @@ recorded."""
 
 from __future__ import annotations
 
+from dataclasses import fields
 from datetime import date, datetime
 from typing import Annotated, Literal
 
@@ -127,23 +128,16 @@ class VolunteerOut(BaseModel):
 
     @classmethod
     def of(cls, v: Volunteer, today: date) -> VolunteerOut:
-        return cls(
-            volunteer_id=v.volunteer_id,
-            external_ref=v.external_ref,
-            combined_authority=v.combined_authority,
-            local_authority=v.local_authority,
-            capacity=v.capacity,
-            active_matches=v.active,
-            dbs_expires_on=v.dbs_expires_on,
-            paused=not v.dbs_valid(today),
-            availability=list(v.availability),
-            languages=list(v.languages),
-            interests=list(v.interests),
-            gender=v.gender,
-            gender_preference=v.gender_preference,
-            background_recorded=v.background is not None,
-            registered_at=v.registered_at,
-            updated_at=v.updated_at,
+        """The volunteer's own fields by name; in place of the rest, how many matches are
+        active, whether they are paused, and only whether a background is recorded."""
+        shown = {f.name: getattr(v, f.name) for f in fields(v) if f.name in cls.model_fields}
+        return cls.model_validate(
+            {
+                **shown,
+                "active_matches": v.active,
+                "paused": not v.dbs_valid(today),
+                "background_recorded": v.background is not None,
+            }
         )
 
 
