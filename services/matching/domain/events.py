@@ -31,18 +31,8 @@ def _match_ref(match: Match) -> dict[str, Any]:
 
 
 def match_proposed(match: Match) -> MatchProposed:
-    return MatchProposed(
-        **_match_ref(match),
-        score=match.score,
-        score_components=dict(match.score_components),
-        bridging_dimensions=match.bridging_dimensions,
-        shared_slots=match.shared_slots,
-        shared_interests=match.shared_interests,
-        explanation=match.explanation,
-        waited_since=match.waited_since,
-        proposed_at=match.proposed_at,
-        run_id=match.run_id,
-    )
+    """Every field of the proposal, by name (the contract ignores the decision fields)."""
+    return MatchProposed.model_validate(match, from_attributes=True)
 
 
 def match_confirmed(match: Match) -> MatchConfirmed:
