@@ -8,8 +8,9 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.matching import handlers
 from services.matching.domain import BatchPolicy, weights_from_toml
+from services.matching.entrypoints import http, kafka
+from services.matching.entrypoints.dependencies import MatchingContext
 from services.matching.metrics import MatchingMetrics
 from services.matching.repository import MongoMatchingRepository
 from services.matching.settings import MatchingSettings
@@ -64,14 +65,13 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             on_commit=relay.wake,
             health_policy=settings.health_policy(),
             keys=keys,
+            learner_keys=MongoLearnerKeys(runtime.db),
+            key_ring=settings.key_ring(),
         )
-        learner_keys = MongoLearnerKeys(runtime.db)
         probe = log_probe_for(settings)
-        runtime.state["matching"] = handlers.MatchingContext(
+        runtime.state["matching"] = MatchingContext(
             service=service,
             keys=keys,
-            learner_keys=learner_keys,
-            key_ring=settings.key_ring(),
             positions=MongoPositions(runtime.db),
             fence=LogFence("matching", log_resets_counter(runtime.telemetry), probe),
         )
@@ -95,7 +95,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
         title="Common Ground matching",
         description="Pairs volunteers with participants across backgrounds: whole-pool "
         "optimal proposals under hard constraints, coordinator decisions, DBS pauses.",
-        http_routers=[handlers.router],
-        kafka_routers=handlers.kafka_routers,
+        http_routers=[http.router],
+        kafka_routers=kafka.kafka_routers,
         lifespan=lifespan,
     )

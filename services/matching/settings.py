@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.matching.health import HealthPolicy
+from services.matching.domain.health import HealthPolicy
 from shared.outbox import OutboxSettings
 from shared.settings import ServiceSettings
 

@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from datetime import timedelta
 
-from services.matching.repository import MatchingRepository
+from services.matching.repository import LeaseRepository
 from services.matching.use_cases import MatchingService, utc_now
 from shared.outbox import OutboxRelay
 
@@ -35,7 +35,7 @@ def instance_id() -> str:
 class Leases:
     """Named leases held by this instance (renewed on every successful acquire)."""
 
-    def __init__(self, repo: MatchingRepository, owner: str, ttl: timedelta) -> None:
+    def __init__(self, repo: LeaseRepository, owner: str, ttl: timedelta) -> None:
         self._repo = repo
         self._owner = owner
         self._ttl = ttl

@@ -53,7 +53,7 @@ from tests.factories.reporting import accepted
 def _services() -> list[tuple[str, ServiceSettings, Callable[[Runtime], Any]]]:
     from services.enrolment.entrypoints import kafka as enrolment
     from services.enrolment.settings import EnrolmentSettings
-    from services.matching import handlers as matching
+    from services.matching.entrypoints import kafka as matching
     from services.matching.settings import MatchingSettings
     from services.reporting.entrypoints import kafka as reporting
     from services.reporting.settings import ReportingSettings

@@ -28,7 +28,7 @@ from pymongo import AsyncMongoClient
 
 from services.matching import admin
 from services.matching.app import create_app
-from services.matching.handlers import MatchingContext
+from services.matching.entrypoints.dependencies import MatchingContext
 from services.matching.settings import MatchingSettings
 from shared.auth import ApiKeyStore, Principal, Role, new_api_key
 from shared.cloudevents import CloudEvent, EnvelopeError, Event

@@ -7,7 +7,16 @@ from datetime import timedelta
 
 import pytest
 
-from services.matching.checkins import (
+from services.matching.domain import (
+    InvalidTransition,
+    Match,
+    MatchStatus,
+    Proposal,
+    Weights,
+    propose,
+    score,
+)
+from services.matching.domain.checkins import (
     MeetingAfterEnd,
     MeetingBeforeMatch,
     MeetingInFuture,
@@ -18,16 +27,7 @@ from services.matching.checkins import (
     volunteer_of,
     volunteer_principal_id,
 )
-from services.matching.domain import (
-    InvalidTransition,
-    Match,
-    MatchStatus,
-    Proposal,
-    Weights,
-    propose,
-    score,
-)
-from services.matching.health import (
+from services.matching.domain.health import (
     HealthPolicy,
     MatchHealth,
     MeetingRecord,

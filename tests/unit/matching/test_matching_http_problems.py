@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from services.matching.domain import DomainError
-from services.matching.handlers import domain_problems, problem_for
+from services.matching.entrypoints.http import domain_problems, problem_for
 from services.matching.repository import Conflict
 from services.matching.use_cases import NotFound, OutOfScope, VolunteerNotFound
 from shared.problems import PROBLEM_BASE, Problem

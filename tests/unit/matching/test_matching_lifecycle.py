@@ -20,6 +20,7 @@ from matching_factories import (
 )
 
 from services.matching.domain import (
+    SYSTEM,
     BackgroundFields,
     BatchPolicy,
     DomainError,
@@ -47,6 +48,7 @@ from services.matching.domain import (
     score,
     volunteer_dbs_expired,
     volunteer_event,
+    withdraw,
 )
 from shared.contracts.matching import VolunteerRegistered, VolunteerUpdated
 from shared.contracts.reference import Ethnicity, Religion
@@ -264,3 +266,43 @@ def test_transitions_from_the_wrong_state_are_refused(status: MatchStatus, actio
             decline(m, "x", now=NOW, by="c")
         else:
             end(m, "x", 0, now=NOW)
+
+
+# ------------------------------------------------------------------ withdrawal
+
+
+def proposed_and_confirmed() -> list[Match]:
+    proposed = replace(proposed_match(), match_id="m-1")
+    confirmed = replace(proposed_match(), match_id="m-2", status=MatchStatus.CONFIRMED)
+    return [proposed, confirmed]
+
+
+def test_withdrawn_consent_declines_proposals_and_drops_the_background_only() -> None:
+    waiting = participant(status=ParticipantStatus.PROPOSED)
+    w = withdraw(waiting, proposed_and_confirmed(), "consent_withdrawn", now=NOW, erase=False)
+    (closed,) = w.closed  # a confirmed pair goes on meeting
+    assert closed.match.status is MatchStatus.DECLINED and closed.match.decided_by == SYSTEM
+    assert closed.match.decline_reason == "consent_withdrawn" and closed.match.decided_at == NOW
+    assert closed.expected_status is MatchStatus.PROPOSED and closed.volunteer_active_delta == -1
+    assert w.participant.status is ParticipantStatus.ENDED and not w.erased
+    assert w.participant.background is None and not w.participant.consent_matching
+    assert w.participant.availability == waiting.availability
+
+
+def test_withdrawn_consent_keeps_a_matched_participant_matched() -> None:
+    matched = participant(status=ParticipantStatus.MATCHED)
+    w = withdraw(matched, [], "consent_withdrawn", now=NOW, erase=False)
+    assert w.participant.status is ParticipantStatus.MATCHED and w.closed == ()
+
+
+def test_erasure_ends_confirmed_matches_and_scrubs_every_personal_field() -> None:
+    matched = participant(status=ParticipantStatus.MATCHED, languages=("ar",), interests=("x",))
+    w = withdraw(matched, proposed_and_confirmed(), "participant_erased", now=NOW, erase=True)
+    declined, ended = (t.match for t in w.closed)
+    assert declined.status is MatchStatus.DECLINED
+    assert ended.status is MatchStatus.ENDED and ended.end_reason == "participant_erased"
+    assert ended.meetings_count == 0 and ended.ended_at == NOW
+    after = w.participant
+    assert w.erased and after.status is ParticipantStatus.ENDED
+    assert (after.age_band, after.sex, after.gender_preference, after.background) == (None,) * 4
+    assert after.languages == after.availability == after.interests == ()

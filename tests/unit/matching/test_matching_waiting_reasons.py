@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 
 from services.matching.domain import Violation, feasible
-from services.matching.waiting import (
+from services.matching.domain.waiting import (
     STEPS,
     WaitingReason,
     diagnose,

@@ -4,24 +4,38 @@ and which events announce it (the Mongo side is covered in tests/security)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any, cast
+
+import pytest
 
 from services.matching.domain import (
     BackgroundFields,
     BatchPolicy,
+    InvalidParticipant,
     Match,
     MatchStatus,
+    Participant,
+    ParticipantStatus,
     WeightsBook,
+    Withdrawal,
 )
 from services.matching.metrics import MatchingMetrics
 from services.matching.repository import MatchingRepository, Outgoing
 from services.matching.use_cases import MatchingService
+from shared.contracts.enrolment import LearnerErased
 from shared.contracts.matching import MatchDeclined, MatchEnded
 from shared.contracts.reference import Ethnicity
 from shared.telemetry import Telemetry
-from tests.unit.matching.matching_factories import GM, NOW, OLDHAM
+from tests.unit.matching.matching_factories import (
+    BIRMINGHAM,
+    GM,
+    NOW,
+    OLDHAM,
+    opt_in,
+    participant,
+)
 
 
 def a_match(status: MatchStatus) -> Match:
@@ -46,12 +60,17 @@ def a_match(status: MatchStatus) -> Match:
 
 @dataclass
 class StubRepo:
-    """Only what consent and erasure use: closes the matches the way the Mongo adapter
-    does and hands them to ``make_events``."""
+    """Only what consent and erasure use: hands a participant with a proposal and a
+    confirmed match to the domain's decision, and its closed matches to ``make_events``."""
 
     known: bool = True
     calls: list[tuple[str, Any]] = field(default_factory=list)
     events: list[Outgoing] = field(default_factory=list)
+    withdrawal: Withdrawal | None = None
+
+    async def record_opt_in(self, ce_id: str, incoming: Participant) -> bool:
+        self.calls.append(("record_opt_in", (ce_id, incoming.participant)))
+        return True
 
     async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
         self.calls.append(("set_background", (participant, background)))
@@ -59,35 +78,19 @@ class StubRepo:
 
     async def withdraw_participant(
         self,
-        participant: str,
-        *,
-        reason: str,
-        now: Any,
-        erase: bool,
+        learner: str,
+        decide: Callable[[Participant, Sequence[Match]], Withdrawal],
         make_events: Callable[[Sequence[Match]], list[Outgoing]],
+        now: datetime,
     ) -> list[Match] | None:
-        self.calls.append(("withdraw", (participant, reason, erase)))
+        self.calls.append(("withdraw", learner))
         if not self.known:
             return None
-        closed = [
-            replace(
-                a_match(MatchStatus.PROPOSED),
-                status=MatchStatus.DECLINED,
-                decided_at=now,
-                decided_by="system",
-                decline_reason=reason,
-            )
-        ]
-        if erase:
-            closed.append(
-                replace(
-                    a_match(MatchStatus.CONFIRMED),
-                    status=MatchStatus.ENDED,
-                    ended_at=now,
-                    end_reason=reason,
-                    meetings_count=0,
-                )
-            )
+        stored = participant(participant=learner, status=ParticipantStatus.PROPOSED)
+        self.withdrawal = decide(
+            stored, [a_match(MatchStatus.PROPOSED), a_match(MatchStatus.CONFIRMED)]
+        )
+        closed = [t.match for t in self.withdrawal.closed]
         self.events = make_events(closed)
         return closed
 
@@ -109,8 +112,8 @@ async def test_withdrawn_consent_withdraws_pending_proposals() -> None:
     repo = StubRepo()
     svc, commits = service(repo)
     assert await svc.consent_changed("lp_1", False, None)
-    assert repo.calls == [("withdraw", ("lp_1", "consent_withdrawn", False))]
-    (declined,) = repo.events
+    assert repo.calls == [("withdraw", "lp_1")]
+    (declined,) = repo.events  # the confirmed match goes on
     assert isinstance(declined.event, MatchDeclined)
     assert declined.event.reason == "consent_withdrawn" and declined.key == OLDHAM
     assert commits == [1]
@@ -129,7 +132,8 @@ async def test_erasure_declines_proposals_and_ends_confirmed_matches() -> None:
     repo = StubRepo()
     svc, _ = service(repo)
     assert await svc.erase_participant("lp_1")
-    assert repo.calls == [("withdraw", ("lp_1", "participant_erased", True))]
+    assert repo.calls == [("withdraw", "lp_1")]
+    assert repo.withdrawal is not None and repo.withdrawal.erased
     kinds = [type(o.event) for o in repo.events]
     assert kinds == [MatchDeclined, MatchEnded]
     assert all(getattr(o.event, "reason", "") == "participant_erased" for o in repo.events)
@@ -140,3 +144,31 @@ async def test_unknown_participant_changes_nothing() -> None:
     svc, commits = service(repo)
     assert not await svc.erase_participant("lp_unknown")
     assert repo.events == [] and commits == []
+
+
+# ------------------------------------------------------------------ enrolment events
+# Without learner keys (no key ring configured) only opt-ins are acted on; the keyed
+# paths (erasure, consent change, opening sealed personal data) need MongoDB and are
+# covered in tests/integration/matching and tests/security.
+
+
+async def test_an_opt_in_enters_the_pool_by_its_event_id() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    await svc.on_enrolment_event("ce-1", opt_in(learner="lp_1"))
+    assert repo.calls == [("record_opt_in", ("ce-1", "lp_1"))]
+
+
+async def test_an_opt_in_from_outside_its_combined_authority_is_refused() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    with pytest.raises(InvalidParticipant):
+        await svc.on_enrolment_event("ce-1", opt_in(local_authority=BIRMINGHAM))
+    assert repo.calls == []
+
+
+async def test_without_learner_keys_an_erasure_is_not_acted_on() -> None:
+    repo = StubRepo()
+    svc, _ = service(repo)
+    await svc.on_enrolment_event("ce-2", LearnerErased(learner="lp_1", erased_at=NOW))
+    assert repo.calls == []

@@ -1,0 +1,1 @@
+"""The edge of matching: HTTP routes and the Kafka subscriber, nothing else."""

@@ -1,0 +1,121 @@
+"""Matching's Kafka edge: the enrolment-events subscriber. It keeps the log fence and
+the consume policy; what each record means is the use case's
+(:meth:`MatchingService.on_enrolment_event`)."""
+
+from __future__ import annotations
+
+import logging
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaRouter
+from faststream.kafka.annotations import KafkaMessage
+
+from services.matching.domain import InvalidParticipant
+from services.matching.entrypoints.dependencies import context_of
+from services.matching.settings import MatchingSettings
+from services.matching.use_cases import PRIVACY_EVENTS
+from shared import topics
+from shared.consuming import (
+    Record,
+    consume_policy,
+    dead_letter_to,
+    decode_or_dead_letter,
+    exclude_from_commit,
+    raw_body_decoder,
+    tolerant_batch_parser,
+)
+from shared.contracts.registry import registry_for
+from shared.dead_letters import RetryPolicy, retrying
+from shared.mongo import mongo_ping
+from shared.positions import (
+    Position,
+    TopicPartition,
+    advanced_positions,
+    ce_id_of,
+    rewind,
+)
+from shared.service import Runtime
+
+logger = logging.getLogger(__name__)
+
+ENROLMENT_EVENTS = registry_for(topics.ENROLMENT_EVENTS)
+
+
+def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
+    router = KafkaRouter()
+    settings = runtime.settings
+    if not isinstance(settings, MatchingSettings):
+        raise TypeError("the matching service needs MatchingSettings")
+    retry_policy = RetryPolicy()
+
+    # Batches, so that the log fence checks each partition's position once per batch
+    # (a topic re-created under a running consumer is only visible that way:
+    # shared.positions.LogFence); the records are still handled one at a time, in order.
+    # NACK_ON_ERROR: commit exactly the batch's offsets (shared.consuming) only after the
+    # handler returns; an exception seeks back so the batch is redelivered
+    # (at-least-once; opt-ins are de-duplicated by event id, the other effects are
+    # idempotent). Poison is dead-lettered and acked. Transient failures are retried
+    # with backoff; if the database is down the batch is rewound and retried until it is
+    # back, if it answers the record is dead-lettered (exhausted). docs/delivery.md.
+    @router.subscriber(
+        topics.ENROLMENT_EVENTS,
+        group_id=settings.group_id,
+        auto_offset_reset=settings.consumer_offset_reset,
+        session_timeout_ms=settings.consumer_session_timeout_ms,
+        rebalance_timeout_ms=settings.consumer_rebalance_timeout_ms,
+        batch=True,
+        max_records=settings.consumer_max_records,
+        batch_timeout_ms=settings.consumer_batch_timeout_ms,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        parser=tolerant_batch_parser,
+        decoder=raw_body_decoder,
+    )
+    async def on_enrolment_events(message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records: tuple[Record, ...] = raw if isinstance(raw, tuple) else (raw,)
+        ctx = context_of(runtime)
+        positions, fence = ctx.positions, ctx.fence
+        stored: dict[TopicPartition, Position] = {}
+        if positions is not None and fence is not None:
+            first: dict[TopicPartition, int] = {}
+            for record in records:
+                first.setdefault((record.topic, record.partition), record.offset)
+            stored = await retrying(lambda: positions.load(first), retry_policy)
+            replaced = await fence.replaced(first, stored)
+            if replaced:
+                # Another log: read it again from its start.
+                exclude_from_commit(message, replaced)
+                sought = await rewind(message.consumer, replaced)
+                if sought:
+                    await retrying(
+                        lambda: positions.save({tp: Position(-1) for tp in sought}),
+                        retry_policy,
+                    )
+                records = tuple(r for r in records if (r.topic, r.partition) not in replaced)
+        for record in records:
+            await consume_policy(
+                [record],
+                lambda record=record: handle_enrolment_event(record),  # type: ignore[misc]
+                None,  # one record: after the retries, an outage waits, a failure dead-letters
+                healthy=lambda: mongo_ping(runtime.mongo),
+                failed=dead_letter_to(runtime.dead_letters),
+                what="enrolment event",
+            )
+        if positions is not None and records:
+            handled = advanced_positions(
+                (((r.topic, r.partition), r.offset, ce_id_of(r.headers)) for r in records),
+                stored,
+                set(),
+            )
+            await retrying(lambda: positions.save(handled), retry_policy)
+
+    async def handle_enrolment_event(record: Record) -> None:
+        event = await decode_or_dead_letter(record, ENROLMENT_EVENTS, runtime.dead_letters)
+        if event is None or not isinstance(event.data, PRIVACY_EVENTS):
+            return
+        try:
+            await context_of(runtime).service.on_enrolment_event(event.id, event.data)
+        except InvalidParticipant as exc:
+            await runtime.dead_letters.send(record, exc, kind="poison")
+
+    return [router]

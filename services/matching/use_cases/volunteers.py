@@ -1,0 +1,162 @@
+"""Volunteers: registered and updated by coordinators, paused when their DBS check lapses,
+given a key for their own meetings."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+from services.matching.domain import (
+    DomainError,
+    Volunteer,
+    VolunteerDetails,
+    needs_dbs_expiry_notice,
+    register_or_update_volunteer,
+    volunteer_dbs_expired,
+    volunteer_event,
+)
+from services.matching.domain.checkins import volunteer_principal_id
+from services.matching.repository import Outgoing
+from services.matching.use_cases.base import (
+    UseCases,
+    VolunteerNotFound,
+    new_id,
+    require_scope,
+)
+from shared.auth import Principal, Role, new_api_key
+from shared.contracts.reference import combined_authority_of
+from shared.topics import MATCHING_VOLUNTEERS
+
+logger = logging.getLogger(__name__)
+
+
+class VolunteerUseCases(UseCases):
+    """Coordinators' volunteers, and DBS pauses."""
+
+    async def register_volunteer(
+        self,
+        principal: Principal,
+        volunteer_id: str | None,
+        details: VolunteerDetails,
+        external_ref: str | None = None,
+    ) -> tuple[Volunteer, bool]:
+        """Register or update a volunteer; returns it and whether it was created.
+
+        Ids are issued here, never chosen by the caller (a chosen id could be squatted
+        and would reveal whether it is taken in another combined authority). A
+        ``volunteer_id`` only names a volunteer to update: unknown, or outside the
+        caller's combined authorities, it is the same ``VolunteerNotFound``. An
+        ``external_ref`` (the coordinators' own reference, unique per combined
+        authority) updates the volunteer registered with it there, or registers a new
+        one under an issued id.
+        """
+        authority = combined_authority_of(details.local_authority)
+        if authority is None:
+            raise DomainError(f"unknown local authority {details.local_authority!r}")
+        require_scope(principal, authority)
+        existing: Volunteer | None = None
+        if volunteer_id is not None:
+            existing = await self.repo.get_volunteer(volunteer_id)
+            if (
+                existing is None
+                or existing.combined_authority not in principal.combined_authorities
+            ):
+                raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        elif external_ref is not None:
+            existing = await self.repo.volunteer_by_ref(authority, external_ref)
+            if existing is not None and (
+                existing.combined_authority not in principal.combined_authorities
+            ):
+                raise VolunteerNotFound(
+                    f"the volunteer registered as {external_ref} has moved outside your "
+                    "combined authorities"
+                )
+        now = self.clock()
+        volunteer = register_or_update_volunteer(
+            existing, existing.volunteer_id if existing else new_id("vol"), details, now
+        )
+        if existing is None and external_ref is not None:
+            volunteer = replace(volunteer, external_ref=external_ref)
+        renewed = (
+            existing is not None
+            and volunteer.dbs_valid(now.date())
+            and existing.dbs_expires_on != volunteer.dbs_expires_on
+        )
+        await self.repo.save_volunteer(
+            volunteer,
+            expected_version=existing.version if existing else None,
+            events=[
+                Outgoing(
+                    MATCHING_VOLUNTEERS,
+                    volunteer.volunteer_id,
+                    volunteer_event(volunteer, created=existing is None),
+                )
+            ],
+            clear_dbs_flags=renewed,
+        )
+        self.on_commit()
+        if needs_dbs_expiry_notice(volunteer, now.date()):
+            # A lapsed date entered by hand pauses the volunteer at once.
+            stored = await self.repo.get_volunteer(volunteer.volunteer_id)
+            if stored is not None:
+                await self._announce_dbs_expiry(stored)
+        return volunteer, existing is None
+
+    async def check_dbs(self) -> int:
+        """Announce every DBS check that lapsed and was not announced yet (idempotent)."""
+        today = self.clock().date()
+        announced = 0
+        for volunteer in await self.repo.volunteers_needing_dbs_notice(today):
+            if await self._announce_dbs_expiry(volunteer):
+                announced += 1
+        return announced
+
+    async def _announce_dbs_expiry(self, volunteer: Volunteer) -> bool:
+        match_ids = await self.repo.pause_for_dbs_expiry(
+            volunteer,
+            lambda ids: Outgoing(
+                MATCHING_VOLUNTEERS, volunteer.volunteer_id, volunteer_dbs_expired(volunteer, ids)
+            ),
+        )
+        if match_ids is None:
+            return False
+        self.metrics.dbs_expired.inc()
+        logger.info(
+            "volunteer %s paused: DBS check lapsed; %d active match(es) flagged",
+            volunteer.volunteer_id,
+            len(match_ids),
+        )
+        self.on_commit()
+        return True
+
+    async def get_volunteer(self, principal: Principal, volunteer_id: str) -> Volunteer:
+        """A volunteer in the caller's combined authorities; any other id (unknown, or
+        elsewhere) is the same ``VolunteerNotFound``."""
+        volunteer = await self.repo.get_volunteer(volunteer_id)
+        if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
+            raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        return volunteer
+
+    async def issue_volunteer_key(self, principal: Principal, volunteer_id: str) -> str:
+        """A new key for a volunteer (shown once). Their earlier keys stop working: one
+        live key per volunteer. The key may only record and list meetings of their own
+        matches."""
+        if self.keys is None:
+            raise DomainError("volunteer keys are not available on this instance")
+        volunteer = await self.repo.get_volunteer(volunteer_id)
+        if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
+            raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        principal_id = volunteer_principal_id(volunteer_id)
+        await self.keys.revoke_principal(principal_id)
+        key = new_api_key()
+        await self.keys.add_key(
+            Principal(
+                principal_id=principal_id,
+                name=f"Volunteer {volunteer_id}",
+                role=Role.VOLUNTEER,
+                combined_authorities=(volunteer.combined_authority,),
+            ),
+            key,
+        )
+        logger.info("volunteer key issued for %s", volunteer_id)
+        return key
