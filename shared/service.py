@@ -94,68 +94,22 @@ def create_service_app(
 
     @asynccontextmanager
     async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
-        mongo = make_mongo_client(settings, tracer_provider=telemetry.tracer_provider)
-        broker = make_broker(settings, telemetry)
-        runtime = Runtime(
-            settings=settings,
-            telemetry=telemetry,
-            broker=broker,
-            mongo=mongo,
-            dead_letters=DeadLetterPublisher(
-                settings.kafka_bootstrap_servers,
-                telemetry,
-                settings.group_id,
-                security=settings.kafka_security(),
-                max_request_bytes=settings.kafka_max_request_bytes,
-            ),
-        )
+        runtime = _build_runtime(settings, telemetry)
         app.state.runtime = runtime
         for router in kafka_routers(runtime):
-            broker.include_router(router)
+            runtime.broker.include_router(router)
         try:
             async with AsyncExitStack() as stack:
-                await runtime.dead_letters.start()
-                stack.push_async_callback(runtime.dead_letters.stop)
-                await stack.enter_async_context(lifespan(runtime))
-                await broker.start()
-                lag = ConsumerLagMonitor(
-                    telemetry,
-                    bootstrap_servers=settings.kafka_bootstrap_servers,
-                    group_id=settings.group_id,
-                    topics=[*_subscribed_topics(broker), *consumed_topics],
-                    security=settings.kafka_security(),
-                )
-                await stack.enter_async_context(
-                    lag_monitoring(lag, settings.consumer_lag_interval_s)
-                )
-                await stack.enter_async_context(
-                    background(
-                        LogEndWatch(settings.service_name, log_resets_counter(telemetry)).run(
-                            lambda: _subscriber_consumers(broker),
-                            settings.log_end_check_interval_s,
-                        ),
-                        name="log-end-watch",
-                    )
-                )
-                runtime.readiness.update(
-                    broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
-                    database=lambda: mongo_ping(mongo),
-                )
-                if settings.uses_dev_key_ring:
-                    logger.warning(
-                        "using the DEVELOPMENT learner key-wrapping ring: set "
-                        "COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS before handling real data"
-                    )
-                logger.info("%s service started", settings.service_name)
+                await _start(runtime, stack, lifespan, consumed_topics)
                 try:
                     yield
                 finally:
                     # Readiness goes false first so load balancers stop sending work.
                     runtime.readiness.clear()
                     logger.info("%s service stopping", settings.service_name)
-                    await broker.stop()
+                    await runtime.broker.stop()
         finally:
-            await mongo.close()
+            await runtime.mongo.close()
             telemetry.tracer_provider.shutdown()
 
     app = FastAPI(
@@ -200,6 +154,65 @@ def create_service_app(
         app.include_router(router)
     document_problems(app)
     return app
+
+
+def _build_runtime(settings: ServiceSettings, telemetry: Telemetry) -> Runtime:
+    """The clients a service runs on, built (not yet started) when the app starts."""
+    return Runtime(
+        settings=settings,
+        telemetry=telemetry,
+        broker=make_broker(settings, telemetry),
+        mongo=make_mongo_client(settings, tracer_provider=telemetry.tracer_provider),
+        dead_letters=DeadLetterPublisher(
+            settings.kafka_bootstrap_servers,
+            telemetry,
+            settings.group_id,
+            security=settings.kafka_security(),
+            max_request_bytes=settings.kafka_max_request_bytes,
+        ),
+    )
+
+
+async def _start(
+    runtime: Runtime,
+    stack: AsyncExitStack,
+    lifespan: ServiceLifespan,
+    consumed_topics: Sequence[str],
+) -> None:
+    """Start the dead-letter producer, the service's own lifespan, the subscribers and
+    the consumer watches, in that order (each stopped by ``stack`` in reverse), then
+    declare the service ready."""
+    settings, telemetry, broker = runtime.settings, runtime.telemetry, runtime.broker
+    await runtime.dead_letters.start()
+    stack.push_async_callback(runtime.dead_letters.stop)
+    await stack.enter_async_context(lifespan(runtime))
+    await broker.start()
+    lag = ConsumerLagMonitor(
+        telemetry,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.group_id,
+        topics=[*_subscribed_topics(broker), *consumed_topics],
+        security=settings.kafka_security(),
+    )
+    await stack.enter_async_context(lag_monitoring(lag, settings.consumer_lag_interval_s))
+    log_ends = LogEndWatch(settings.service_name, log_resets_counter(telemetry))
+    await stack.enter_async_context(
+        background(
+            log_ends.run(lambda: _subscriber_consumers(broker), settings.log_end_check_interval_s),
+            name="log-end-watch",
+        )
+    )
+    mongo = runtime.mongo
+    runtime.readiness.update(
+        broker=lambda: broker.ping(timeout=settings.readiness_timeout_s),
+        database=lambda: mongo_ping(mongo),
+    )
+    if settings.uses_dev_key_ring:
+        logger.warning(
+            "using the DEVELOPMENT learner key-wrapping ring: set "
+            "COMMONGROUND_LEARNER_KEY_WRAPPING_KEYS before handling real data"
+        )
+    logger.info("%s service started", settings.service_name)
 
 
 def _subscriber_consumers(broker: KafkaBroker) -> list[Any]:
