@@ -31,12 +31,12 @@ from pymongo import AsyncMongoClient
 from devstack.embedded import EmbeddedMongo
 from devstack.processes import free_port
 from services.reporting.entrypoints.kafka import CONSUMED
-from services.reporting.projector import Projector
 from services.reporting.repository import (
     AGGREGATE_COLLECTIONS,
     MongoProjectionStore,
     ensure_control,
 )
+from services.reporting.use_cases.projector import Projector
 from shared.cloudevents import Event
 from shared.contracts.reference import LOCAL_AUTHORITIES, CombinedAuthority, Level
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES

@@ -10,13 +10,13 @@ from fastapi import FastAPI
 from services.reporting.entrypoints import dashboard, http, integration_http, kafka
 from services.reporting.integration_repository import MongoIntegrationReader
 from services.reporting.metrics import ReportingMetrics
-from services.reporting.projector import Projector
 from services.reporting.repository import (
     MongoProjectionStore,
     MongoReportReader,
     ensure_control,
 )
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases.projector import Projector
 from shared.auth import ApiKeyStore
 from shared.dead_letters import RetryPolicy
 from shared.learner_keys import MongoLearnerKeys

@@ -30,13 +30,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from faststream.kafka.security import parse_security
 
 from services.reporting.entrypoints.kafka import CONSUMED
-from services.reporting.projector import Projector
 from services.reporting.repository import (
     Generations,
     MongoProjectionStore,
     ensure_control,
 )
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases.projector import Projector
 from shared import topics
 from shared.dead_letters import RecordLike, RetryPolicy
 from shared.learner_keys import MongoLearnerKeys

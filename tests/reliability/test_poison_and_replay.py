@@ -29,10 +29,10 @@ from typing import Any
 import pytest
 
 from ops.dlq import OpsSettings, read_dead_letters, replay, select
-from services.reporting import projector as projector_module
 from services.reporting.app import create_app
 from services.reporting.domain.projection import InvalidEvent
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases import projector as projector_module
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import AttendanceRecorded, EnrolmentAccepted
 from shared.contracts.reference import CombinedAuthority

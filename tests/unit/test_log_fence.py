@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from aiokafka import TopicPartition as KafkaPartition
 
 from services.reporting.entrypoints.kafka import CONSUMED
-from services.reporting.projector import Projector
+from services.reporting.use_cases.projector import Projector
 from shared.dead_letters import RetryPolicy
 from shared.positions import (
     Anchor,

@@ -12,8 +12,8 @@ from faststream.kafka.annotations import KafkaMessage
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from services.reporting.projector import Projector
 from services.reporting.settings import ReportingSettings
+from services.reporting.use_cases.projector import Projector
 from shared import topics
 from shared.consuming import (
     consume_policy,

@@ -8,7 +8,7 @@ import pytest
 from services.reporting.domain import projection
 from services.reporting.domain.projection import AggregateKey
 from services.reporting.entrypoints.kafka import CONSUMED
-from services.reporting.projector import Projector
+from services.reporting.use_cases.projector import Projector
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import AttendanceRecorded
 from shared.dead_letters import RetryPolicy
