@@ -9,7 +9,8 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -17,12 +18,14 @@ from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from faststream.kafka.opentelemetry import KafkaTelemetryMiddleware
 from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -37,6 +40,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from shared.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
 M = TypeVar("M")
@@ -289,3 +293,36 @@ def instrument_app(app: FastAPI, telemetry: Telemetry) -> None:
         # One span per request, not one per ASGI message too.
         exclude_spans=["receive", "send"],
     )
+
+
+def record_trace(headers: Sequence[tuple[str, bytes]] | None) -> otel_context.Context | None:
+    """The trace a consumed record belongs to (its ``traceparent``, else the event's
+    ``ce_traceparent``), or None when it carries neither."""
+    carrier = {k: bytes(v).decode("latin-1") for k, v in headers or () if v is not None}
+    parent = carrier.get("traceparent") or carrier.get("ce_traceparent")
+    if parent is None:
+        return None
+    return _TRACE_CONTEXT.extract({"traceparent": parent})
+
+
+@contextmanager
+def record_span(tracer: trace.Tracer, record: Any, operation: str) -> Iterator[trace.Span]:
+    """A consumer span for one record of a batch, current for the block, in the trace of
+    the request that caused the record and linked to the batch's span.
+
+    FastStream gives a batch one span that only *links* to its records' traces; this
+    puts each record's handling (and the MongoDB writes it makes) into its own trace."""
+    batch = trace.get_current_span().get_span_context()
+    with tracer.start_as_current_span(
+        f"{record.topic} {operation}",
+        context=record_trace(record.headers),
+        kind=trace.SpanKind.CONSUMER,
+        links=[trace.Link(batch)] if batch.is_valid else [],
+        attributes={
+            "messaging.system": "kafka",
+            "messaging.destination.name": record.topic,
+            "messaging.kafka.destination.partition": record.partition,
+            "messaging.kafka.message.offset": record.offset,
+        },
+    ) as span:
+        yield span

@@ -35,6 +35,7 @@ from shared.positions import (
     rewind,
 )
 from shared.service import Runtime
+from shared.telemetry import record_span
 
 logger = logging.getLogger(__name__)
 
@@ -92,15 +93,19 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
                         retry_policy,
                     )
                 records = tuple(r for r in records if (r.topic, r.partition) not in replaced)
+        tracer = runtime.telemetry.tracer()
         for record in records:
-            await consume_policy(
-                [record],
-                lambda record=record: handle_enrolment_event(record),  # type: ignore[misc]
-                None,  # one record: after the retries, an outage waits, a failure dead-letters
-                healthy=lambda: mongo_ping(runtime.mongo),
-                failed=dead_letter_to(runtime.dead_letters),
-                what="enrolment event",
-            )
+            # Each record's handling (and its MongoDB writes) in the trace of the request
+            # that caused it: the batch's own span only links to them.
+            with record_span(tracer, record, "process"):
+                await consume_policy(
+                    [record],
+                    lambda record=record: handle_enrolment_event(record),  # type: ignore[misc]
+                    None,  # one record: after the retries, an outage waits, else dead-letter
+                    healthy=lambda: mongo_ping(runtime.mongo),
+                    failed=dead_letter_to(runtime.dead_letters),
+                    what="enrolment event",
+                )
         if positions is not None and records:
             handled = advanced_positions(
                 (((r.topic, r.partition), r.offset, ce_id_of(r.headers)) for r in records),

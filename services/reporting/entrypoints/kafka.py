@@ -9,8 +9,6 @@ from typing import cast
 from faststream import AckPolicy
 from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
-from opentelemetry import trace
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from services.reporting.settings import ReportingSettings
 from services.reporting.use_cases.projector import Projector
@@ -27,7 +25,7 @@ from shared.dead_letters import RecordLike
 from shared.mongo import mongo_ping
 from shared.positions import TopicPartition, rewind
 from shared.service import Runtime
-from shared.telemetry import Telemetry
+from shared.telemetry import Telemetry, record_span, record_trace
 
 logger = logging.getLogger(__name__)
 
@@ -100,35 +98,11 @@ async def rewind_batch(
 
 
 def continue_traces(telemetry: Telemetry, records: Sequence[RecordLike]) -> None:
-    """A short span per record under the record's own trace, linked to the batch span.
-
-    FastStream gives a batch one span that only *links* to its records' traces; this
-    puts reporting's receipt of each event into the trace of the request that caused it,
-    and the link leads from there to the batch's span and its MongoDB writes.
-    """
+    """A short span per record under the record's own trace, linked to the batch span:
+    reporting's receipt of each event in the trace of the request that caused it (the
+    link leads from there to the batch's span and its MongoDB writes)."""
     tracer = telemetry.tracer()
-    batch_span = trace.get_current_span().get_span_context()
-    links = [trace.Link(batch_span)] if batch_span.is_valid else []
-    propagator = TraceContextTextMapPropagator()
     for record in records:
-        carrier = {
-            k: v.decode("latin-1")
-            for k, v in record.headers or ()
-            if k in ("traceparent", "ce_traceparent")
-        }
-        parent = carrier.get("traceparent") or carrier.get("ce_traceparent")
-        if parent is None:
-            continue
-        span = tracer.start_span(
-            f"{record.topic} project",
-            context=propagator.extract({"traceparent": parent}),
-            kind=trace.SpanKind.CONSUMER,
-            links=links,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.destination.name": record.topic,
-                "messaging.kafka.destination.partition": record.partition,
-                "messaging.kafka.message.offset": record.offset,
-            },
-        )
-        span.end()
+        if record_trace(record.headers) is not None:
+            with record_span(tracer, record, "project"):
+                pass
