@@ -40,6 +40,21 @@ MONTH_PATTERN = r"^\d{4}-(0[1-9]|1[0-2])$"
 LA_PATTERN = r"^E0[6-9]\d{6}$"
 LEVEL_PATTERN = "^(" + "|".join(filter_codes("level")) + ")$"
 
+# The filters every report takes, declared once for every route that takes them.
+AuthorityParam = Annotated[
+    CombinedAuthority | None, Query(description="ONS code of a combined authority.")
+]
+BoroughParam = Annotated[
+    str | None, Query(pattern=LA_PATTERN, description="ONS code of a local authority.")
+]
+MonthFromParam = Annotated[
+    str | None, Query(alias="from", pattern=MONTH_PATTERN, description="YYYY-MM")
+]
+MonthToParam = Annotated[
+    str | None, Query(alias="to", pattern=MONTH_PATTERN, description="YYYY-MM")
+]
+UnroundedParam = Annotated[bool, Query(description="Unrounded figures (analyst role only).")]
+
 router = APIRouter(prefix="/v1/reports", tags=["reports"])
 
 
@@ -51,23 +66,15 @@ async def report_caller(
 
 
 def report_request(
-    combined_authority: Annotated[
-        CombinedAuthority | None, Query(description="ONS code of a combined authority.")
-    ] = None,
-    local_authority: Annotated[
-        str | None, Query(pattern=LA_PATTERN, description="ONS code of a local authority.")
-    ] = None,
+    combined_authority: AuthorityParam = None,
+    local_authority: BoroughParam = None,
     programme: Annotated[Programme | None, Query()] = None,
     level: Annotated[
         str | None, Query(pattern=LEVEL_PATTERN, description="A level, or 'none'.")
     ] = None,
-    month_from: Annotated[
-        str | None, Query(alias="from", pattern=MONTH_PATTERN, description="YYYY-MM")
-    ] = None,
-    month_to: Annotated[
-        str | None, Query(alias="to", pattern=MONTH_PATTERN, description="YYYY-MM")
-    ] = None,
-    unrounded: Annotated[bool, Query(description="Unrounded figures (analyst role only).")] = False,
+    month_from: MonthFromParam = None,
+    month_to: MonthToParam = None,
+    unrounded: UnroundedParam = False,
 ) -> queries.ReportRequest:
     return queries.ReportRequest(
         combined_authority=combined_authority,

@@ -20,10 +20,13 @@ from services.reporting.domain.dimensions import FILTERED
 from services.reporting.domain.integration import WaitingBy, indicators_csv
 from services.reporting.entrypoints.http import (
     FILTER_PARAMS,
-    LA_PATTERN,
-    MONTH_PATTERN,
+    AuthorityParam,
+    BoroughParam,
     Caller,
+    MonthFromParam,
+    MonthToParam,
     ReportCall,
+    UnroundedParam,
     known_params,
 )
 from services.reporting.integration_repository import IntegrationReader
@@ -34,7 +37,6 @@ from services.reporting.integration_schemas import (
     WaitingReport,
 )
 from services.reporting.use_cases import integration_queries, queries
-from shared.contracts.reference import CombinedAuthority
 from shared.downloads import CSV_RESPONSES, csv_download
 from shared.service import runtime_of
 
@@ -50,19 +52,11 @@ def only_params(*extra: str) -> Any:
 
 
 def area_request(
-    combined_authority: Annotated[
-        CombinedAuthority | None, Query(description="ONS code of a combined authority.")
-    ] = None,
-    local_authority: Annotated[
-        str | None, Query(pattern=LA_PATTERN, description="ONS code of a local authority.")
-    ] = None,
-    month_from: Annotated[
-        str | None, Query(alias="from", pattern=MONTH_PATTERN, description="YYYY-MM")
-    ] = None,
-    month_to: Annotated[
-        str | None, Query(alias="to", pattern=MONTH_PATTERN, description="YYYY-MM")
-    ] = None,
-    unrounded: Annotated[bool, Query(description="Unrounded figures (analyst role only).")] = False,
+    combined_authority: AuthorityParam = None,
+    local_authority: BoroughParam = None,
+    month_from: MonthFromParam = None,
+    month_to: MonthToParam = None,
+    unrounded: UnroundedParam = False,
 ) -> queries.ReportRequest:
     return queries.ReportRequest(
         combined_authority=combined_authority,
