@@ -17,6 +17,7 @@ import argparse
 import random
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 
@@ -134,6 +135,19 @@ def _timed(
     return proposals, time.perf_counter() - started
 
 
+def _peak_mib(
+    assign: Assigner, vols: list[VolunteerView], parts: list[ParticipantView], w: Weights
+) -> float:
+    """Peak memory Python allocates during one assignment (numpy's arrays included), in
+    a run of its own: tracing slows the code, so the timed run is untraced."""
+    tracemalloc.start()
+    try:
+        assign(vols, parts, w, today=NOW.date(), now=NOW)
+        return tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+
+
 def _bridging(proposals: list[Proposal]) -> int:
     return sum(1 for p in proposals if p.breakdown.bridging_dimensions)
 
@@ -150,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     print("the greedy first-come baseline (each participant in waiting order takes the best")
     print(f"free feasible volunteer), on the same seeded pools; mean over {args.seeds} seed(s).")
     print("Score = published pair scores; objective = score + waiting priority (what is")
-    print("maximised). Times are wall-clock for scoring plus assignment.")
+    print("maximised). Times are wall-clock for scoring plus assignment; peak memory is")
+    print("what Python allocates during one assignment (tracemalloc, in a separate run).")
     print()
     header = (
         "pool (participants / volunteers)",
@@ -169,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
                 "participants matched",
                 "cross-background pairs",
                 "time (ms)",
+                "peak memory (MiB)",
             )
         }
         for seed in range(1, args.seeds + 1):
@@ -181,6 +197,11 @@ def main(argv: list[str] | None = None) -> int:
                 ("participants matched", len(greedy), len(optimal)),
                 ("cross-background pairs", _bridging(greedy), _bridging(optimal)),
                 ("time (ms)", t_greedy * 1000, t_optimal * 1000),
+                (
+                    "peak memory (MiB)",
+                    _peak_mib(greedy_assignment, vols, parts, weights),
+                    _peak_mib(optimal_assignment, vols, parts, weights),
+                ),
             ):
                 rows[key][0].append(baseline)
                 rows[key][1].append(measured)
