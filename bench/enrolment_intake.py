@@ -123,10 +123,18 @@ async def bench(
         "insert_many": await insert_many_ceiling(mongo.url, max(items, 2000)),
         "produce": await produce_ceiling(kafka.bootstrap_servers, max(items, 5000)),
     }
+    # The relay first: a service started after the Kafka intake phase would also consume
+    # that phase's records from enrolment.inbound.v1 (a new group reads from the start)
+    # while its relay is being timed.
+    unbatched = await relay_rate(kafka, mongo, items // 4, per_row=1, batch_size=1000)
+    batched = await relay_rate(kafka, mongo, items, per_row=200, batch_size=1000, meter=meter)
     settings = EnrolmentSettings(
         kafka_bootstrap_servers=kafka.bootstrap_servers,
         mongodb_url=mongo.url,
         outbox_poll_interval_s=0.1,
+        # Throughput, not quotas, is measured here: one provider sends everything.
+        rate_limit_per_s=1_000_000,
+        rate_limit_burst=1_000_000,
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -152,7 +160,8 @@ async def bench(
                     r = await client.post(
                         "/v1/enrolments/batch", json={"items": chunk}, headers=auth
                     )
-                    assert r.status_code == 200 and r.json()["summary"]["created"] == len(chunk)
+                    assert r.status_code == 200, r.text[:500]
+                    assert r.json()["summary"]["created"] == len(chunk), r.json()["summary"]
                 batch_rate = items / (time.perf_counter() - started)
                 # Stored and published: until the relay has published every event.
                 await wait_published(relay)
@@ -160,8 +169,6 @@ async def bench(
 
             with meter.phase("Kafka intake"):
                 kafka_rate = await kafka_intake(kafka.bootstrap_servers, ukprn, key, items)
-    unbatched = await relay_rate(kafka, mongo, items // 4, per_row=1, batch_size=1000)
-    batched = await relay_rate(kafka, mongo, items, per_row=200, batch_size=1000, meter=meter)
     rows = [
         ("HTTP batch (1000/request), stored", single_rate, batch_rate),
         ("HTTP batch (1000/request), stored and published", single_rate, batch_published_rate),
