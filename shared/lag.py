@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faststream.security import BaseSecurity
 
+from shared.tasks import background
 from shared.telemetry import Telemetry
 
 logger = logging.getLogger(__name__)
@@ -107,11 +108,8 @@ class ConsumerLagMonitor:
 async def lag_monitoring(monitor: ConsumerLagMonitor, interval_s: float):  # type: ignore[no-untyped-def]
     """Run ``monitor`` in the background for the duration of the block."""
     await monitor.start()
-    task = asyncio.create_task(monitor.run(interval_s), name="consumer-lag")
     try:
-        yield monitor
+        async with background(monitor.run(interval_s), name="consumer-lag"):
+            yield monitor
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         await monitor.stop()

@@ -451,12 +451,7 @@ class LogEndWatch:
                     position,
                     highwater,
                 )
-        if stranded:
-            owned = set(consumer.assignment())
-            stranded = [tp for tp in stranded if tp in owned]
-            if stranded:
-                await consumer.seek_to_beginning(*stranded)
-        return {(tp.topic, tp.partition) for tp in stranded}
+        return await rewind(consumer, [(tp.topic, tp.partition) for tp in stranded])
 
     async def run(self, consumers: Callable[[], Iterable[Any]], interval_s: float) -> None:
         """Check every consumer ``consumers()`` returns, every ``interval_s``, forever."""

@@ -9,11 +9,9 @@ consuming, then flush producers and close clients.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,7 @@ from shared.problems import (
 )
 from shared.ratelimit import RateLimiter, RateLimitMiddleware
 from shared.settings import ServiceSettings
+from shared.tasks import background
 from shared.telemetry import ReadinessCheck, Telemetry, build_telemetry, instrument_app, ops_router
 
 logger = logging.getLogger(__name__)
@@ -219,18 +218,6 @@ def _subscriber_consumers(broker: KafkaBroker) -> list[Any]:
     """The running aiokafka consumers of the broker's subscribers."""
     consumers = (getattr(subscriber, "consumer", None) for subscriber in broker.subscribers)
     return [consumer for consumer in consumers if consumer is not None]
-
-
-@asynccontextmanager
-async def background(work: Coroutine[Any, Any, None], *, name: str) -> AsyncIterator[None]:
-    """Run ``work`` as a task for the duration of the block."""
-    task = asyncio.create_task(work, name=name)
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 def _subscribed_topics(broker: KafkaBroker) -> list[str]:
