@@ -77,6 +77,15 @@ def replaced_logs(
     return replaced
 
 
+def first_offsets(records: Iterable[Any]) -> dict[TopicPartition, int]:
+    """The lowest offset per partition among consumed ``records`` (what the fence checks)."""
+    first: dict[TopicPartition, int] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        first[tp] = min(first.get(tp, r.offset), r.offset)
+    return first
+
+
 def advanced_positions(
     records: Iterable[tuple[TopicPartition, int, str | None]],
     stored: Mapping[TopicPartition, Position],

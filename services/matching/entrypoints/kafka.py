@@ -32,6 +32,7 @@ from shared.positions import (
     TopicPartition,
     advanced_positions,
     ce_id_of,
+    first_offsets,
     rewind,
 )
 from shared.service import Runtime
@@ -78,9 +79,7 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         positions, fence = ctx.positions, ctx.fence
         stored: dict[TopicPartition, Position] = {}
         if positions is not None and fence is not None:
-            first: dict[TopicPartition, int] = {}
-            for record in records:
-                first.setdefault((record.topic, record.partition), record.offset)
+            first = first_offsets(records)
             stored = await retrying(lambda: positions.load(first), retry_policy)
             replaced = await fence.replaced(first, stored)
             if replaced:

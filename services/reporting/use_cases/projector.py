@@ -34,7 +34,14 @@ from shared.contracts.enrolment import LearnerKeyIssued
 from shared.crypto import KeyRing
 from shared.dead_letters import RecordLike, RetryPolicy, retrying
 from shared.learner_keys import KeyBatch, MongoLearnerKeys
-from shared.positions import LogFence, Position, Seen, advanced_positions, replaced_logs
+from shared.positions import (
+    LogFence,
+    Position,
+    Seen,
+    advanced_positions,
+    first_offsets,
+    replaced_logs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -191,11 +198,7 @@ class Projector:
         rewound: set[TopicPartition] = set()
         sought: set[TopicPartition] = set()
         if rewind is not None and self._fence is not None:
-            first: dict[TopicPartition, int] = {}
-            for r in records:
-                tp = (r.topic, r.partition)
-                first[tp] = min(first.get(tp, r.offset), r.offset)
-            rewound = await self._fence.replaced(first, stored)
+            rewound = await self._fence.replaced(first_offsets(records), stored)
             if rewound:
                 sought = await rewind(rewound)
                 report.replaced_logs += len(rewound)
