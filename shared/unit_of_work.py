@@ -34,6 +34,8 @@ from typing import Any, Self, TypeVar
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
 
 from shared.outbox import MongoOutbox, OutboxMessage
 
@@ -43,9 +45,18 @@ T = TypeVar("T")
 class MongoUnitOfWork:
     """Base of each service's unit of work (which adds its repositories)."""
 
-    def __init__(self, client: AsyncMongoClient[Any], outbox: MongoOutbox | None = None) -> None:
+    def __init__(
+        self,
+        client: AsyncMongoClient[Any],
+        outbox: MongoOutbox | None = None,
+        *,
+        read_concern: ReadConcern | None = None,
+        write_concern: WriteConcern | None = None,
+    ) -> None:
         self._client = client
         self._outbox = outbox
+        self._read_concern = read_concern
+        self._write_concern = write_concern
         self._session: AsyncClientSession | None = None
         self._messages: list[OutboxMessage] = []
         self.now = datetime.now(UTC)
@@ -76,6 +87,8 @@ class MongoUnitOfWork:
                 return result
 
             try:
-                return await session.with_transaction(attempt)
+                return await session.with_transaction(
+                    attempt, read_concern=self._read_concern, write_concern=self._write_concern
+                )
             finally:
                 self._session, self._messages = None, []
