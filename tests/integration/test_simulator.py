@@ -226,7 +226,11 @@ async def test_the_same_seed_sends_the_same_requests_again(platform: Platform) -
             # Undecided ones: the first run decided every proposal it found.
             return await proposals(status="proposed")
 
-        await poll_until(open_proposals, timeout_s=60, what="open simulated proposals")
+        await poll_until(
+            open_proposals,
+            timeout_s=60,
+            what=f"open simulated proposals (population seed {POPULATION.config.seed})",
+        )
 
         report = await run(platform, linger_s=1.0)
 

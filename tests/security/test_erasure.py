@@ -168,6 +168,18 @@ class Replay:
 
 
 async def replay_everything(bootstrap: str) -> Replay:
+    """Every record of every topic (see ``replay_once``). A fresh client can start with
+    no partitions in its metadata on a loaded machine, so an empty replay is retried
+    with a new one (the log is known not to be empty here)."""
+
+    async def non_empty() -> Replay | None:
+        replay = await replay_once(bootstrap)
+        return replay if replay.records else None
+
+    return await poll_until(non_empty, timeout_s=60, interval_s=1, what="a non-empty replay")
+
+
+async def replay_once(bootstrap: str) -> Replay:
     """A fresh consumer (no group) reads every record of every topic, up to the end
     offsets seen when it started."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
