@@ -44,7 +44,7 @@ from pymongo import AsyncMongoClient
 
 from devstack.embedded import EmbeddedMongo
 from devstack.processes import free_port
-from tests.reliability.harness import Broker, start_broker
+from tests.reliability.broker import Broker, start_broker
 from tests.reliability.pipeline import Pipeline, Submission, submission
 
 BATCH = 500  # HTTP batch size of the sustained phase

@@ -31,8 +31,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.reliability.broker import start_broker
+from tests.reliability.config import log_dir
 from tests.reliability.database import Database
-from tests.reliability.harness import log_dir, start_broker
 from tests.reliability.pipeline import SERVICES, Pipeline
 
 RATE_PER_S = 150.0  # submissions offered per second (above what the pipeline drains)

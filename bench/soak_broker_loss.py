@@ -34,6 +34,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from tests.reliability.broker import start_broker
+from tests.reliability.config import log_dir
 from tests.reliability.database import Database
 from tests.reliability.faults import (
     figures,
@@ -41,7 +43,6 @@ from tests.reliability.faults import (
     resend,
     settle,
 )
-from tests.reliability.harness import log_dir, start_broker
 from tests.reliability.pipeline import Pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results" / "soak_broker_loss.json"

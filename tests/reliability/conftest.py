@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.broker import Broker, start_broker
+from tests.reliability.config import log, log_dir
 from tests.reliability.database import Database
-from tests.reliability.harness import Broker, log, log_dir, start_broker
 
 
 @pytest.fixture(scope="module")

@@ -19,15 +19,12 @@ from typing import Any
 from devstack.processes import ChildProcess
 from shared.kafka import ensure_topics
 from shared.topics import all_topics
-from tests.reliability.harness import (
-    FIGURES_FILE,
-    SEED,
-    Broker,
-    log,
-    reporting_counts,
-    wait_until,
-)
+from tests.reliability.broker import Broker
+from tests.reliability.config import SEED, log
+from tests.reliability.figures import FIGURES_FILE
 from tests.reliability.pipeline import Pipeline, Submission
+from tests.reliability.processes import wait_until
+from tests.reliability.reporting_oracle import reporting_counts
 
 SETTLE_TIMEOUT_S = 240.0
 

@@ -39,24 +39,24 @@ from shared.topics import (
     MATCHING_MATCHES,
     dead_letter_topic,
 )
-from tests.reliability.harness import (
+from tests.reliability.broker import Broker
+from tests.reliability.config import token, unique
+from tests.reliability.kafka_io import (
     REPORTING_CONSUMES,
-    Broker,
-    Comparison,
     Outgoing,
     Publisher,
-    ServiceProcess,
-    actual_aggregates,
     caught_up,
-    compare,
     decode_events,
+    read_topics,
+)
+from tests.reliability.processes import ServiceProcess, wait_until
+from tests.reliability.reporting_oracle import (
+    Comparison,
+    actual_aggregates,
+    compare,
     expected_aggregates,
     mongo,
-    read_topics,
     reporting_counts,
-    token,
-    unique,
-    wait_until,
 )
 
 SERVICES = ("enrolment", "matching", "reporting")

@@ -14,16 +14,12 @@ import pytest
 
 from shared.contracts.enrolment import EnrolmentAccepted
 from shared.topics import ENROLMENT_EVENTS
+from tests.reliability.broker import start_proxied_broker
+from tests.reliability.config import SEED, log
 from tests.reliability.database import Database
-from tests.reliability.harness import (
-    SEED,
-    decode_events,
-    log,
-    read_topics,
-    start_proxied_broker,
-    wait_until,
-)
+from tests.reliability.kafka_io import decode_events, read_topics
 from tests.reliability.pipeline import Pipeline
+from tests.reliability.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 

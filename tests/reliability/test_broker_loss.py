@@ -32,6 +32,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka import ensure_topics
 from shared.topics import ENROLMENT_EVENTS
+from tests.reliability.broker import Broker
+from tests.reliability.config import SEED, log
 from tests.reliability.database import Database
 from tests.reliability.faults import (
     kill_9,
@@ -43,8 +45,8 @@ from tests.reliability.faults import (
     stored_count,
     stream_until_killed,
 )
-from tests.reliability.harness import SEED, Broker, log, wait_until
 from tests.reliability.pipeline import Pipeline
+from tests.reliability.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.broker import Broker
+from tests.reliability.config import SEED, log
 from tests.reliability.database import Database
-from tests.reliability.harness import SEED, Broker, log, record_figures
+from tests.reliability.figures import record_figures
 from tests.reliability.pipeline import Pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]

@@ -26,19 +26,13 @@ from shared.contracts.matching import MatchProposed, VolunteerRegistered
 from shared.contracts.registry import registry_for
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, MATCHING_VOLUNTEERS
 from tests.factories.reporting import accepted, cloud, opted_in
+from tests.reliability.broker import Broker, start_broker
+from tests.reliability.config import SEED, log
 from tests.reliability.database import Database
-from tests.reliability.harness import (
-    SEED,
-    Broker,
-    decode_events,
-    log,
-    outgoing,
-    read_topics,
-    record_figures,
-    start_broker,
-    wait_until,
-)
+from tests.reliability.figures import record_figures
+from tests.reliability.kafka_io import decode_events, outgoing, read_topics
 from tests.reliability.pipeline import BOROUGHS, Pipeline
+from tests.reliability.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -35,16 +35,12 @@ from shared.dead_letters import (
 )
 from shared.record_signing import sign_record
 from shared.topics import ENROLMENT_INBOUND, ENROLMENT_REJECTED, dead_letter_topic
+from tests.reliability.broker import Broker
+from tests.reliability.config import log
 from tests.reliability.database import Database
-from tests.reliability.harness import (
-    Broker,
-    committed,
-    header,
-    log,
-    read_topics,
-    wait_until,
-)
+from tests.reliability.kafka_io import committed, header, read_topics
 from tests.reliability.pipeline import Pipeline, submission
+from tests.reliability.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(600)]
 

@@ -21,21 +21,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.reliability.broker import Broker
+from tests.reliability.config import EVENTS, SEED, TRIALS, log
 from tests.reliability.database import Database
-from tests.reliability.harness import (
-    EVENTS,
-    SEED,
-    TRIALS,
-    Broker,
-    ServiceProcess,
-    log,
-    read_topics,
-    record_figures,
-    reset_group,
-    snapshot,
-    wait_until,
-)
+from tests.reliability.figures import record_figures
+from tests.reliability.kafka_io import read_topics, reset_group
 from tests.reliability.pipeline import CONSUMES, SERVICES, Pipeline, Verdict
+from tests.reliability.processes import ServiceProcess, wait_until
+from tests.reliability.reporting_oracle import snapshot
 
 pytestmark = [
     pytest.mark.e2e,

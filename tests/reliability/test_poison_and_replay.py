@@ -39,27 +39,26 @@ from shared.contracts.reference import CombinedAuthority
 from shared.dead_letters import DLQ_HEADERS
 from shared.topics import ENROLMENT_EVENTS, MATCHING_MATCHES, dead_letter_topic
 from tests.helpers import running_app
+from tests.reliability.broker import Broker
+from tests.reliability.config import SEED, log, unique
 from tests.reliability.database import Database
-from tests.reliability.harness import (
+from tests.reliability.kafka_io import (
     REPORTING_CONSUMES,
-    SEED,
-    Broker,
     Outgoing,
     Publisher,
-    ServiceProcess,
-    actual_aggregates,
     caught_up,
-    compare,
-    expected_aggregates,
     header,
-    log,
-    mongo,
     outgoing,
     read_topics,
+)
+from tests.reliability.processes import ServiceProcess, wait_until
+from tests.reliability.reporting_oracle import (
+    actual_aggregates,
+    compare,
+    expected_aggregates,
+    mongo,
     reporting_stream,
     snapshot,
-    unique,
-    wait_until,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(900)]
