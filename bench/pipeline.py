@@ -12,12 +12,14 @@ Figures, each beside a baseline measured in the same run:
 * **freshness**: time from a 201 (an item ``created`` in a batch response) until the
   enrolment is visible in reporting (p50/p95/p99), with the stream paced at 50% and 90%
   of the sustained rate (HTTP batches every 100 ms);
-* CPU (cores) and memory (RSS) of every process.
+* CPU (cores) and memory (RSS) of every process;
+* **how cost grows**: each of ``--events`` (several sizes) is pushed in turn on the same
+  stack, beside the bare loop at the same size.
 
 The verdict of tests/reliability (nothing lost, nothing doubled, reports equal to the
 oracle) is checked at the end: a fast wrong answer is no answer.
 
-    uv run python bench/pipeline.py [--events 3000] [--paced-s 20] [--seed 7]
+    uv run python bench/pipeline.py [--events 2000 10000 50000] [--paced-s 20] [--seed 7]
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -246,7 +249,21 @@ async def paced(
     return visible
 
 
+@dataclass
+class SizeRun:
+    """The sustained phase at one stream size, beside the bare loop at the same size."""
+
+    events: int
+    bare: float
+    rate: float
+    intake_rate: float
+    seconds: float
+    cpu: dict[str, float]  # cores, per process, over the phase
+    rss: dict[str, float]  # MB, per process, after the phase
+
+
 async def main_async(args: argparse.Namespace) -> int:
+    sizes = sorted(args.events)
     log_dir = Path(tempfile.mkdtemp(prefix="cg-bench-pipeline-"))
     broker: Broker = await start_broker(log_dir)
     mongo = EmbeddedMongo(free_port(), None, log_dir)
@@ -255,13 +272,16 @@ async def main_async(args: argparse.Namespace) -> int:
     assert broker.kafka.process.popen
     rng = random.Random(args.seed)
     p = Pipeline(broker, mongo.url, log_dir, extra_env=FAST_ENV)
+    runs: list[SizeRun] = []
     try:
-        # The bare loop first, on the same broker and database server.
-        bare_subs = [
-            Submission(s.ukprn, s.doc) for s in p.new_submissions(args.events, random.Random(1))
-        ]
-        p.submissions.clear()
-        bare = await bare_loop(broker.bootstrap, mongo.url, bare_subs)
+        # The bare loop at every size first, on the same broker and database server.
+        bare: dict[int, float] = {}
+        for n in sizes:
+            bare_subs = [
+                Submission(s.ukprn, s.doc) for s in p.new_submissions(n, random.Random(n + 1))
+            ]
+            p.submissions.clear()
+            bare[n] = await bare_loop(broker.bootstrap, mongo.url, bare_subs)
 
         await p.prepare()
         await p.start()
@@ -277,16 +297,20 @@ async def main_async(args: argparse.Namespace) -> int:
         ):
             # Warm-up (first batches pay for connections and index creation).
             await sustained(p, http, client, 200)
-            cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
-            t0 = time.perf_counter()
-            rate, intake_rate = await sustained(p, http, client, args.events)
-            wall = time.perf_counter() - t0
-            cpu = {k: (cpu_seconds(v) - cpu0[k]) / wall for k, v in pids.items()}
-            fresh = {}
-            for share in (0.5, 0.9):
-                fresh[share] = await paced(p, http, client, rate * share, args.paced_s, rng)
+            fresh: dict[float, Visibility] = {}
+            for n in sizes:
+                cpu0 = {k: cpu_seconds(v) for k, v in pids.items()}
+                t0 = time.perf_counter()
+                rate, intake_rate = await sustained(p, http, client, n)
+                wall = time.perf_counter() - t0
+                cpu = {k: (cpu_seconds(v) - cpu0[k]) / wall for k, v in pids.items()}
+                rss = {k: rss_mb(v) for k, v in pids.items()}
+                runs.append(SizeRun(n, bare[n], rate, intake_rate, wall, cpu, rss))
+                print(f"{n} events: {rate:,.0f}/s end to end ({wall:.0f} s)", file=sys.stderr)
+                if n == sizes[0]:
+                    for share in (0.5, 0.9):
+                        fresh[share] = await paced(p, http, client, rate * share, args.paced_s, rng)
             await p.wait_drained(timeout_s=600)
-            memory = {k: rss_mb(v) for k, v in pids.items()}
         verdict = await p.verify()
     finally:
         p.stop()
@@ -294,34 +318,37 @@ async def main_async(args: argparse.Namespace) -> int:
         broker.kafka.stop()
 
     print(
-        f"{args.events} seeded submissions (half HTTP batches of {BATCH}, half signed Kafka "
-        "records), 4 partitions, three service processes, embedded Tansu + SecantusDB on "
-        "the same 2 cores. Bare loop: aiokafka produce → consume → `insert_many` (500 per "
-        "poll) → commit, over the same submissions, same broker and database server."
+        f"Seeded submissions (half HTTP batches of {BATCH}, half signed Kafka records), 4 "
+        "partitions, three service processes, embedded Tansu + SecantusDB on the same 2 "
+        "cores; the sizes run one after another on one stack, so each starts on the "
+        "database the smaller ones left. Bare loop: aiokafka produce → consume → "
+        "`insert_many` (500 per poll) → commit, over the same number of submissions, same "
+        "broker and database server."
     )
     print()
-    print("| figure | baseline | measured | ratio |")
-    print("|---|---:|---:|---:|")
-    print(
-        f"| end to end, submissions/s visible in reports | bare loop {bare:,.0f}/s | "
-        f"{rate:,.0f}/s | {rate / bare:.1%} |"
-    )
-    print(
-        f"| intake only (all submissions answered / produced), submissions/s | "
-        f"bare loop {bare:,.0f}/s | {intake_rate:,.0f}/s | {intake_rate / bare:.1%} |"
-    )
-    for share, v in fresh.items():
+    print("| events | bare loop | end to end, visible in reports | ratio | intake only | ratio |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for r in runs:
         print(
-            f"| freshness at {share:.0%} of the sustained rate ({rate * share:,.0f}/s, "
-            f"{v.seen} enrolments): p50 / p95 / p99 (s) | | "
-            f"{percentile(v.lags, 0.5):.2f} / {percentile(v.lags, 0.95):.2f} / "
-            f"{percentile(v.lags, 0.99):.2f} | |"
+            f"| {r.events:,} | {r.bare:,.0f}/s | {r.rate:,.0f}/s ({r.seconds:.0f} s) | "
+            f"{r.rate / r.bare:.1%} | {r.intake_rate:,.0f}/s | {r.intake_rate / r.bare:.1%} |"
         )
     print()
-    print("| process | CPU (cores) during the sustained phase | RSS at the end (MB) |")
-    print("|---|---:|---:|")
-    for name in pids:
-        print(f"| {name} | {cpu[name]:.2f} | {memory[name]:,.0f} |")
+    first = runs[0]
+    for share, v in fresh.items():
+        print(
+            f"Freshness at {share:.0%} of the sustained rate of {first.events:,} "
+            f"({first.rate * share:,.0f}/s, {v.seen} enrolments), 201 → visible in the "
+            f"reports, p50 / p95 / p99: {percentile(v.lags, 0.5):.2f} / "
+            f"{percentile(v.lags, 0.95):.2f} / {percentile(v.lags, 0.99):.2f} s"
+        )
+    print()
+    names = list(first.cpu)
+    print("| process | " + " | ".join(f"CPU / RSS at {r.events:,}" for r in runs) + " |")
+    print("|---|" + "---:|" * len(runs))
+    for name in names:
+        cells = " | ".join(f"{r.cpu[name]:.2f} cores / {r.rss[name]:,.0f} MB" for r in runs)
+        print(f"| {name} | {cells} |")
     print()
     print(f"Verdict (tests/reliability oracle): {'exact' if verdict.exact else 'NOT EXACT'}")
     print()
@@ -333,7 +360,9 @@ async def main_async(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=int, default=3000)
+    parser.add_argument(
+        "--events", type=int, nargs="+", default=[2000], help="stream sizes, e.g. 2000 10000 50000"
+    )
     parser.add_argument("--paced-s", type=float, default=20.0)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args()
