@@ -41,7 +41,7 @@ def make_service() -> tuple[EnrolmentService, FakeEnrolments, Telemetry, list[in
     telemetry = Telemetry(service_name="enrolment-unit")
     wakes: list[int] = []
     service = EnrolmentService(
-        repo,
+        repo.unit_of_work,
         FakeProviders(PROVIDER, OTHER_PROVIDER),
         PSEUDONYMS,
         IntakeMetrics(telemetry),
