@@ -71,6 +71,7 @@ class FakeEnrolments:
         self.erased: dict[str, dict[str, Any]] = {}
         self.insert_calls = 0
         self.race: list[Enrolment] = []  # inserted "concurrently" before the next insert
+        self.save_race: list[Enrolment] = []  # saved "concurrently" before the next save
 
     def unit_of_work(self) -> FakeUnitOfWork:
         return FakeUnitOfWork(self)
@@ -111,6 +112,9 @@ class _StagedEnrolments:
         await self.save_many([(enrolment, expected_version)])
 
     async def save_many(self, changed: Sequence[tuple[Enrolment, int]]) -> None:
+        for other in self._store.save_race:
+            self._store.docs[other.enrolment_id] = other
+        self._store.save_race = []
         for enrolment, version in changed:
             current = self._current(enrolment.enrolment_id)
             if current is None or current.version != version:
