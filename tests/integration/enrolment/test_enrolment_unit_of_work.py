@@ -1,6 +1,6 @@
 """The enrolment unit of work on the real database server: a taken id or a stale version
-leaves nothing of the transaction, and two concurrent submissions of one enrolment
-store it (and announce it) once."""
+leaves nothing of the transaction, concurrent submissions of one enrolment store (and
+announce) it once, and consent changes and erasure commit with their events."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.enrolment.domain import Enrolment, accept
+from services.enrolment.privacy import LearnerVault, SubmissionSealer
 from services.enrolment.repository import AlreadyExists, VersionConflict
 from services.enrolment.unit_of_work import EnrolmentUnitOfWork, unit_of_work_factory
 from services.enrolment.use_cases.events import event_message
@@ -24,7 +25,10 @@ from services.enrolment.use_cases.intake import (
     IntakeMetrics,
     ItemStatus,
 )
-from shared.contracts.enrolment import EnrolmentSubmission
+from services.enrolment.use_cases.privacy import PrivacyService
+from shared.auth import Principal, Role
+from shared.contracts.enrolment import Consent, EnrolmentSubmission
+from shared.crypto import KeyRing
 from shared.outbox import MongoOutbox
 from shared.telemetry import Telemetry
 from tests.infra import Infra
@@ -126,3 +130,65 @@ async def test_concurrent_submissions_of_one_enrolment_store_it_once(
     rows = await database["outbox"].find().to_list()
     types = [m["headers"]["ce_type"].split(".")[2] for row in rows for m in row["messages"]]
     assert types == ["EnrolmentAccepted", "ParticipantOptedIn"]
+
+
+def event_types(rows: list[dict[str, Any]]) -> list[str]:
+    return [m["headers"]["ce_type"].split(".")[2] for row in rows for m in row["messages"]]
+
+
+async def test_consent_change_and_erasure_commit_with_their_events(
+    database: AsyncDatabase[Any],
+) -> None:
+    outbox = MongoOutbox(database, retention_s=3600)
+    vault = LearnerVault(
+        database,
+        master=KeyRing.parse("m1:integration-master-secret-0123456789", "master"),
+        platform=KeyRing.parse("p1:integration-platform-secret-0123456789", "platform"),
+    )
+    unit_of_work = unit_of_work_factory(database.client, database, outbox, SubmissionSealer(vault))
+    service = EnrolmentService(
+        unit_of_work,
+        FakeProviders(PROVIDER),
+        PSEUDONYMS,
+        IntakeMetrics(Telemetry(service_name="enrolment-uow-privacy")),
+        clock=lambda: NOW,
+        vault=vault,
+    )
+    privacy = PrivacyService(service, unit_of_work, vault, clock=lambda: NOW)
+    (created,) = await service.submit(PROVIDER, [submission(learner_ref="P1")], Channel.HTTP)
+    assert created.enrolment_id is not None
+    stored = await service.get(PROVIDER, created.enrolment_id)
+    assert stored is not None and stored.submission.given_names == "Amira"  # opened
+
+    changed = await privacy.change_consent(
+        PROVIDER, created.enrolment_id, Consent(matching=False, research=False)
+    )
+    assert changed is not None and changed[1] is True
+    assert changed[0].version == stored.version + 1
+    again = await privacy.change_consent(
+        PROVIDER, created.enrolment_id, Consent(matching=False, research=False)
+    )
+    assert again is not None and again[1] is False
+    assert event_types(await database["outbox"].find().sort("seq", 1).to_list()) == [
+        "LearnerKeyIssued",
+        "EnrolmentAccepted",
+        "ParticipantOptedIn",
+        "ConsentChanged",
+    ]
+
+    officer = Principal(principal_id="dpo", name="DPO", role=Role.DATA_PROTECTION)
+    erased = await privacy.erase(officer, stored.learner)
+    assert not erased.already_erased and erased.enrolment_ids == (created.enrolment_id,)
+    assert await database["enrolments"].count_documents({}) == 0
+    assert await database["learner_keys"].count_documents({}) == 0
+    record = await database["erased_learners"].find_one({"_id": stored.learner})
+    assert record is not None and record["erased_by"] == "dpo"
+    # The learner's wrapped key was withdrawn from the outbox; the erasure announced.
+    assert event_types(await database["outbox"].find().sort("seq", 1).to_list()) == [
+        "EnrolmentAccepted",
+        "ParticipantOptedIn",
+        "ConsentChanged",
+        "LearnerErased",
+    ]
+    repeat = await privacy.erase(officer, stored.learner)
+    assert repeat.already_erased
