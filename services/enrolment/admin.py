@@ -204,7 +204,7 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
     publishes them)."""
     from services.enrolment.app import key_rings_for, pseudonymiser_for
     from services.enrolment.privacy import LearnerVault, SubmissionSealer
-    from services.enrolment.repository import MongoEnrolmentRepository
+    from services.enrolment.unit_of_work import unit_of_work_factory
     from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
     from services.enrolment.use_cases.privacy import PrivacyService
     from shared.outbox import MongoOutbox
@@ -217,16 +217,16 @@ async def reissue_keys(client: AsyncMongoClient[Any], settings: EnrolmentSetting
         retention_s=settings.outbox_retention_s,
         max_messages_per_row=settings.outbox_row_max_messages,
     )
-    vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
-    repository = MongoEnrolmentRepository(client, db, outbox, sealer=SubmissionSealer(vault))
+    vault = LearnerVault(db, master=master, platform=platform)
+    unit_of_work = unit_of_work_factory(client, db, outbox, SubmissionSealer(vault))
     service = EnrolmentService(
-        repository,
+        unit_of_work,
         MongoProviderDirectory(db),
         pseudonymiser_for(settings),
         IntakeMetrics(build_telemetry(settings)),
         vault=vault,
     )
-    return await PrivacyService(service, repository, vault).reissue_keys()
+    return await PrivacyService(service, unit_of_work, vault).reissue_keys()
 
 
 async def rotate_master_key(
@@ -235,12 +235,10 @@ async def rotate_master_key(
     """Re-wrap every live learner data key under the current master key."""
     from services.enrolment.app import key_rings_for
     from services.enrolment.privacy import LearnerVault
-    from shared.outbox import MongoOutbox
 
     db = client[settings.database_name]
     master, platform = key_rings_for(settings)
-    outbox = MongoOutbox(db, retention_s=settings.outbox_retention_s)
-    vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
+    vault = LearnerVault(db, master=master, platform=platform)
     return await vault.rewrap_all()
 
 

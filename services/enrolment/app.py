@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -20,12 +20,13 @@ from services.enrolment.ilr.aims import AimCatalogue
 from services.enrolment.ilr.repository import MongoUploadStore
 from services.enrolment.inbound_auth import InboundAuthenticator
 from services.enrolment.privacy import LearnerVault, SubmissionSealer
-from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
+from services.enrolment.repository import MongoProviderDirectory, ensure_enrolment_indexes
 from services.enrolment.settings import (
     DEV_DATA_KEY_ENCRYPTION_KEYS,
     DEV_PSEUDONYM_KEY,
     EnrolmentSettings,
 )
+from services.enrolment.unit_of_work import EnrolmentUnitOfWork, unit_of_work_factory
 from services.enrolment.use_cases.ilr import IlrIntake, IlrOptions
 from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
 from services.enrolment.use_cases.privacy import PrivacyService
@@ -91,7 +92,7 @@ class _Stores:
     providers: MongoProviderDirectory
     keys: ApiKeyStore
     vault: LearnerVault
-    enrolments: MongoEnrolmentRepository
+    unit_of_work: Callable[[], EnrolmentUnitOfWork]
     uploads: MongoUploadStore
 
 
@@ -106,16 +107,15 @@ async def _stores(
     )
     providers = MongoProviderDirectory(db)
     keys = ApiKeyStore(db["api_keys"])
-    vault = LearnerVault(
-        runtime.mongo, db, outbox=outbox, master=master_ring, platform=platform_ring
-    )
+    vault = LearnerVault(db, master=master_ring, platform=platform_ring)
     # Personal submission fields are stored sealed under the learner's data key.
-    enrolments = MongoEnrolmentRepository(runtime.mongo, db, outbox, sealer=SubmissionSealer(vault))
-    for component in (enrolments, outbox, providers, keys, vault):
+    unit_of_work = unit_of_work_factory(runtime.mongo, db, outbox, SubmissionSealer(vault))
+    await ensure_enrolment_indexes(db)
+    for component in (outbox, providers, keys, vault):
         await component.ensure_indexes()
     uploads = MongoUploadStore(db, settings.ilr_upload_retention_s)
     await uploads.ensure_indexes()
-    return _Stores(outbox, providers, keys, vault, enrolments, uploads)
+    return _Stores(outbox, providers, keys, vault, unit_of_work, uploads)
 
 
 def _relay(
@@ -142,7 +142,7 @@ def _ilr_intake(
 ) -> IlrIntake:
     return IlrIntake(
         service,
-        stores.enrolments,
+        stores.unit_of_work,
         stores.uploads,
         pseudonyms,
         catalogue=AimCatalogue.from_csv(settings.ilr_aim_catalogue),
@@ -193,14 +193,14 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
         sender = RecordSender(settings, runtime.telemetry.tracer())
         relay = _relay(runtime, settings, stores.outbox, sender)
         service = EnrolmentService(
-            stores.enrolments,
+            stores.unit_of_work,
             stores.providers,
             pseudonyms,
             IntakeMetrics(runtime.telemetry),
             on_commit=relay.wake,
             vault=stores.vault,
         )
-        privacy = PrivacyService(service, stores.enrolments, stores.vault, on_commit=relay.wake)
+        privacy = PrivacyService(service, stores.unit_of_work, stores.vault, on_commit=relay.wake)
         ilr = _ilr_intake(settings, service, stores, pseudonyms)
         runtime.state[ILR_STATE_KEY] = ilr
         broker_watch = _broker_watch(runtime, settings)

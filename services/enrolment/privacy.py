@@ -12,10 +12,10 @@
   only as ciphertext; :meth:`LearnerVault.rewrap_all` (``enrolment-admin
   rotate-master-key``) re-wraps live DEKs under the current master key so an old one can
   be destroyed, leaving every older copy of an erased learner's DEK unopenable.
-* Erasure (:meth:`LearnerVault.erase`) deletes the learner's enrolment documents (the
-  submission: names, date of birth, postcode, background), the DEK, and every
-  ``LearnerKeyIssued`` still in the outbox, records the pseudonym in
-  ``erased_learners`` and queues ``LearnerErased``, in one transaction.
+* Erasure (``PrivacyService.erase``, through :class:`LearnerErasures`) deletes the
+  learner's enrolment documents (the submission: names, date of birth, postcode,
+  background), the DEK, and every ``LearnerKeyIssued`` still in the outbox, records the
+  pseudonym in ``erased_learners`` and queues ``LearnerErased``, in one transaction.
 
 See docs/privacy.md for the whole design and what it guarantees.
 """
@@ -27,13 +27,13 @@ import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
-from pymongo import AsyncMongoClient, UpdateOne
-from pymongo.asynchronous.client_session import AsyncClientSession
+from pymongo import UpdateOne
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from services.enrolment.repository import Transaction
 from shared.cloudevents import Event
 from shared.contracts.enrolment import (
     ConsentChanged,
@@ -53,7 +53,6 @@ from shared.crypto import (
     seal_personal,
 )
 from shared.mongo import in_chunks
-from shared.outbox import MongoOutbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -106,20 +105,10 @@ def needs_sealing(event: Event) -> bool:
 class LearnerVault:
     """This service's learner data keys and erasures (its own database)."""
 
-    def __init__(
-        self,
-        client: AsyncMongoClient[Any],
-        db: AsyncDatabase[Any],
-        *,
-        outbox: MongoOutbox,
-        master: KeyRing,
-        platform: KeyRing,
-    ) -> None:
-        self._client = client
+    def __init__(self, db: AsyncDatabase[Any], *, master: KeyRing, platform: KeyRing) -> None:
         self._keys = db["learner_keys"]
         self._erased = db["erased_learners"]
         self._enrolments = db["enrolments"]
-        self._outbox = outbox
         self._master = master
         self._platform = platform
 
@@ -237,41 +226,44 @@ class LearnerVault:
         cursor = self._enrolments.find({"learner": learner}, {"provider_id": 1})
         return [(d["_id"], d["provider_id"]) async for d in cursor]
 
-    async def erase(
-        self,
-        learner: str,
-        enrolments: Sequence[tuple[str, str]],
-        erased_by: str,
-        announcement: OutboxMessage,
-        key_event_type: str,
-    ) -> bool:
-        """One transaction: delete the learner's enrolments, data key and undelivered or
-        delivered-but-retained key events, record the erasure, queue ``LearnerErased``.
-        False when the learner was already erased (nothing changes)."""
-        now = datetime.now(UTC)
 
-        async def work(session: AsyncClientSession) -> bool:
-            if await self._erased.find_one({"_id": learner}, session=session):
-                return False
-            await self._enrolments.delete_many({"learner": learner}, session=session)
-            await self._keys.delete_one({"_id": learner}, session=session)
-            await self._outbox.withdraw(learner, key_event_type, session=session)
-            await self._erased.insert_one(
-                {
-                    "_id": learner,
-                    "erased_at": now,
-                    "erased_by": erased_by,
-                    "enrolment_ids": [e for e, _ in enrolments],
-                    "provider_ids": sorted({p for _, p in enrolments}),
-                },
-                session=session,
-            )
-            await self._outbox.add([announcement], session=session, now=now)
-            return True
+class LearnerErasures(Protocol):
+    """Erasures read and written in a unit of work's transaction."""
 
-        async with self._client.start_session() as session:
-            result: bool = await session.with_transaction(work)
-        return result
+    async def get(self, learner: str) -> Doc | None: ...
+
+    async def erase(self, learner: str, enrolments: Sequence[tuple[str, str]], by: str) -> None:
+        """Delete the learner's enrolment documents and data key; record the erasure
+        (its time, who asked, the (enrolment, provider) ids)."""
+        ...
+
+
+class MongoLearnerErasures:
+    """Bound to one unit of work: reads and writes go in its transaction's session."""
+
+    def __init__(self, db: AsyncDatabase[Any], uow: Transaction) -> None:
+        self._keys = db["learner_keys"]
+        self._erased = db["erased_learners"]
+        self._enrolments = db["enrolments"]
+        self._uow = uow
+
+    async def get(self, learner: str) -> Doc | None:
+        doc: Doc | None = await self._erased.find_one({"_id": learner}, session=self._uow.session)
+        return doc
+
+    async def erase(self, learner: str, enrolments: Sequence[tuple[str, str]], by: str) -> None:
+        await self._enrolments.delete_many({"learner": learner}, session=self._uow.session)
+        await self._keys.delete_one({"_id": learner}, session=self._uow.session)
+        await self._erased.insert_one(
+            {
+                "_id": learner,
+                "erased_at": self._uow.now,
+                "erased_by": by,
+                "enrolment_ids": [e for e, _ in enrolments],
+                "provider_ids": sorted({p for _, p in enrolments}),
+            },
+            session=self._uow.session,
+        )
 
 
 # Fields of a stored submission that identify the learner or are special category data.

@@ -4,11 +4,12 @@ Collections: ``enrolments`` (state, one document per enrolment, ``_id`` = enrolm
 the outbox (``shared.outbox``), ``providers`` (who may submit), ``api_keys`` (hashed, via
 ``shared.auth``).
 
-A state change and the events announcing it are written in ONE transaction, so an
-event is published if and only if its change committed (transactional outbox). Writes
-are batched: a whole intake batch is one ``insert_many`` per collection, and an outbox
-row holds the events of one transaction (up to ``max_messages_per_row``), so the relay
-marks a whole batch sent with a handful of writes (SecantusDB writes ~1000 docs/s).
+The enrolment repository only reads and writes, in the session of the unit of work it
+is bound to (``services.enrolment.unit_of_work``), which owns the transaction and writes
+the events announcing a change to the outbox in it (transactional outbox). Writes are
+batched: a whole intake batch is one ``insert_many`` per collection, and an outbox row
+holds the events of one transaction (up to ``max_messages_per_row``), so the relay marks
+a whole batch sent with a handful of writes (SecantusDB writes ~1000 docs/s).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from pydantic import TypeAdapter
-from pymongo import ASCENDING, AsyncMongoClient, UpdateOne
+from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
@@ -30,7 +31,6 @@ from shared.contracts.reference import (
     AgeBand,
     CombinedAuthority,
 )
-from shared.outbox import MongoOutbox, OutboxMessage
 
 logger = logging.getLogger(__name__)
 
@@ -48,43 +48,40 @@ class VersionConflict(Exception):
 # ------------------------------------------------------------------------------ protocols
 
 
+class Transaction(Protocol):
+    """What a repository needs of the unit of work it is bound to."""
+
+    @property
+    def session(self) -> AsyncClientSession | None: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+
 class EnrolmentRepository(Protocol):
-    async def ensure_indexes(self) -> None: ...
+    """Enrolments read and written in a unit of work's transaction (never its own)."""
 
     async def get(self, enrolment_id: str) -> Enrolment | None: ...
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]: ...
 
     async def fingerprints(self, enrolment_ids: Sequence[str]) -> dict[str, str]:
         """Existing ids among ``enrolment_ids`` → their submission fingerprints."""
         ...
 
-    async def insert(
-        self, enrolments: Sequence[Enrolment], outbox: Sequence[OutboxMessage]
-    ) -> None:
-        """New enrolments and their events in one transaction (raises AlreadyExists)."""
+    async def add(self, enrolments: Sequence[Enrolment]) -> None:
+        """New enrolments, one bulk insert (a taken id: AlreadyExists from the unit of
+        work's ``run``, the transaction aborted)."""
         ...
 
-    async def save_transition(
-        self, enrolment: Enrolment, expected_version: int, outbox: Sequence[OutboxMessage]
-    ) -> None:
-        """The enrolment's new state and its event in one transaction (raises
-        VersionConflict when someone else changed it first)."""
+    async def save(self, enrolment: Enrolment, expected_version: int) -> None:
+        """The enrolment's new state (raises VersionConflict when someone else changed it
+        since it was read at ``expected_version``)."""
         ...
 
-
-class BulkEnrolmentRepository(EnrolmentRepository, Protocol):
-    """What ILR file intake needs on top: many enrolments read and written at once."""
-
-    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]: ...
-
-    async def write_changes(
-        self,
-        created: Sequence[Enrolment],
-        updated: Sequence[tuple[Enrolment, int]],
-        outbox: Sequence[OutboxMessage],
-    ) -> None:
-        """New enrolments, changed ones (each with the version it was read at) and their
-        events in one transaction. Raises AlreadyExists / VersionConflict (nothing is
-        written) when a concurrent writer got there first."""
+    async def save_many(self, changed: Sequence[tuple[Enrolment, int]]) -> None:
+        """Changed enrolments, each with the version it was read at, one bulk write
+        (raises VersionConflict)."""
         ...
 
 
@@ -161,17 +158,20 @@ def enrolment_from_document(doc: dict[str, Any]) -> Enrolment:
 # -------------------------------------------------------------------------- Mongo adapters
 
 
+async def ensure_enrolment_indexes(db: AsyncDatabase[Any]) -> None:
+    enrolments = db["enrolments"]
+    await enrolments.create_index([("provider_id", ASCENDING)])
+    await enrolments.create_index([("learner", ASCENDING)])
+
+
 class MongoEnrolmentRepository:
+    """Bound to one unit of work: reads and writes go in its transaction's session."""
+
     def __init__(
-        self,
-        client: AsyncMongoClient[Any],
-        db: AsyncDatabase[Any],
-        outbox: MongoOutbox,
-        sealer: SubmissionSealer | None = None,
+        self, db: AsyncDatabase[Any], uow: Transaction, sealer: SubmissionSealer | None = None
     ) -> None:
-        self._client = client
         self._enrolments = db["enrolments"]
-        self._outbox = outbox
+        self._uow = uow
         self._sealer = sealer
 
     async def _sealed(self, docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -184,111 +184,72 @@ class MongoEnrolmentRepository:
             await self._sealer.open_documents(docs)
         return docs
 
-    async def ensure_indexes(self) -> None:
-        await self._enrolments.create_index([("provider_id", ASCENDING)])
-        await self._enrolments.create_index([("learner", ASCENDING)])
-
     async def get(self, enrolment_id: str) -> Enrolment | None:
-        doc = await self._enrolments.find_one({"_id": enrolment_id})
+        doc = await self._enrolments.find_one({"_id": enrolment_id}, session=self._uow.session)
         return enrolment_from_document((await self._opened([doc]))[0]) if doc else None
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
+        if not enrolment_ids:
+            return {}
+        cursor = self._enrolments.find(
+            {"_id": {"$in": list(set(enrolment_ids))}}, session=self._uow.session
+        )
+        docs = await self._opened([doc async for doc in cursor])
+        return {doc["_id"]: enrolment_from_document(doc) for doc in docs}
 
     async def fingerprints(self, enrolment_ids: Sequence[str]) -> dict[str, str]:
         if not enrolment_ids:
             return {}
         cursor = self._enrolments.find(
-            {"_id": {"$in": list(set(enrolment_ids))}}, {"fingerprint": 1}
+            {"_id": {"$in": list(set(enrolment_ids))}},
+            {"fingerprint": 1},
+            session=self._uow.session,
         )
         return {doc["_id"]: doc["fingerprint"] async for doc in cursor}
 
-    async def insert(
-        self, enrolments: Sequence[Enrolment], outbox: Sequence[OutboxMessage]
-    ) -> None:
-        if not enrolments and not outbox:
+    async def add(self, enrolments: Sequence[Enrolment]) -> None:
+        if not enrolments:
             return
-        now = datetime.now(UTC)
+        now = self._uow.now
         docs = await self._sealed([enrolment_document(e, now) for e in enrolments])
+        await self._enrolments.insert_many(docs, ordered=True, session=self._uow.session)
 
-        async def write(session: AsyncClientSession) -> None:
-            if docs:
-                await self._enrolments.insert_many(docs, ordered=True, session=session)
-            await self._outbox.add(outbox, session=session, now=now)
+    async def save(self, enrolment: Enrolment, expected_version: int) -> None:
+        (doc,) = await self._sealed([enrolment_document(enrolment, self._uow.now)])
+        result = await self._enrolments.update_one(
+            {"_id": enrolment.enrolment_id, "version": expected_version},
+            {"$set": _changes(doc, expected_version)},
+            session=self._uow.session,
+        )
+        if result.matched_count != 1:
+            raise VersionConflict(enrolment.enrolment_id)
 
-        try:
-            async with self._client.start_session() as session:
-                await session.with_transaction(write)
-        except (DuplicateKeyError, BulkWriteError) as exc:
-            if _is_duplicate_key(exc):
-                raise AlreadyExists(str(exc)) from exc
-            raise
-
-    async def save_transition(
-        self, enrolment: Enrolment, expected_version: int, outbox: Sequence[OutboxMessage]
-    ) -> None:
-        now = datetime.now(UTC)
-        (doc,) = await self._sealed([enrolment_document(enrolment, now)])
-        doc["version"] = expected_version + 1
-        doc.pop("_id")
-        doc.pop("accepted_at")
-
-        async def write(session: AsyncClientSession) -> None:
-            result = await self._enrolments.update_one(
-                {"_id": enrolment.enrolment_id, "version": expected_version},
-                {"$set": doc},
-                session=session,
-            )
-            if result.matched_count != 1:
-                raise VersionConflict(enrolment.enrolment_id)
-            await self._outbox.add(outbox, session=session, now=now)
-
-        async with self._client.start_session() as session:
-            await session.with_transaction(write)
-
-    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
-        if not enrolment_ids:
-            return {}
-        cursor = self._enrolments.find({"_id": {"$in": list(set(enrolment_ids))}})
-        docs = await self._opened([doc async for doc in cursor])
-        return {doc["_id"]: enrolment_from_document(doc) for doc in docs}
-
-    async def write_changes(
-        self,
-        created: Sequence[Enrolment],
-        updated: Sequence[tuple[Enrolment, int]],
-        outbox: Sequence[OutboxMessage],
-    ) -> None:
-        if not created and not updated and not outbox:
+    async def save_many(self, changed: Sequence[tuple[Enrolment, int]]) -> None:
+        if not changed:
             return
-        now = datetime.now(UTC)
-        docs = await self._sealed([enrolment_document(e, now) for e in created])
-        changed = await self._sealed([enrolment_document(e, now) for e, _ in updated])
-        changes = []
-        for (enrolment, expected), doc in zip(updated, changed, strict=True):
-            doc["version"] = expected + 1
-            doc.pop("_id")
-            doc.pop("accepted_at")
-            changes.append(
-                UpdateOne({"_id": enrolment.enrolment_id, "version": expected}, {"$set": doc})
+        now = self._uow.now
+        docs = await self._sealed([enrolment_document(e, now) for e, _ in changed])
+        updates = [
+            UpdateOne(
+                {"_id": enrolment.enrolment_id, "version": expected},
+                {"$set": _changes(doc, expected)},
             )
-
-        async def write(session: AsyncClientSession) -> None:
-            if docs:
-                await self._enrolments.insert_many(docs, ordered=True, session=session)
-            if changes:
-                result = await self._enrolments.bulk_write(changes, ordered=True, session=session)
-                if result.matched_count != len(changes):
-                    raise VersionConflict("an enrolment changed since it was read")
-            await self._outbox.add(outbox, session=session, now=now)
-
-        try:
-            async with self._client.start_session() as session:
-                await session.with_transaction(write)
-        except (DuplicateKeyError, BulkWriteError) as exc:
-            if _is_duplicate_key(exc):
-                raise AlreadyExists(str(exc)) from exc
-            raise
+            for (enrolment, expected), doc in zip(changed, docs, strict=True)
+        ]
+        result = await self._enrolments.bulk_write(updates, ordered=True, session=self._uow.session)
+        if result.matched_count != len(updates):
+            raise VersionConflict("an enrolment changed since it was read")
 
 
-def _is_duplicate_key(exc: Exception) -> bool:
+def _changes(doc: dict[str, Any], expected_version: int) -> dict[str, Any]:
+    """A stored enrolment's new fields (its id and acceptance never change)."""
+    doc["version"] = expected_version + 1
+    doc.pop("_id")
+    doc.pop("accepted_at")
+    return doc
+
+
+def is_duplicate_key(exc: Exception) -> bool:
     if isinstance(exc, DuplicateKeyError):
         return True
     if isinstance(exc, BulkWriteError):

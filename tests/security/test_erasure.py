@@ -36,7 +36,8 @@ from bson import BSON
 
 from services.enrolment.app import key_rings_for, pseudonymiser_for
 from services.enrolment.privacy import LearnerVault
-from services.enrolment.repository import MongoEnrolmentRepository, MongoProviderDirectory
+from services.enrolment.repository import MongoProviderDirectory
+from services.enrolment.unit_of_work import unit_of_work_factory
 from services.enrolment.use_cases.intake import EnrolmentService, IntakeMetrics
 from services.enrolment.use_cases.privacy import PrivacyService
 from services.matching.domain import Match, MatchStatus
@@ -328,16 +329,16 @@ async def reissue_under_new_ring(p: Platform, learners: list[str]) -> None:
         db = client[settings.database_name]
         master, platform_ring = key_rings_for(settings)
         outbox = MongoOutbox(db, retention_s=settings.outbox_retention_s)
-        vault = LearnerVault(client, db, outbox=outbox, master=master, platform=platform_ring)
-        repository = MongoEnrolmentRepository(client, db, outbox)
+        vault = LearnerVault(db, master=master, platform=platform_ring)
+        unit_of_work = unit_of_work_factory(client, db, outbox)
         service = EnrolmentService(
-            repository,
+            unit_of_work,
             MongoProviderDirectory(db),
             pseudonymiser_for(settings),
             IntakeMetrics(build_telemetry(settings)),
             vault=vault,
         )
-        count = await PrivacyService(service, repository, vault).reissue_keys(learners)
+        count = await PrivacyService(service, unit_of_work, vault).reissue_keys(learners)
         assert count == 1  # the erased learner has no key left to reissue
     finally:
         await client.close()

@@ -31,6 +31,7 @@ from services.enrolment.admin import run
 from services.enrolment.app import key_rings_for
 from services.enrolment.privacy import PERSONAL_SUBMISSION_FIELDS, LearnerVault
 from services.enrolment.settings import DEV_DATA_KEY_ENCRYPTION_KEYS, EnrolmentSettings
+from services.enrolment.unit_of_work import EnrolmentUnitOfWork
 from shared.cloudevents import CloudEvent, Event
 from shared.contracts.enrolment import (
     Background,
@@ -64,8 +65,7 @@ def settings_for(infra: Infra, database: str, ring: str) -> EnrolmentSettings:
 def vault_for(client: AsyncMongoClient[Any], settings: EnrolmentSettings) -> LearnerVault:
     db = client[settings.database_name]
     master, platform = key_rings_for(settings)
-    outbox = MongoOutbox(db, retention_s=settings.outbox_retention_s)
-    return LearnerVault(client, db, outbox=outbox, master=master, platform=platform)
+    return LearnerVault(db, master=master, platform=platform)
 
 
 def master_ring(settings: EnrolmentSettings) -> KeyRing:
@@ -92,9 +92,14 @@ async def test_rotation_retires_every_copy_of_an_erased_learners_key(infra: Infr
         erasure: Event = LearnerErased(learner=erased, erased_at=datetime.now(UTC))
         event = CloudEvent(data=erasure, source="/tests/security")
         message = OutboxMessage.of(event, topic="enrolment.events.v1", key=erased)
-        assert await vault_for(client, before).erase(
-            erased, [], "test", message, LearnerKeyIssued.ce_type()
-        )
+        outbox = MongoOutbox(db, retention_s=before.outbox_retention_s)
+
+        async def erase(uow: EnrolmentUnitOfWork) -> None:
+            await uow.withdraw(erased, LearnerKeyIssued.ce_type())
+            await uow.erasures.erase(erased, [], "test")
+            uow.publish([message])
+
+        await EnrolmentUnitOfWork(client, db, outbox).run(erase)
 
         # Step 2 of the rotation, by the admin command, with the new key first.
         output = await run(argparse.Namespace(command="rotate-master-key"), during)

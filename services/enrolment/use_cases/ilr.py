@@ -9,12 +9,11 @@
    is validated and mapped (:mod:`services.enrolment.ilr.mapping`), each of its aims
    compared with the enrolment accepted before (:mod:`services.enrolment.ilr.diff`), and
    a chunk's new enrolments, changed enrolments and their events are written in one
-   transaction through the enrolment repository and the shared outbox, sealed exactly
-   as for JSON intake. A learner's errors reject that learner's aims only. Progress
-   (learners processed) is recorded after every chunk; the report (counts, issues by
-   rule, learners missing since the previous upload) when done. Re-uploading a file
-   (e.g. after an interruption) is safe: what was applied already is unchanged the
-   second time.
+   transaction (one unit of work), sealed exactly as for JSON intake. A learner's
+   errors reject that learner's aims only. Progress (learners processed) is recorded
+   after every chunk; the report (counts, issues by rule, learners missing since the
+   previous upload) when done. Re-uploading a file (e.g. after an interruption) is
+   safe: what was applied already is unchanged the second time.
 
 Logs name uploads, counts and rule names only: never a learner reference, name, date of
 birth, postcode or ethnicity.
@@ -60,7 +59,8 @@ from services.enrolment.ilr.report import (
     upload_document,
 )
 from services.enrolment.ilr.repository import UploadStore
-from services.enrolment.repository import AlreadyExists, BulkEnrolmentRepository, VersionConflict
+from services.enrolment.repository import AlreadyExists, VersionConflict
+from services.enrolment.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from services.enrolment.use_cases.intake import Channel, EnrolmentService
 from shared.cloudevents import Event
 from shared.contracts.enrolment import EnrolmentSubmission
@@ -188,7 +188,7 @@ class IlrIntake:
     def __init__(
         self,
         service: EnrolmentService,
-        repository: BulkEnrolmentRepository,
+        unit_of_work: UnitOfWorkFactory,
         uploads: UploadStore,
         pseudonyms: Pseudonymiser,
         *,
@@ -197,7 +197,7 @@ class IlrIntake:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._service = service
-        self._repo = repository
+        self._uow = unit_of_work
         self._uploads = uploads
         self._pseudonyms = pseudonyms
         self._catalogue = catalogue or AimCatalogue()
@@ -424,8 +424,8 @@ class IlrIntake:
         transaction with its events (decided again if a concurrent write got there)."""
         ids = {id(t): self._enrolment_id(provider, t) for t in targets}
 
-        async def diff_and_write() -> list[AimResult]:
-            stored = await self._repo.get_many(list(set(ids.values())))
+        async def diff_and_write(uow: UnitOfWork) -> tuple[list[AimResult], bool]:
+            stored = await uow.enrolments.get_many(list(set(ids.values())))
             now = self._clock()
             pairs = [(stored.get(ids[id(t)]), t) for t in targets]
             results = await asyncio.to_thread(_diff_all, pairs, provider, self._pseudonyms, now)
@@ -443,17 +443,20 @@ class IlrIntake:
                 if r.status in (AimStatus.CREATED, AimStatus.UPDATED) and r.enrolment is not None
             ]
             messages = await self._service.event_messages(changed, now)
-            await self._repo.write_changes([e for e in created if e is not None], updated, messages)
-            if messages:
-                self._service.committed()
-            return results
+            await uow.enrolments.add([e for e in created if e is not None])
+            await uow.enrolments.save_many(updated)
+            uow.publish(messages)
+            return results, bool(messages)
 
-        return await retry_on_conflict(
-            diff_and_write,
+        results, published = await retry_on_conflict(
+            lambda: self._uow().run(diff_and_write),
             conflict=(AlreadyExists, VersionConflict),
             attempts=_WRITE_ATTEMPTS,
             what=f"ILR upload {upload_id} chunk",
         )
+        if published:
+            self._service.committed()
+        return results
 
     def _enrolment_id(self, provider: Provider, target: AimTarget) -> str:
         return self._pseudonyms.enrolment_id_of(

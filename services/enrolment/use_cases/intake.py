@@ -38,10 +38,10 @@ from services.enrolment.privacy import (
 )
 from services.enrolment.repository import (
     AlreadyExists,
-    EnrolmentRepository,
     ProviderDirectory,
     VersionConflict,
 )
+from services.enrolment.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from services.enrolment.use_cases.events import SOURCE, EventMessages, event_message
 from shared import topics
 from shared.cloudevents import CloudEvent, Event
@@ -202,7 +202,7 @@ def _conflict() -> FieldError:
 class EnrolmentService:
     def __init__(
         self,
-        repository: EnrolmentRepository,
+        unit_of_work: UnitOfWorkFactory,
         providers: ProviderDirectory,
         pseudonyms: Pseudonymiser,
         metrics: IntakeMetrics,
@@ -212,7 +212,7 @@ class EnrolmentService:
         vault: LearnerVault | None = None,
     ) -> None:
         self._events = EventMessages(vault)
-        self._repo = repository
+        self._uow = unit_of_work
         self._providers = providers
         self._pseudonyms = pseudonyms
         self._metrics = metrics
@@ -273,10 +273,10 @@ class EnrolmentService:
                 )
         candidates = [e for e in entries if e.enrolment is not None]
 
-        async def decide_and_write() -> tuple[
-            dict[int, ItemResult], list[OutboxMessage], list[OutboxMessage]
-        ]:
-            existing = await self._repo.fingerprints(
+        async def decide_and_write(
+            uow: UnitOfWork,
+        ) -> tuple[dict[int, ItemResult], list[OutboxMessage], list[OutboxMessage]]:
+            existing = await uow.enrolments.fingerprints(
                 [e.enrolment.enrolment_id for e in candidates if e.enrolment]
             )
             results, new = _decide(entries, candidates, existing)
@@ -289,15 +289,14 @@ class EnrolmentService:
                 if entry.inbound is not None
                 and results[entry.index].status in (ItemStatus.REJECTED, ItemStatus.CONFLICT)
             ]
-            await self._repo.insert(
-                [e.enrolment for e in new if e.enrolment is not None], outbox + rejections
-            )
+            await uow.enrolments.add([e.enrolment for e in new if e.enrolment is not None])
+            uow.publish(outbox + rejections)
             return results, outbox, rejections
 
         # A concurrent submission of the same enrolment committed between our read and
         # our write (AlreadyExists): re-read and decide again.
         results, outbox, rejections = await retry_on_conflict(
-            decide_and_write,
+            lambda: self._uow().run(decide_and_write),
             conflict=AlreadyExists,
             attempts=WRITE_ATTEMPTS,
             what="intake",
@@ -332,10 +331,8 @@ class EnrolmentService:
 
     async def get(self, provider: Provider, enrolment_id: str) -> Enrolment | None:
         """The provider's own enrolment, or None (also for another provider's)."""
-        enrolment = await self._repo.get(enrolment_id)
-        if enrolment is None or enrolment.provider_id != provider.provider_id:
-            return None
-        return enrolment
+        # Outside a transaction: the committed state.
+        return _owned(await self._uow().enrolments.get(enrolment_id), provider)
 
     async def record_progress(
         self, provider: Provider, enrolment_id: str, progress: BaseModel
@@ -347,34 +344,44 @@ class EnrolmentService:
         """
         kind = str(getattr(progress, "kind", "progress"))
 
-        async def apply() -> tuple[Enrolment, bool] | None:
-            enrolment = await self.get(provider, enrolment_id)
+        async def apply(uow: UnitOfWork) -> tuple[Enrolment, bool] | None:
+            enrolment = _owned(await uow.enrolments.get(enrolment_id), provider)
             if enrolment is None:
                 return None
             if already_applied(enrolment, progress):
-                self._metrics.progress.labels(kind, "duplicate").inc()
                 return enrolment, False
             now = self._clock()
-            try:
-                transition = apply_progress(enrolment, progress, now.date(), now)
-            except IllegalTransition:
-                self._metrics.progress.labels(kind, "illegal").inc()
-                raise
-            except InvalidProgress:
-                self._metrics.progress.labels(kind, "invalid").inc()
-                raise
-            message = event_message(transition.event, enrolment)
-            await self._repo.save_transition(transition.enrolment, enrolment.version, [message])
-            self._on_commit()
-            self._metrics.progress.labels(kind, "applied").inc()
+            transition = apply_progress(enrolment, progress, now.date(), now)
+            await uow.enrolments.save(transition.enrolment, enrolment.version)
+            uow.publish([event_message(transition.event, enrolment)])
             return replace(transition.enrolment, version=enrolment.version + 1), True
 
-        return await retry_on_conflict(
-            apply,
-            conflict=VersionConflict,
-            attempts=WRITE_ATTEMPTS,
-            what="progress on one enrolment",
-        )
+        try:
+            # Counted once the transaction is over: its work may run more than once.
+            result = await retry_on_conflict(
+                lambda: self._uow().run(apply),
+                conflict=VersionConflict,
+                attempts=WRITE_ATTEMPTS,
+                what="progress on one enrolment",
+            )
+        except IllegalTransition:
+            self._metrics.progress.labels(kind, "illegal").inc()
+            raise
+        except InvalidProgress:
+            self._metrics.progress.labels(kind, "invalid").inc()
+            raise
+        if result is not None and result[1]:
+            self._on_commit()
+            self._metrics.progress.labels(kind, "applied").inc()
+        elif result is not None:
+            self._metrics.progress.labels(kind, "duplicate").inc()
+        return result
+
+
+def _owned(enrolment: Enrolment | None, provider: Provider) -> Enrolment | None:
+    if enrolment is None or enrolment.provider_id != provider.provider_id:
+        return None
+    return enrolment
 
 
 def _decide(

@@ -4,13 +4,14 @@ publishing learners' data keys again after a wrapping-key rotation."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from services.enrolment.domain import Enrolment, Provider, background_of
 from services.enrolment.privacy import LearnerVault, consent_changed_box
-from services.enrolment.repository import EnrolmentRepository, VersionConflict
+from services.enrolment.repository import VersionConflict
+from services.enrolment.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from services.enrolment.use_cases.events import SOURCE, event_message
 from services.enrolment.use_cases.intake import WRITE_ATTEMPTS, EnrolmentService
 from shared import topics
@@ -41,14 +42,14 @@ class PrivacyService:
     def __init__(
         self,
         service: EnrolmentService,
-        repository: EnrolmentRepository,
+        unit_of_work: UnitOfWorkFactory,
         vault: LearnerVault,
         *,
         on_commit: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._service = service
-        self._repo = repository
+        self._uow = unit_of_work
         self._vault = vault
         self._on_commit = on_commit
         self._clock = clock
@@ -59,9 +60,9 @@ class PrivacyService:
         """Record the learner's new consent; (enrolment, changed) or None when not the
         provider's. Publishes ``ConsentChanged``; later events carry the new consent."""
 
-        async def change() -> tuple[Enrolment, bool] | None:
-            enrolment = await self._service.get(provider, enrolment_id)
-            if enrolment is None:
+        async def change(uow: UnitOfWork) -> tuple[Enrolment, bool] | None:
+            enrolment = await uow.enrolments.get(enrolment_id)
+            if enrolment is None or enrolment.provider_id != provider.provider_id:
                 return None
             previous = enrolment.submission.consent
             if previous == consent:
@@ -74,18 +75,20 @@ class PrivacyService:
             if consent.matching:
                 dek = (await self._vault.keys_for([enrolment.learner]))[enrolment.learner]
                 event = consent_changed_box(event, background_of(updated.submission), dek)
-            message = event_message(event, enrolment)
-            await self._repo.save_transition(updated, enrolment.version, [message])
-            self._on_commit()
-            logger.info("consent changed on enrolment %s", enrolment_id)
+            await uow.enrolments.save(updated, enrolment.version)
+            uow.publish([event_message(event, enrolment)])
             return replace(updated, version=enrolment.version + 1), True
 
-        return await retry_on_conflict(
-            change,
+        result = await retry_on_conflict(
+            lambda: self._uow().run(change),
             conflict=VersionConflict,
             attempts=WRITE_ATTEMPTS,
             what="consent change",
         )
+        if result is not None and result[1]:
+            self._on_commit()
+            logger.info("consent changed on enrolment %s", enrolment_id)
+        return result
 
     async def erase(self, principal: Principal, learner: str) -> ErasureResult:
         """Erase a learner: the data protection role for anyone, a provider for the
@@ -110,9 +113,18 @@ class PrivacyService:
             data=LearnerErased(learner=learner, erased_at=now, enrolment_ids=ids), source=SOURCE
         )
         message = OutboxMessage.of(event, topic=topics.ENROLMENT_EVENTS, key=learner)
-        done = await self._vault.erase(
-            learner, enrolments, principal.principal_id, message, LearnerKeyIssued.ce_type()
-        )
+        erased_by = principal.principal_id
+
+        async def erase(uow: UnitOfWork) -> bool:
+            if await uow.erasures.get(learner) is not None:
+                return False
+            # Its data key, wrapped for consumers, must not be published again.
+            await uow.withdraw(learner, LearnerKeyIssued.ce_type())
+            await uow.erasures.erase(learner, enrolments, erased_by)
+            uow.publish([message])
+            return True
+
+        done = await self._uow().run(erase)
         if not done:
             again = await self._vault.erased(learner)
             assert again is not None
@@ -139,8 +151,15 @@ class PrivacyService:
                 )
                 for dek in keys.values()
             ]
-            await self._repo.insert([], messages)
+            await self._uow().run(_publishing(messages))
             count += len(messages)
         if count:
             self._on_commit()
         return count
+
+
+def _publishing(messages: Sequence[OutboxMessage]) -> Callable[[UnitOfWork], Awaitable[None]]:
+    async def publish(uow: UnitOfWork) -> None:
+        uow.publish(messages)
+
+    return publish

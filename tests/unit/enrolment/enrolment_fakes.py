@@ -1,16 +1,19 @@
-"""In-memory fakes behind the enrolment repository protocols, and sample submissions."""
+"""In-memory fakes of the enrolment unit of work and its repositories, and sample
+submissions."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, Self, TypeVar
 
 from services.enrolment.domain import Enrolment, Provider, Pseudonymiser
 from services.enrolment.repository import AlreadyExists, VersionConflict
 from shared.contracts.reference import CombinedAuthority
 from shared.outbox import OutboxMessage
+
+T = TypeVar("T")
 
 NOW = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -58,44 +61,118 @@ PSEUDONYMS = Pseudonymiser(b"unit-test-key")
 
 
 class FakeEnrolments:
-    """EnrolmentRepository in memory; records each write call to check batching."""
+    """The enrolments and outbox in memory, written through :class:`FakeUnitOfWork`s
+    (``unit_of_work`` is the factory); records each write call to check batching."""
 
     def __init__(self) -> None:
         self.docs: dict[str, Enrolment] = {}
         self.outbox: list[OutboxMessage] = []
+        self.withdrawn: list[tuple[str, str]] = []
+        self.erased: dict[str, dict[str, Any]] = {}
         self.insert_calls = 0
         self.race: list[Enrolment] = []  # inserted "concurrently" before the next insert
+        self.save_race: list[Enrolment] = []  # saved "concurrently" before the next save
 
-    async def ensure_indexes(self) -> None:
-        return None
+    def unit_of_work(self) -> FakeUnitOfWork:
+        return FakeUnitOfWork(self)
+
+
+class _StagedEnrolments:
+    """One unit of work's view: the committed documents with its own writes on top."""
+
+    def __init__(self, store: FakeEnrolments) -> None:
+        self._store = store
+        self.writes: dict[str, Enrolment] = {}
+
+    def _current(self, enrolment_id: str) -> Enrolment | None:
+        if enrolment_id in self.writes:
+            return self.writes[enrolment_id]
+        return self._store.docs.get(enrolment_id)
 
     async def get(self, enrolment_id: str) -> Enrolment | None:
-        return self.docs.get(enrolment_id)
+        return self._current(enrolment_id)
+
+    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
+        found = {i: self._current(i) for i in enrolment_ids}
+        return {i: e for i, e in found.items() if e is not None}
 
     async def fingerprints(self, enrolment_ids: Sequence[str]) -> dict[str, str]:
-        return {i: self.docs[i].fingerprint for i in enrolment_ids if i in self.docs}
+        return {i: e.fingerprint for i, e in (await self.get_many(enrolment_ids)).items()}
 
-    async def insert(
-        self, enrolments: Sequence[Enrolment], outbox: Sequence[OutboxMessage]
-    ) -> None:
-        self.insert_calls += 1
-        for other in self.race:
-            self.docs[other.enrolment_id] = other
-        self.race = []
-        if any(e.enrolment_id in self.docs for e in enrolments):
+    async def add(self, enrolments: Sequence[Enrolment]) -> None:
+        self._store.insert_calls += 1
+        for other in self._store.race:
+            self._store.docs[other.enrolment_id] = other
+        self._store.race = []
+        if any(self._current(e.enrolment_id) is not None for e in enrolments):
             raise AlreadyExists("duplicate")
-        for e in enrolments:
-            self.docs[e.enrolment_id] = e
-        self.outbox.extend(outbox)
+        self.writes.update({e.enrolment_id: e for e in enrolments})
 
-    async def save_transition(
-        self, enrolment: Enrolment, expected_version: int, outbox: Sequence[OutboxMessage]
-    ) -> None:
-        current = self.docs[enrolment.enrolment_id]
-        if current.version != expected_version:
-            raise VersionConflict(enrolment.enrolment_id)
-        self.docs[enrolment.enrolment_id] = replace(enrolment, version=expected_version + 1)
-        self.outbox.extend(outbox)
+    async def save(self, enrolment: Enrolment, expected_version: int) -> None:
+        await self.save_many([(enrolment, expected_version)])
+
+    async def save_many(self, changed: Sequence[tuple[Enrolment, int]]) -> None:
+        for other in self._store.save_race:
+            self._store.docs[other.enrolment_id] = other
+        self._store.save_race = []
+        for enrolment, version in changed:
+            current = self._current(enrolment.enrolment_id)
+            if current is None or current.version != version:
+                raise VersionConflict(enrolment.enrolment_id)
+        for enrolment, version in changed:
+            self.writes[enrolment.enrolment_id] = replace(enrolment, version=version + 1)
+
+
+class _StagedErasures:
+    def __init__(self, store: FakeEnrolments) -> None:
+        self._store = store
+        self.erased: dict[str, dict[str, Any]] = {}
+
+    async def get(self, learner: str) -> dict[str, Any] | None:
+        return self.erased.get(learner, self._store.erased.get(learner))
+
+    async def erase(self, learner: str, enrolments: Sequence[tuple[str, str]], by: str) -> None:
+        ids = [e for e, _ in enrolments]
+        self.erased[learner] = {"_id": learner, "erased_by": by, "enrolment_ids": ids}
+
+
+class FakeUnitOfWork:
+    """A unit of work in memory: what its work wrote and published is kept only if the
+    work returns (all or nothing, like the transaction)."""
+
+    def __init__(self, store: FakeEnrolments) -> None:
+        self._store = store
+        self.now = datetime.now(UTC)
+        self._enrolments = _StagedEnrolments(store)
+        self._erasures = _StagedErasures(store)
+        self._messages: list[OutboxMessage] = []
+        self._withdrawn: list[tuple[str, str]] = []
+
+    @property
+    def enrolments(self) -> _StagedEnrolments:
+        return self._enrolments
+
+    @property
+    def erasures(self) -> _StagedErasures:
+        return self._erasures
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        self._messages.extend(messages)
+
+    async def withdraw(self, key: str, ce_type: str) -> None:
+        self._withdrawn.append((key, ce_type))
+
+    async def run(self, work: Callable[[Self], Awaitable[T]]) -> T:
+        self._enrolments = _StagedEnrolments(self._store)
+        self._erasures = _StagedErasures(self._store)
+        self._messages, self._withdrawn = [], []
+        result = await work(self)
+        store = self._store
+        store.docs.update(self._enrolments.writes)
+        store.erased.update(self._erasures.erased)
+        store.withdrawn.extend(self._withdrawn)
+        store.outbox.extend(self._messages)
+        return result
 
 
 class FakeProviders:

@@ -1,43 +1,12 @@
-"""In-memory fakes for ILR intake: the bulk enrolment repository and the upload store."""
+"""In-memory fake of ILR intake's upload store."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from services.enrolment.domain import Enrolment
-from services.enrolment.repository import AlreadyExists, VersionConflict
-from shared.outbox import OutboxMessage
 from tests.unit.enrolment.enrolment_fakes import FakeEnrolments
-
-
-class FakeBulkEnrolments(FakeEnrolments):
-    def __init__(self) -> None:
-        super().__init__()
-        self.write_calls = 0
-
-    async def get_many(self, enrolment_ids: Sequence[str]) -> dict[str, Enrolment]:
-        return {i: self.docs[i] for i in enrolment_ids if i in self.docs}
-
-    async def write_changes(
-        self,
-        created: Sequence[Enrolment],
-        updated: Sequence[tuple[Enrolment, int]],
-        outbox: Sequence[OutboxMessage],
-    ) -> None:
-        self.write_calls += 1
-        if any(e.enrolment_id in self.docs for e in created):
-            raise AlreadyExists("duplicate")
-        for enrolment, version in updated:
-            if self.docs[enrolment.enrolment_id].version != version:
-                raise VersionConflict(enrolment.enrolment_id)
-        for e in created:
-            self.docs[e.enrolment_id] = e
-        for enrolment, version in updated:
-            self.docs[enrolment.enrolment_id] = replace(enrolment, version=version + 1)
-        self.outbox.extend(outbox)
 
 
 class FakeUploads:
@@ -45,7 +14,7 @@ class FakeUploads:
         self.docs: dict[str, dict[str, Any]] = {}
         self.locks: dict[str, tuple[str, datetime]] = {}
         self.roster: dict[tuple[str, str, str], str] = {}
-        self.enrolments: FakeBulkEnrolments | None = None
+        self.enrolments: FakeEnrolments | None = None
 
     async def ensure_indexes(self) -> None:
         return None

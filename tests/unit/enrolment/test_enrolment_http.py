@@ -52,7 +52,11 @@ async def api() -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
     repo = FakeEnrolments()
     relay = OutboxRelay(FakeOutboxStore(), _never, settings, RelayMetrics(telemetry))
     service = EnrolmentService(
-        repo, FakeProviders(PROVIDER), PSEUDONYMS, IntakeMetrics(telemetry), clock=lambda: NOW
+        repo.unit_of_work,
+        FakeProviders(PROVIDER),
+        PSEUDONYMS,
+        IntakeMetrics(telemetry),
+        clock=lambda: NOW,
     )
     app = FastAPI()
     install_problem_handlers(app)

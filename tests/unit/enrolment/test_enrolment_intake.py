@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -41,7 +42,7 @@ def make_service() -> tuple[EnrolmentService, FakeEnrolments, Telemetry, list[in
     telemetry = Telemetry(service_name="enrolment-unit")
     wakes: list[int] = []
     service = EnrolmentService(
-        repo,
+        repo.unit_of_work,
         FakeProviders(PROVIDER, OTHER_PROVIDER),
         PSEUDONYMS,
         IntakeMetrics(telemetry),
@@ -197,6 +198,27 @@ async def test_progress_is_applied_once_and_illegal_moves_change_nothing() -> No
     assert event_types(repo).count("EnrolmentWithdrawn") == 1
     assert await service.record_progress(OTHER_PROVIDER, created.enrolment_id, withdraw) is None
     assert await service.get(OTHER_PROVIDER, created.enrolment_id) is None
+    assert len(wakes) == 2
+
+
+async def test_progress_that_lost_a_race_is_decided_again_and_counted_once() -> None:
+    service, repo, telemetry, wakes = make_service()
+    (created,) = await service.submit(PROVIDER, [submission()], Channel.HTTP)
+    assert created.enrolment_id is not None
+    stored = repo.docs[created.enrolment_id]
+    # Someone else changed it between our read and our write: our transaction is
+    # abandoned (nothing published) and the next one starts from the new version.
+    repo.save_race = [replace(stored, version=stored.version + 1)]
+    withdraw = WithdrawalProgress(kind="withdrawal", withdrawn_on=NOW.date(), reason=3)
+    outcome = await service.record_progress(PROVIDER, created.enrolment_id, withdraw)
+    assert outcome is not None and outcome[1] is True
+    assert outcome[0].version == stored.version + 2
+    assert repo.docs[created.enrolment_id].version == stored.version + 2
+    assert event_types(repo).count("EnrolmentWithdrawn") == 1
+    metrics = generate_latest(telemetry.registry).decode()
+    assert (
+        'commonground_enrolment_progress_total{kind="withdrawal",result="applied"} 1.0' in metrics
+    )
     assert len(wakes) == 2
 
 

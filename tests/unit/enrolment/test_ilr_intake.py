@@ -23,8 +23,13 @@ from shared.contracts.ilr import ILR_YEARS
 from shared.contracts.reference import CombinedAuthority, Ethnicity, Level, Programme
 from shared.telemetry import Telemetry
 from simulator.ilr import IlrFileSpec, collection_days, ilr_bytes, story
-from tests.unit.enrolment.enrolment_fakes import PSEUDONYMS, FakeProviders, submission
-from tests.unit.enrolment.ilr_fakes import FakeBulkEnrolments, FakeUploads
+from tests.unit.enrolment.enrolment_fakes import (
+    PSEUDONYMS,
+    FakeEnrolments,
+    FakeProviders,
+    submission,
+)
+from tests.unit.enrolment.ilr_fakes import FakeUploads
 
 NOW = datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
 TODAY = NOW.date()
@@ -211,12 +216,12 @@ def test_fund_model_38_is_accepted_via_json_and_only_for_starts_from_august_2024
 
 def make_intake(
     chunk: int = 50,
-) -> tuple[IlrIntake, FakeBulkEnrolments, FakeUploads]:
-    repo = FakeBulkEnrolments()
+) -> tuple[IlrIntake, FakeEnrolments, FakeUploads]:
+    repo = FakeEnrolments()
     uploads = FakeUploads()
     uploads.enrolments = repo
     service = EnrolmentService(
-        repo,
+        repo.unit_of_work,
         FakeProviders(PROVIDER),
         PSEUDONYMS,
         IntakeMetrics(Telemetry(service_name="enrolment-ilr-unit")),
@@ -224,7 +229,7 @@ def make_intake(
     )
     intake = IlrIntake(
         service,
-        repo,
+        repo.unit_of_work,
         uploads,
         PSEUDONYMS,
         options=IlrOptions(chunk_learners=chunk),
@@ -245,7 +250,7 @@ async def upload(intake: IlrIntake, data: bytes) -> dict[str, object]:
     return done
 
 
-def events_of(repo: FakeBulkEnrolments, start: int = 0) -> list[tuple[str, str]]:
+def events_of(repo: FakeEnrolments, start: int = 0) -> list[tuple[str, str]]:
     out = []
     for m in repo.outbox[start:]:
         kind = m.headers["ce_type"].split(".")[2]
@@ -254,7 +259,7 @@ def events_of(repo: FakeBulkEnrolments, start: int = 0) -> list[tuple[str, str]]
     return out
 
 
-def state(repo: FakeBulkEnrolments) -> dict[tuple[str, str, date], tuple[str, int | None]]:
+def state(repo: FakeEnrolments) -> dict[tuple[str, str, date], tuple[str, int | None]]:
     return {
         (e.submission.learner_ref, e.submission.learning_aim_ref, e.submission.start_date): (
             e.lifecycle.status.value,

@@ -49,7 +49,7 @@ class FakeVault:
 async def test_events_carry_personal_fields_only_sealed_after_the_key() -> None:
     repo, vault = FakeEnrolments(), FakeVault()
     service = EnrolmentService(
-        repo,
+        repo.unit_of_work,
         FakeProviders(PROVIDER),
         PSEUDONYMS,
         IntakeMetrics(Telemetry(service_name="enrolment-unit")),
@@ -91,7 +91,7 @@ async def test_events_carry_personal_fields_only_sealed_after_the_key() -> None:
 async def test_without_a_vault_nothing_is_sealed() -> None:
     repo = FakeEnrolments()
     service = EnrolmentService(
-        repo,
+        repo.unit_of_work,
         FakeProviders(PROVIDER),
         PSEUDONYMS,
         IntakeMetrics(Telemetry(service_name="enrolment-unit-2")),
