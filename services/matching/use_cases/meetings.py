@@ -43,7 +43,9 @@ class MeetingUseCases(MatchUseCases):
         the stored check-in (``created`` false) and announces nothing."""
 
         async def work(uow: UnitOfWork) -> tuple[Match, CheckIn, bool]:
-            # The match is read in the transaction: the rules below hold for what commits.
+            # Read in the transaction, so no second status check is needed before the
+            # insert: a confirmed match can only end meanwhile, and an ended one still
+            # takes meetings.
             match = await self._match_for(uow, principal, match_id)
             check_in = record_check_in(match, met_on, principal=principal, now=self.clock())
             # Look before inserting: a duplicate-key error would abort the transaction.
