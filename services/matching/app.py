@@ -12,8 +12,9 @@ from services.matching.domain import BatchPolicy, weights_from_toml
 from services.matching.entrypoints import http, kafka
 from services.matching.entrypoints.dependencies import MatchingContext
 from services.matching.metrics import MatchingMetrics
-from services.matching.repository import MongoMatchingRepository
+from services.matching.repository import MongoLeases, ensure_indexes
 from services.matching.settings import MatchingSettings
+from services.matching.unit_of_work import unit_of_work_factory
 from services.matching.use_cases import MatchingService
 from services.matching.workers import Leases, Workers, instance_id
 from shared.auth import ApiKeyStore
@@ -38,12 +39,13 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             max_messages_per_row=settings.outbox_row_max_messages,
         )
         await outbox.ensure_indexes()
-        repo = MongoMatchingRepository(runtime.mongo, runtime.db, outbox)
-        await repo.ensure_indexes()
+        await ensure_indexes(runtime.db)
         keys = ApiKeyStore(runtime.db["api_keys"])
         await keys.ensure_indexes()
         metrics = MatchingMetrics(runtime.telemetry)
-        leases = Leases(repo, instance_id(), timedelta(seconds=settings.lease_ttl_s))
+        leases = Leases(
+            MongoLeases(runtime.db), instance_id(), timedelta(seconds=settings.lease_ttl_s)
+        )
         sender = RecordSender(settings, runtime.telemetry.tracer())
         relay = OutboxRelay(
             outbox,
@@ -55,7 +57,7 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             component="matching",
         )
         service = MatchingService(
-            repo=repo,
+            uow=unit_of_work_factory(runtime.mongo, runtime.db, outbox),
             weights=weights,
             policy=BatchPolicy(
                 threshold=settings.batch_threshold,

@@ -1,5 +1,6 @@
 """Matching's store: the Protocols the use cases depend on (:mod:`.protocols`), the
-MongoDB adapter (:mod:`.mongo`) and its documents (:mod:`.documents`)."""
+MongoDB adapters (:mod:`.mongo`, bound to ``services.matching.unit_of_work``) and their
+documents (:mod:`.documents`)."""
 
 from services.matching.repository.documents import (
     check_in_doc,
@@ -11,12 +12,13 @@ from services.matching.repository.documents import (
     volunteer_fields,
     volunteer_from_doc,
 )
-from services.matching.repository.mongo import EVENT_SOURCE, MongoMatchingRepository
+from services.matching.repository.mongo import MongoLeases, ensure_indexes
 from services.matching.repository.protocols import (
+    EVENT_SOURCE,
     CheckInRepository,
     Conflict,
+    InboxRepository,
     LeaseRepository,
-    MatchingRepository,
     MatchQuery,
     MatchRepository,
     Outgoing,
@@ -24,6 +26,8 @@ from services.matching.repository.protocols import (
     PoolStats,
     RunRecord,
     RunRepository,
+    UnitOfWork,
+    UnitOfWorkFactory,
     VolunteerRepository,
 )
 
@@ -31,19 +35,22 @@ __all__ = [
     "EVENT_SOURCE",
     "CheckInRepository",
     "Conflict",
+    "InboxRepository",
     "LeaseRepository",
     "MatchQuery",
     "MatchRepository",
-    "MatchingRepository",
-    "MongoMatchingRepository",
+    "MongoLeases",
     "Outgoing",
     "ParticipantRepository",
     "PoolStats",
     "RunRecord",
     "RunRepository",
+    "UnitOfWork",
+    "UnitOfWorkFactory",
     "VolunteerRepository",
     "check_in_doc",
     "check_in_from_doc",
+    "ensure_indexes",
     "match_doc",
     "match_from_doc",
     "participant_doc",

@@ -1,12 +1,14 @@
-"""What the use cases ask of matching's store: one Protocol per aggregate (the MongoDB
-adapter, :mod:`.mongo`, implements them all), and the values they exchange."""
+"""What the use cases ask of matching's store: one repository Protocol per aggregate,
+all bound to one unit of work (:class:`UnitOfWork`; the MongoDB adapters are in
+:mod:`.mongo`), and the values they exchange. Repositories only get and save: what to
+write is decided by the use cases and the domain."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, Self, TypeVar
 
 from services.matching.domain import (
     BackgroundFields,
@@ -15,12 +17,15 @@ from services.matching.domain import (
     MatchTransition,
     Participant,
     Volunteer,
-    Withdrawal,
 )
 from services.matching.domain.checkins import CheckIn
 from services.matching.domain.health import MeetingRecord
-from shared.cloudevents import Event
+from shared.cloudevents import CloudEvent, Event
 from shared.contracts.reference import CombinedAuthority
+from shared.outbox import OutboxMessage
+
+EVENT_SOURCE = "/commonground/matching"
+T = TypeVar("T")
 
 
 class Conflict(Exception):
@@ -34,6 +39,14 @@ class Outgoing:
     topic: str
     key: str
     event: Event
+
+    def message(self, at: datetime) -> OutboxMessage:
+        """The outbox message announcing it (CloudEvent time ``at``)."""
+        return OutboxMessage.of(
+            CloudEvent(data=self.event, source=EVENT_SOURCE, time=at),
+            topic=self.topic,
+            key=self.key,
+        )
 
 
 @dataclass(frozen=True)
@@ -68,66 +81,83 @@ class MatchQuery:
 
 
 class ParticipantRepository(Protocol):
-    """The pool's participants (``participants``, ``inbox``)."""
+    """The pool's participants (``participants``)."""
 
-    async def record_opt_in(self, ce_id: str, incoming: Participant) -> bool:
-        """Add or update the participant; ``False`` if ``ce_id`` was already processed."""
+    async def get(self, participant: str) -> Participant | None: ...
+
+    async def save(self, participant: Participant) -> None:
+        """Store the whole record (added if new)."""
         ...
 
-    async def get_participant(self, participant: str) -> Participant | None: ...
+    async def update(self, participant: Participant, *, erased: bool) -> None:
+        """Overwrite the record's fields (others, such as the erasure marker, are kept);
+        ``erased`` marks the learner as erased."""
+        ...
+
+    async def save_transition(self, transition: MatchTransition) -> None:
+        """The participant's side of a match transition, while they are still in
+        ``participant_from`` (:class:`Conflict` otherwise)."""
+        ...
+
+    async def mark_proposed(self, matches: Sequence[Match]) -> None:
+        """Each match's participant, still waiting, becomes proposed (:class:`Conflict`
+        if one is not)."""
+        ...
 
     async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
-        """Matching consent given: keep this background for later runs."""
+        """Matching consent given: keep this background for later runs (not for an
+        erased learner). ``False`` if the participant is unknown."""
         ...
 
-    async def waiting_participants(self, authority: CombinedAuthority) -> list[Participant]: ...
+    async def waiting(self, authority: CombinedAuthority) -> list[Participant]: ...
 
-    async def withdraw_participant(
-        self,
-        participant: str,
-        decide: Callable[[Participant, Sequence[Match]], Withdrawal],
-        make_events: Callable[[Sequence[Match]], list[Outgoing]],
-        now: datetime,
-    ) -> list[Match] | None:
-        """Apply ``decide`` (the domain's :func:`withdraw`) to the participant and their
-        proposed and confirmed matches, and store its outcome with the events, atomically.
-        Returns the matches closed, ``None`` if the participant is unknown."""
-        ...
+
+class InboxRepository(Protocol):
+    """Enrolment events already processed, by CloudEvent id (``inbox``)."""
+
+    async def seen(self, ce_id: str) -> bool: ...
+
+    async def record(self, ce_id: str, kind: str, received_at: datetime) -> None: ...
 
 
 class VolunteerRepository(Protocol):
-    """Volunteers and their DBS pauses (``volunteers``, ``volunteer_refs``)."""
+    """Volunteers (``volunteers``, ``volunteer_refs``)."""
 
-    async def get_volunteer(self, volunteer_id: str) -> Volunteer | None: ...
+    async def get(self, volunteer_id: str) -> Volunteer | None: ...
 
-    async def volunteer_by_ref(
-        self, authority: CombinedAuthority, external_ref: str
-    ) -> Volunteer | None: ...
+    async def by_ref(self, authority: CombinedAuthority, external_ref: str) -> Volunteer | None: ...
 
-    async def save_volunteer(
-        self,
-        volunteer: Volunteer,
-        *,
-        expected_version: int | None,
-        events: Sequence[Outgoing],
-        clear_dbs_flags: bool,
-    ) -> None: ...
-
-    async def volunteers_in(self, authority: CombinedAuthority) -> list[Volunteer]: ...
-
-    async def volunteers_needing_dbs_notice(self, today: date) -> list[Volunteer]: ...
-
-    async def pause_for_dbs_expiry(
-        self, volunteer: Volunteer, make_event: Callable[[list[str]], Outgoing]
-    ) -> list[str] | None:
-        """Mark the lapsed DBS as announced, flag the volunteer's active matches and queue
-        the event, atomically. ``None`` if it was already announced (idempotent)."""
+    async def add(self, volunteer: Volunteer) -> None:
+        """A new volunteer, claiming its external reference (:class:`Conflict` if the id
+        or the reference is taken)."""
         ...
+
+    async def save(self, volunteer: Volunteer, *, expected_version: int) -> None:
+        """The coordinator-owned fields, if still at ``expected_version``
+        (:class:`Conflict` otherwise)."""
+        ...
+
+    async def add_active(self, volunteer_id: str, delta: int) -> None:
+        """Change the count of the volunteer's active matches."""
+        ...
+
+    async def book(self, places: dict[str, int], today: date) -> None:
+        """Take ``places[volunteer_id]`` more matches for each volunteer, within capacity
+        and with a DBS check valid ``today`` (:class:`Conflict` otherwise)."""
+        ...
+
+    async def mark_dbs_notified(self, volunteer: Volunteer) -> bool:
+        """Note the lapse of the volunteer's DBS date as announced; ``False`` if it
+        already was (or the date changed since)."""
+        ...
+
+    async def in_authority(self, authority: CombinedAuthority) -> list[Volunteer]: ...
+
+    async def needing_dbs_notice(self, today: date) -> list[Volunteer]: ...
 
 
 class RunRepository(Protocol):
-    """Optimiser runs: what is due, and committing a run's proposals (``runs``,
-    ``schedule``)."""
+    """Optimiser runs: what is due, and the runs made (``runs``, ``schedule``)."""
 
     async def pool_stats(
         self, authority: CombinedAuthority, *, since: datetime | None, today: date
@@ -135,39 +165,52 @@ class RunRepository(Protocol):
 
     async def last_run_at(self, authority: CombinedAuthority) -> datetime | None: ...
 
-    async def commit_run(
-        self, run: RunRecord, matches: Sequence[Match], events: Sequence[Outgoing], today: date
-    ) -> None: ...
+    async def add(self, run: RunRecord) -> None:
+        """The run, and it as its authority's last."""
+        ...
 
 
 class MatchRepository(Protocol):
-    """Proposals and matches, and their transitions (``matches``)."""
+    """Proposals and matches (``matches``)."""
 
-    async def get_match(self, match_id: str) -> Match | None: ...
+    async def get(self, match_id: str) -> Match | None: ...
 
-    async def list_matches(self, query: MatchQuery) -> list[Match]: ...
+    async def find(self, query: MatchQuery) -> list[Match]: ...
 
-    async def apply_transition(
-        self, transition: MatchTransition, events: Sequence[Outgoing]
-    ) -> None: ...
+    async def active_of_participant(self, participant: str) -> list[Match]:
+        """Their proposed and confirmed matches, by id."""
+        ...
+
+    async def active_ids_of_volunteer(self, volunteer_id: str) -> list[str]:
+        """The ids of their proposed and confirmed matches, sorted."""
+        ...
+
+    async def add(self, matches: Sequence[Match]) -> None: ...
+
+    async def save(self, match: Match, *, expected_status: MatchStatus) -> None:
+        """Store the match if it is still ``expected_status`` (:class:`Conflict`
+        otherwise)."""
+        ...
+
+    async def add_flag(self, match_ids: Sequence[str], flag: str) -> None: ...
+
+    async def clear_volunteer_flag(self, volunteer_id: str, flag: str) -> None:
+        """Remove ``flag`` from every match of the volunteer."""
+        ...
 
 
 class CheckInRepository(Protocol):
     """Meetings of confirmed pairs (``check_ins``)."""
 
-    async def record_check_in(
-        self, check_in: CheckIn, events: Sequence[Outgoing]
-    ) -> CheckIn | None:
-        """Store a meeting with its event, atomically, while the match is still confirmed
-        or ended. Returns the check-in already stored for that match and day instead
-        (nothing written, no event), or ``None`` when it is new."""
-        ...
+    async def get(self, check_in_id: str) -> CheckIn | None: ...
+
+    async def add(self, check_in: CheckIn) -> None: ...
 
     async def meetings(self, match_ids: Sequence[str]) -> dict[str, MeetingRecord]:
         """Per match: how many meetings are recorded and the latest day."""
         ...
 
-    async def check_ins(self, match_id: str) -> list[CheckIn]: ...
+    async def of_match(self, match_id: str) -> list[CheckIn]: ...
 
 
 class LeaseRepository(Protocol):
@@ -178,15 +221,39 @@ class LeaseRepository(Protocol):
     async def release_lease(self, name: str, owner: str) -> None: ...
 
 
-class MatchingRepository(
-    ParticipantRepository,
-    VolunteerRepository,
-    RunRepository,
-    MatchRepository,
-    CheckInRepository,
-    LeaseRepository,
-    Protocol,
-):
-    """All of matching's state (what the use cases are given)."""
+class UnitOfWork(Protocol):
+    """One use case's transaction (``shared.unit_of_work``) and the repositories that
+    read and write in it. Outside :meth:`run` they read committed data."""
 
-    async def ensure_indexes(self) -> None: ...
+    @property
+    def participants(self) -> ParticipantRepository: ...
+
+    @property
+    def inbox(self) -> InboxRepository: ...
+
+    @property
+    def volunteers(self) -> VolunteerRepository: ...
+
+    @property
+    def runs(self) -> RunRepository: ...
+
+    @property
+    def matches(self) -> MatchRepository: ...
+
+    @property
+    def check_ins(self) -> CheckInRepository: ...
+
+    @property
+    def now(self) -> datetime: ...
+
+    def publish(self, messages: Sequence[OutboxMessage]) -> None:
+        """Queue events, written with the transaction's changes when the work ends."""
+        ...
+
+    async def run(self, work: Callable[[Self], Awaitable[T]]) -> T:
+        """Run ``work`` in one transaction (again from the start on a transient error)."""
+        ...
+
+
+UnitOfWorkFactory = Callable[[], UnitOfWork]
+"""A new unit of work per use-case call."""

@@ -1,5 +1,6 @@
-"""The matching service layer: each use case loads state through the repository, asks the
-domain what should happen, and commits the new state together with its events.
+"""The matching service layer: each use case, in one unit of work, loads state through
+its repositories, asks the domain what should happen, and saves the new state together
+with the events announcing it (one transaction).
 
 Authorisation by scope also lives here: a coordinator acts only within the combined
 authorities their key is for (out of scope: a match is "not found", a listing or a

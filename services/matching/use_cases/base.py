@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from services.matching.domain import BatchPolicy, DomainError, WeightsBook
 from services.matching.domain.health import HealthPolicy
 from services.matching.metrics import MatchingMetrics
-from services.matching.repository import MatchingRepository
+from services.matching.repository import UnitOfWorkFactory
 from shared.auth import ApiKeyStore, Principal
 from shared.contracts.reference import CombinedAuthority
 from shared.crypto import KeyRing
@@ -50,7 +50,9 @@ def require_scope(principal: Principal, authority: CombinedAuthority) -> None:
 class UseCases:
     """The collaborators of matching's use cases (each group of use cases extends it)."""
 
-    repo: MatchingRepository
+    uow: UnitOfWorkFactory
+    """A unit of work per call: its repositories, and its ``run`` (one transaction) for
+    a use case's get, decide, save and publish."""
     weights: WeightsBook
     policy: BatchPolicy
     metrics: MatchingMetrics

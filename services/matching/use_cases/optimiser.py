@@ -16,7 +16,7 @@ from services.matching.domain import (
     propose,
     total_score,
 )
-from services.matching.repository import Conflict, Outgoing, RunRecord
+from services.matching.repository import Conflict, Outgoing, RunRecord, UnitOfWork
 from services.matching.use_cases.base import UseCases, new_id
 from shared.contracts.reference import CombinedAuthority
 from shared.topics import MATCHING_MATCHES
@@ -42,9 +42,10 @@ class OptimiserUseCases(UseCases):
         ``acquire(name)`` guards each run with a lease when several replicas run."""
         now = self.clock()
         made = 0
+        runs = self.uow().runs
         for authority in CombinedAuthority:
-            last = await self.repo.last_run_at(authority)
-            stats = await self.repo.pool_stats(authority, since=last, today=now.date())
+            last = await runs.last_run_at(authority)
+            stats = await runs.pool_stats(authority, since=last, today=now.date())
             self.metrics.pool_size.labels(authority.value, "participants_waiting").set(
                 stats.waiting
             )
@@ -66,12 +67,13 @@ class OptimiserUseCases(UseCases):
         """One micro-batch: optimal assignment over the authority's whole pool."""
         started = self.clock()
         today = started.date()
+        pool = self.uow()
         volunteers = [
             v
-            for v in await self.repo.volunteers_in(authority)
+            for v in await pool.volunteers.in_authority(authority)
             if v.dbs_valid(today) and v.free_capacity > 0
         ]
-        participants = await self.repo.waiting_participants(authority)
+        participants = await pool.participants.waiting(authority)
         weights = self.weights.for_authority(authority)
         volunteer_views = [v.view() for v in volunteers]
         participant_views = [p.view() for p in participants]
@@ -111,9 +113,29 @@ class OptimiserUseCases(UseCases):
             duration_s=duration,
             total_score=total_score(proposals),
         )
-        events = [Outgoing(MATCHING_MATCHES, m.local_authority, match_proposed(m)) for m in matches]
+        events = [
+            Outgoing(MATCHING_MATCHES, m.local_authority, match_proposed(m)).message(
+                run.finished_at
+            )
+            for m in matches
+        ]
+        places: dict[str, int] = {}
+        for m in matches:
+            places[m.volunteer_id] = places.get(m.volunteer_id, 0) + 1
+
+        async def commit(uow: UnitOfWork) -> None:
+            # The run was decided on committed data outside the transaction (the
+            # optimiser is too slow to hold one open): each write checks that what it
+            # relied on still holds, and a change since discards the whole run.
+            if matches:
+                await uow.participants.mark_proposed(matches)
+                await uow.volunteers.book(places, today)
+                await uow.matches.add(matches)
+                uow.publish(events)
+            await uow.runs.add(run)
+
         try:
-            await self.repo.commit_run(run, matches, events, today)
+            await self.uow().run(commit)
         except Conflict as exc:
             self.metrics.runs.labels(authority.value, "conflict").inc()
             logger.info("optimiser run %s for %s discarded: %s", run_id, authority.value, exc)

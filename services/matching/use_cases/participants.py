@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 
 from services.matching.domain import (
     BackgroundFields,
@@ -13,10 +12,11 @@ from services.matching.domain import (
     background_fields,
     match_declined,
     match_ended,
+    merge_opt_in,
     participant_from_opt_in,
     withdraw,
 )
-from services.matching.repository import Outgoing
+from services.matching.repository import Outgoing, UnitOfWork
 from services.matching.use_cases.base import UseCases
 from shared.cloudevents import Event
 from shared.contracts.enrolment import (
@@ -93,8 +93,20 @@ class ParticipantUseCases(UseCases):
 
     async def record_opt_in(self, ce_id: str, event: ParticipantOptedIn) -> bool:
         """Idempotent by ``ce_id``: a redelivered event changes nothing."""
-        participant = participant_from_opt_in(event, self.clock())
-        added = await self.repo.record_opt_in(ce_id, participant)
+        incoming = participant_from_opt_in(event, self.clock())
+
+        async def work(uow: UnitOfWork) -> bool:
+            # Look before inserting: a duplicate-key error would abort the transaction.
+            # Two concurrent deliveries conflict on the insert and the loser, retried,
+            # finds the row.
+            if await uow.inbox.seen(ce_id):
+                return False
+            await uow.inbox.record(ce_id, "ParticipantOptedIn", incoming.pool_entered_at)
+            existing = await uow.participants.get(incoming.participant)
+            await uow.participants.save(merge_opt_in(existing, incoming))
+            return True
+
+        added = await self.uow().run(work)
         self.metrics.opt_ins.labels("new" if added else "duplicate").inc()
         return added
 
@@ -106,7 +118,8 @@ class ParticipantUseCases(UseCases):
         ``consent_withdrawn``). Given consent: their background (when sent) is stored for
         later runs. Returns whether a participant was known."""
         if matching:
-            return await self.repo.set_background(learner, background)
+            # One conditional write: no transaction needed.
+            return await self.uow().participants.set_background(learner, background)
         return await self._withdraw(learner, "consent_withdrawn", erase=False)
 
     async def erase_participant(self, learner: str) -> bool:
@@ -116,25 +129,32 @@ class ParticipantUseCases(UseCases):
         return await self._withdraw(learner, "participant_erased", erase=True)
 
     async def _withdraw(self, learner: str, reason: str, *, erase: bool) -> bool:
-        def events(matches: Sequence[Match]) -> list[Outgoing]:
-            return [
-                Outgoing(
-                    MATCHING_MATCHES,
-                    m.local_authority,
-                    match_declined(m) if m.status is MatchStatus.DECLINED else match_ended(m),
-                )
-                for m in matches
-            ]
-
         now = self.clock()
-        changed = await self.repo.withdraw_participant(
-            learner,
-            lambda participant, matches: withdraw(
-                participant, matches, reason, now=now, erase=erase
-            ),
-            events,
-            now,
-        )
+
+        async def work(uow: UnitOfWork) -> list[Match] | None:
+            participant = await uow.participants.get(learner)
+            if participant is None:
+                return None
+            active = await uow.matches.active_of_participant(learner)
+            withdrawal = withdraw(participant, active, reason, now=now, erase=erase)
+            for t in withdrawal.closed:
+                await uow.matches.save(t.match, expected_status=t.expected_status)
+                await uow.volunteers.add_active(t.match.volunteer_id, t.volunteer_active_delta)
+            await uow.participants.update(withdrawal.participant, erased=withdrawal.erased)
+            closed = [t.match for t in withdrawal.closed]
+            uow.publish(
+                [
+                    Outgoing(
+                        MATCHING_MATCHES,
+                        m.local_authority,
+                        match_declined(m) if m.status is MatchStatus.DECLINED else match_ended(m),
+                    ).message(now)
+                    for m in closed
+                ]
+            )
+            return closed
+
+        changed = await self.uow().run(work)
         if changed is None:
             return False
         if changed:

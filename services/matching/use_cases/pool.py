@@ -55,12 +55,13 @@ class PoolUseCases(UseCases):
             require_scope(principal, authority)
         authorities = (authority,) if authority else principal.combined_authorities
         today = self.clock().date()
+        uow = self.uow()
         out = []
         for ca in sorted(authorities):
-            volunteers = [v.view() for v in await self.repo.volunteers_in(ca)]
+            volunteers = [v.view() for v in await uow.volunteers.in_authority(ca)]
             waiting = [
                 p.view()
-                for p in await self.repo.waiting_participants(ca)
+                for p in await uow.participants.waiting(ca)
                 if local_authority is None or p.local_authority == local_authority
             ]
             # CPU work over the whole pool: off the event loop, like the optimiser.
@@ -75,11 +76,12 @@ class PoolUseCases(UseCases):
             require_scope(principal, authority)
         authorities = (authority,) if authority else principal.combined_authorities
         today = self.clock().date()
+        uow = self.uow()
         out = []
         for ca in sorted(authorities):
-            waiting = await self.repo.waiting_participants(ca)
-            stats = await self.repo.pool_stats(ca, since=None, today=today)
-            volunteers = [v.view() for v in await self.repo.volunteers_in(ca)]
+            waiting = await uow.participants.waiting(ca)
+            stats = await uow.runs.pool_stats(ca, since=None, today=today)
+            volunteers = [v.view() for v in await uow.volunteers.in_authority(ca)]
             views = [p.view() for p in waiting]
             diagnoses = await asyncio.to_thread(diagnose_pool, views, volunteers, today)
             reasons = {d.participant: d.reason for d in diagnoses}

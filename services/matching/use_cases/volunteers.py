@@ -7,6 +7,7 @@ import logging
 from dataclasses import replace
 
 from services.matching.domain import (
+    FLAG_DBS_EXPIRED,
     DomainError,
     Volunteer,
     VolunteerDetails,
@@ -16,7 +17,7 @@ from services.matching.domain import (
     volunteer_event,
 )
 from services.matching.domain.checkins import volunteer_principal_id
-from services.matching.repository import Outgoing
+from services.matching.repository import Outgoing, UnitOfWork
 from services.matching.use_cases.base import (
     UseCases,
     VolunteerNotFound,
@@ -54,70 +55,80 @@ class VolunteerUseCases(UseCases):
         if authority is None:
             raise DomainError(f"unknown local authority {details.local_authority!r}")
         require_scope(principal, authority)
-        existing: Volunteer | None = None
-        if volunteer_id is not None:
-            existing = await self.repo.get_volunteer(volunteer_id)
-            if (
-                existing is None
-                or existing.combined_authority not in principal.combined_authorities
-            ):
-                raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
-        elif external_ref is not None:
-            existing = await self.repo.volunteer_by_ref(authority, external_ref)
-            if existing is not None and (
-                existing.combined_authority not in principal.combined_authorities
-            ):
-                raise VolunteerNotFound(
-                    f"the volunteer registered as {external_ref} has moved outside your "
-                    "combined authorities"
-                )
-        now = self.clock()
-        volunteer = register_or_update_volunteer(
-            existing, existing.volunteer_id if existing else new_id("vol"), details, now
-        )
-        if existing is None and external_ref is not None:
-            volunteer = replace(volunteer, external_ref=external_ref)
-        renewed = (
-            existing is not None
-            and volunteer.dbs_valid(now.date())
-            and existing.dbs_expires_on != volunteer.dbs_expires_on
-        )
-        await self.repo.save_volunteer(
-            volunteer,
-            expected_version=existing.version if existing else None,
-            events=[
-                Outgoing(
-                    MATCHING_VOLUNTEERS,
-                    volunteer.volunteer_id,
-                    volunteer_event(volunteer, created=existing is None),
-                )
-            ],
-            clear_dbs_flags=renewed,
-        )
+
+        async def work(uow: UnitOfWork) -> tuple[Volunteer, bool]:
+            existing: Volunteer | None = None
+            if volunteer_id is not None:
+                existing = await uow.volunteers.get(volunteer_id)
+                if (
+                    existing is None
+                    or existing.combined_authority not in principal.combined_authorities
+                ):
+                    raise VolunteerNotFound(
+                        f"no volunteer {volunteer_id} in your combined authorities"
+                    )
+            elif external_ref is not None:
+                existing = await uow.volunteers.by_ref(authority, external_ref)
+                if existing is not None and (
+                    existing.combined_authority not in principal.combined_authorities
+                ):
+                    raise VolunteerNotFound(
+                        f"the volunteer registered as {external_ref} has moved outside your "
+                        "combined authorities"
+                    )
+            now = self.clock()
+            volunteer = register_or_update_volunteer(
+                existing, existing.volunteer_id if existing else new_id("vol"), details, now
+            )
+            if existing is None:
+                if external_ref is not None:
+                    volunteer = replace(volunteer, external_ref=external_ref)
+                await uow.volunteers.add(volunteer)
+            else:
+                await uow.volunteers.save(volunteer, expected_version=existing.version)
+                if volunteer.dbs_valid(now.date()) and (
+                    existing.dbs_expires_on != volunteer.dbs_expires_on
+                ):
+                    # A renewed DBS check lifts the pause on the volunteer's matches.
+                    await uow.matches.clear_volunteer_flag(volunteer.volunteer_id, FLAG_DBS_EXPIRED)
+            event = volunteer_event(volunteer, created=existing is None)
+            outgoing = Outgoing(MATCHING_VOLUNTEERS, volunteer.volunteer_id, event)
+            uow.publish([outgoing.message(volunteer.updated_at)])
+            return volunteer, existing is None
+
+        volunteer, created = await self.uow().run(work)
         self.on_commit()
-        if needs_dbs_expiry_notice(volunteer, now.date()):
+        if needs_dbs_expiry_notice(volunteer, volunteer.updated_at.date()):
             # A lapsed date entered by hand pauses the volunteer at once.
-            stored = await self.repo.get_volunteer(volunteer.volunteer_id)
+            stored = await self.uow().volunteers.get(volunteer.volunteer_id)
             if stored is not None:
                 await self._announce_dbs_expiry(stored)
-        return volunteer, existing is None
+        return volunteer, created
 
     async def check_dbs(self) -> int:
         """Announce every DBS check that lapsed and was not announced yet (idempotent)."""
         today = self.clock().date()
         announced = 0
-        for volunteer in await self.repo.volunteers_needing_dbs_notice(today):
+        for volunteer in await self.uow().volunteers.needing_dbs_notice(today):
             if await self._announce_dbs_expiry(volunteer):
                 announced += 1
         return announced
 
     async def _announce_dbs_expiry(self, volunteer: Volunteer) -> bool:
-        match_ids = await self.repo.pause_for_dbs_expiry(
-            volunteer,
-            lambda ids: Outgoing(
-                MATCHING_VOLUNTEERS, volunteer.volunteer_id, volunteer_dbs_expired(volunteer, ids)
-            ),
-        )
+        async def work(uow: UnitOfWork) -> list[str] | None:
+            # Once per lapsed date: marking it announced fails if it already was.
+            if not await uow.volunteers.mark_dbs_notified(volunteer):
+                return None
+            match_ids = await uow.matches.active_ids_of_volunteer(volunteer.volunteer_id)
+            if match_ids:
+                await uow.matches.add_flag(match_ids, FLAG_DBS_EXPIRED)
+            event = volunteer_dbs_expired(volunteer, match_ids)
+            uow.publish(
+                [Outgoing(MATCHING_VOLUNTEERS, volunteer.volunteer_id, event).message(uow.now)]
+            )
+            return match_ids
+
+        match_ids = await self.uow().run(work)
         if match_ids is None:
             return False
         self.metrics.dbs_expired.inc()
@@ -132,7 +143,7 @@ class VolunteerUseCases(UseCases):
     async def get_volunteer(self, principal: Principal, volunteer_id: str) -> Volunteer:
         """A volunteer in the caller's combined authorities; any other id (unknown, or
         elsewhere) is the same ``VolunteerNotFound``."""
-        volunteer = await self.repo.get_volunteer(volunteer_id)
+        volunteer = await self.uow().volunteers.get(volunteer_id)
         if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
             raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
         return volunteer
@@ -143,7 +154,7 @@ class VolunteerUseCases(UseCases):
         matches."""
         if self.keys is None:
             raise DomainError("volunteer keys are not available on this instance")
-        volunteer = await self.repo.get_volunteer(volunteer_id)
+        volunteer = await self.uow().volunteers.get(volunteer_id)
         if volunteer is None or volunteer.combined_authority not in principal.combined_authorities:
             raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
         principal_id = volunteer_principal_id(volunteer_id)

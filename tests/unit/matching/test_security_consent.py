@@ -1,12 +1,12 @@
-"""Consent changes and erasure in the matching service layer: what is asked of the store
-and which events announce it (the Mongo side is covered in tests/security)."""
+"""Consent changes and erasure in the matching service layer, over an in-memory unit of
+work: what is stored and which events announce it (the Mongo side is covered in
+tests/security)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, cast
+from dataclasses import replace
+from datetime import timedelta
+from typing import cast
 
 import pytest
 
@@ -16,13 +16,11 @@ from services.matching.domain import (
     InvalidParticipant,
     Match,
     MatchStatus,
-    Participant,
     ParticipantStatus,
     WeightsBook,
-    Withdrawal,
 )
 from services.matching.metrics import MatchingMetrics
-from services.matching.repository import MatchingRepository, Outgoing
+from services.matching.repository import Conflict
 from services.matching.use_cases import MatchingService
 from shared.contracts.enrolment import LearnerErased
 from shared.contracts.matching import MatchDeclined, MatchEnded
@@ -35,7 +33,9 @@ from tests.unit.matching.matching_factories import (
     OLDHAM,
     opt_in,
     participant,
+    volunteer,
 )
+from tests.unit.matching.matching_fakes import FakeMatches, MatchingState, unit_of_work_factory
 
 
 def a_match(status: MatchStatus) -> Match:
@@ -58,47 +58,21 @@ def a_match(status: MatchStatus) -> Match:
     )
 
 
-@dataclass
-class StubRepo:
-    """Only what consent and erasure use: hands a participant with a proposal and a
-    confirmed match to the domain's decision, and its closed matches to ``make_events``."""
-
-    known: bool = True
-    calls: list[tuple[str, Any]] = field(default_factory=list)
-    events: list[Outgoing] = field(default_factory=list)
-    withdrawal: Withdrawal | None = None
-
-    async def record_opt_in(self, ce_id: str, incoming: Participant) -> bool:
-        self.calls.append(("record_opt_in", (ce_id, incoming.participant)))
-        return True
-
-    async def set_background(self, participant: str, background: BackgroundFields | None) -> bool:
-        self.calls.append(("set_background", (participant, background)))
-        return self.known
-
-    async def withdraw_participant(
-        self,
-        learner: str,
-        decide: Callable[[Participant, Sequence[Match]], Withdrawal],
-        make_events: Callable[[Sequence[Match]], list[Outgoing]],
-        now: datetime,
-    ) -> list[Match] | None:
-        self.calls.append(("withdraw", learner))
-        if not self.known:
-            return None
-        stored = participant(participant=learner, status=ParticipantStatus.PROPOSED)
-        self.withdrawal = decide(
-            stored, [a_match(MatchStatus.PROPOSED), a_match(MatchStatus.CONFIRMED)]
-        )
-        closed = [t.match for t in self.withdrawal.closed]
-        self.events = make_events(closed)
-        return closed
+def seeded() -> MatchingState:
+    """A proposed participant with a pending proposal and a confirmed match."""
+    state = MatchingState()
+    state.participants["lp_1"] = participant(participant="lp_1", status=ParticipantStatus.PROPOSED)
+    state.volunteers["v1"] = volunteer(volunteer_id="v1", active=2)
+    for status in (MatchStatus.PROPOSED, MatchStatus.CONFIRMED):
+        m = a_match(status)
+        state.matches[m.match_id] = m
+    return state
 
 
-def service(repo: StubRepo) -> tuple[MatchingService, list[int]]:
+def service(state: MatchingState) -> tuple[MatchingService, list[int]]:
     commits: list[int] = []
     svc = MatchingService(
-        repo=cast(MatchingRepository, repo),
+        uow=unit_of_work_factory(state),
         weights=cast(WeightsBook, None),
         policy=BatchPolicy(threshold=1, window=timedelta(minutes=5)),
         metrics=MatchingMetrics(Telemetry(service_name="matching-unit-security")),
@@ -109,41 +83,70 @@ def service(repo: StubRepo) -> tuple[MatchingService, list[int]]:
 
 
 async def test_withdrawn_consent_withdraws_pending_proposals() -> None:
-    repo = StubRepo()
-    svc, commits = service(repo)
+    state = seeded()
+    svc, commits = service(state)
     assert await svc.consent_changed("lp_1", False, None)
-    assert repo.calls == [("withdraw", "lp_1")]
-    (declined,) = repo.events  # the confirmed match goes on
-    assert isinstance(declined.event, MatchDeclined)
-    assert declined.event.reason == "consent_withdrawn" and declined.key == OLDHAM
-    assert commits == [1]
+    (declined,) = state.published()  # the confirmed match goes on
+    assert isinstance(declined.data, MatchDeclined)
+    assert declined.data.reason == "consent_withdrawn" and declined.time == NOW
+    assert [m.key for m in state.outbox] == [OLDHAM]
+    assert state.matches["m-confirmed"].status is MatchStatus.CONFIRMED
+    assert state.volunteers["v1"].active == 1
+    after = state.participants["lp_1"]
+    assert after.status is ParticipantStatus.ENDED and not after.consent_matching
+    assert after.background is None and "lp_1" not in state.erased
+    assert state.transactions == 1 and commits == [1]
 
 
 async def test_given_consent_stores_the_background_only() -> None:
-    repo = StubRepo()
-    svc, commits = service(repo)
+    state = seeded()
+    svc, commits = service(state)
     background = BackgroundFields(ethnicity=Ethnicity.OTHER_ARAB)
     assert await svc.consent_changed("lp_1", True, background)
-    assert repo.calls == [("set_background", ("lp_1", background))]
-    assert repo.events == [] and commits == []
+    assert state.participants["lp_1"].background == background
+    assert state.outbox == [] and commits == []
+    assert state.transactions == 0  # one conditional write, as before
 
 
 async def test_erasure_declines_proposals_and_ends_confirmed_matches() -> None:
-    repo = StubRepo()
-    svc, _ = service(repo)
+    state = seeded()
+    svc, _ = service(state)
     assert await svc.erase_participant("lp_1")
-    assert repo.calls == [("withdraw", "lp_1")]
-    assert repo.withdrawal is not None and repo.withdrawal.erased
-    kinds = [type(o.event) for o in repo.events]
-    assert kinds == [MatchDeclined, MatchEnded]
-    assert all(getattr(o.event, "reason", "") == "participant_erased" for o in repo.events)
+    events = [e.data for e in state.published()]
+    assert [type(e) for e in events] == [MatchEnded, MatchDeclined]  # by match id
+    assert all(getattr(e, "reason", "") == "participant_erased" for e in events)
+    assert "lp_1" in state.erased and state.volunteers["v1"].active == 0
+    erased = state.participants["lp_1"]
+    assert erased.age_band is None and erased.availability == () and erased.background is None
 
 
 async def test_unknown_participant_changes_nothing() -> None:
-    repo = StubRepo(known=False)
-    svc, commits = service(repo)
+    state = seeded()
+    svc, commits = service(state)
     assert not await svc.erase_participant("lp_unknown")
-    assert repo.events == [] and commits == []
+    assert state.outbox == [] and commits == []
+
+
+async def test_a_withdrawal_meeting_a_concurrent_change_writes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = seeded()
+    svc, commits = service(state)
+    # The confirmed match ends between the read and the write of another transaction.
+    original = FakeMatches.active_of_participant
+
+    async def stale(self: FakeMatches, participant: str) -> list[Match]:
+        found = await original(self, participant)
+        confirmed = self.state.matches["m-confirmed"]
+        self.state.matches["m-confirmed"] = replace(confirmed, status=MatchStatus.ENDED)
+        return found
+
+    monkeypatch.setattr(FakeMatches, "active_of_participant", stale)
+    with pytest.raises(Conflict):
+        await svc.erase_participant("lp_1")
+    assert state.matches["m-proposed"].status is MatchStatus.PROPOSED
+    assert state.volunteers["v1"].active == 2 and "lp_1" not in state.erased
+    assert state.outbox == [] and commits == []
 
 
 # ------------------------------------------------------------------ enrolment events
@@ -153,22 +156,25 @@ async def test_unknown_participant_changes_nothing() -> None:
 
 
 async def test_an_opt_in_enters_the_pool_by_its_event_id() -> None:
-    repo = StubRepo()
-    svc, _ = service(repo)
-    await svc.on_enrolment_event("ce-1", opt_in(learner="lp_1"))
-    assert repo.calls == [("record_opt_in", ("ce-1", "lp_1"))]
+    state = MatchingState()
+    svc, _ = service(state)
+    assert await svc.record_opt_in("ce-1", opt_in(learner="lp_1"))
+    await svc.on_enrolment_event("ce-1", opt_in(learner="lp_1", languages=("en",)))
+    assert list(state.inbox) == ["ce-1"]
+    assert state.participants["lp_1"].languages == ("ar", "en")  # the redelivery ignored
+    assert state.transactions == 2 and state.outbox == []
 
 
 async def test_an_opt_in_from_outside_its_combined_authority_is_refused() -> None:
-    repo = StubRepo()
-    svc, _ = service(repo)
+    state = MatchingState()
+    svc, _ = service(state)
     with pytest.raises(InvalidParticipant):
         await svc.on_enrolment_event("ce-1", opt_in(local_authority=BIRMINGHAM))
-    assert repo.calls == []
+    assert state.participants == {} and state.inbox == {}
 
 
 async def test_without_learner_keys_an_erasure_is_not_acted_on() -> None:
-    repo = StubRepo()
-    svc, _ = service(repo)
+    state = seeded()
+    svc, _ = service(state)
     await svc.on_enrolment_event("ce-2", LearnerErased(learner="lp_1", erased_at=NOW))
-    assert repo.calls == []
+    assert state.transactions == 0 and "lp_1" not in state.erased
