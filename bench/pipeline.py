@@ -91,7 +91,7 @@ async def bare_loop(bootstrap: str, url: str, subs: list[Submission]) -> float:
 
     await ensure_topics(bootstrap, [topic])
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(url)
-    coll = client["bench_bare"]["events"]
+    coll = client["bench_bare"][topic]  # one per run: ids are partition:offset
     consumer = AIOKafkaConsumer(
         topic,
         bootstrap_servers=bootstrap,
