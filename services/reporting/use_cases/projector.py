@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from services.reporting.domain.projection import (
+    BatchOutcome,
     InvalidEvent,
     is_consumed,
     keys_needed,
@@ -297,19 +298,13 @@ class Projector:
         positions = await uow.positions.get(batch.partitions)
         to_apply, known = await self._new_events(uow, batch.decoded, positions, report)
         replaced = replaced_logs(_seen(batch.decoded), positions, known)
-        events = [d.event for d in to_apply]
-        outcome = project_batch(await uow.states.load(keys_needed(events)), events)
-        failed = [(to_apply[i], exc) for i, exc in outcome.failed]
-        _count_applied(report, to_apply, failed)
+        outcome, failed = await self._project(uow, to_apply, report)
         advanced = advanced_positions(batch.coordinates, positions, replaced)
         # A rewound partition is read again from the start of its (new) log. One that
         # could not be sought (not owned mid-rebalance) keeps its position, so the fence
         # checks it again when its records come next.
         advanced.update({tp: Position(-1) for tp in batch.sought})
-        await uow.states.save(outcome)
-        await uow.aggregates.add(outcome)
-        await uow.applied_events.add([d.ce_id for d in to_apply], at=uow.now)
-        await uow.positions.advance(advanced)
+        await self._write(uow, outcome, [d.ce_id for d in to_apply], advanced)
         return _Applied(report, failed, replaced)
 
     @staticmethod
@@ -336,6 +331,36 @@ class Projector:
         report.duplicate_event_ids = len(decoded) - len(to_apply) - redelivered
         return to_apply, known
 
+    @staticmethod
+    async def _project(
+        uow: UnitOfWork, to_apply: list[_Decoded], report: BatchReport
+    ) -> tuple[BatchOutcome, list[tuple[_Decoded, Exception]]]:
+        """Pre-aggregate the events onto the states they touch; those that fail to apply
+        are left out (and returned), the others counted as applied."""
+        events = [d.event for d in to_apply]
+        outcome = project_batch(await uow.states.load(keys_needed(events)), events)
+        failed = [(to_apply[i], exc) for i, exc in outcome.failed]
+        failed_ids = {id(d) for d, _ in failed}
+        for d in to_apply:
+            if id(d) not in failed_ids:
+                report.applied += 1
+                topic = d.record.topic
+                report.applied_by_topic[topic] = report.applied_by_topic.get(topic, 0) + 1
+        return outcome, failed
+
+    @staticmethod
+    async def _write(
+        uow: UnitOfWork,
+        outcome: BatchOutcome,
+        event_ids: list[str],
+        positions: Mapping[TopicPartition, Position],
+    ) -> None:
+        """One bulk write per collection touched: states, counters, event ids, positions."""
+        await uow.states.save(outcome)
+        await uow.aggregates.add(outcome)
+        await uow.applied_events.add(event_ids, at=uow.now)
+        await uow.positions.advance(positions)
+
     async def _after_commit(self, applied: _Applied, rewound: set[TopicPartition]) -> BatchReport:
         """Dead-letter the events that failed to apply, report replaced logs, count."""
         final = applied.report
@@ -361,14 +386,3 @@ class Projector:
         self._metrics.skipped("duplicate_event_id", final.duplicate_event_ids)
         self._metrics.skipped("ignored_type", final.ignored)
         return final
-
-
-def _count_applied(
-    report: BatchReport, to_apply: list[_Decoded], failed: list[tuple[_Decoded, Exception]]
-) -> None:
-    failed_ids = {id(d) for d, _ in failed}
-    for d in to_apply:
-        if id(d) not in failed_ids:
-            report.applied += 1
-            topic = d.record.topic
-            report.applied_by_topic[topic] = report.applied_by_topic.get(topic, 0) + 1
