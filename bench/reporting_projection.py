@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from datetime import date
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ from devstack.processes import free_port
 from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.repository import (
     AGGREGATE_COLLECTIONS,
-    MongoProjectionStore,
+    ProjectionUnitOfWork,
     ensure_control,
 )
 from services.reporting.use_cases.projector import Projector
@@ -107,7 +108,7 @@ async def run(url: str, db_name: str, recs: list[FakeRecord], batch: int) -> dic
         await ensure_control(db)
         counting = Counting()
         projector = Projector(
-            MongoProjectionStore(db, metrics=counting), CONSUMED, RecordingDeadLetters()
+            partial(ProjectionUnitOfWork, db, metrics=counting), CONSUMED, RecordingDeadLetters()
         )
         started = time.perf_counter()
         for k in range(0, len(recs), batch):

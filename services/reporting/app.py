@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 
@@ -11,8 +12,8 @@ from services.reporting.entrypoints import dashboard, http, integration_http, ka
 from services.reporting.integration_repository import MongoIntegrationReader
 from services.reporting.metrics import ReportingMetrics
 from services.reporting.repository import (
-    MongoProjectionStore,
     MongoReportReader,
+    ProjectionUnitOfWork,
     ensure_control,
 )
 from services.reporting.settings import ReportingSettings
@@ -35,14 +36,13 @@ def create_app(settings: ReportingSettings | None = None) -> FastAPI:
         await ensure_control(runtime.db, settings.dedup_retention_s)
         keys = ApiKeyStore(runtime.db["api_keys"])
         await keys.ensure_indexes()
-        store = MongoProjectionStore(runtime.db, metrics=metrics)
         probe = log_probe_for(settings)
         runtime.state.update(
             api_keys=keys,
             reader=MongoReportReader(runtime.db),
             integration_reader=MongoIntegrationReader(runtime.db),
             projector=Projector(
-                store,
+                partial(ProjectionUnitOfWork, runtime.db, metrics=metrics),
                 kafka.CONSUMED,
                 runtime.dead_letters,
                 metrics=metrics,

@@ -23,6 +23,7 @@ import logging
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import chain
 from typing import Any
 
@@ -32,7 +33,7 @@ from faststream.kafka.security import parse_security
 from services.reporting.entrypoints.kafka import CONSUMED
 from services.reporting.repository import (
     Generations,
-    MongoProjectionStore,
+    ProjectionUnitOfWork,
     ensure_control,
 )
 from services.reporting.settings import ReportingSettings
@@ -130,7 +131,7 @@ async def rebuild(
         logger.info("rebuilding generation %d into %d", old, new.number)
         dead_letters = _CountingDeadLetters()
         projector = Projector(
-            MongoProjectionStore(db, generation=new.number),
+            partial(ProjectionUnitOfWork, db, generation=new.number),
             CONSUMED,
             dead_letters,
             retry_policy=RetryPolicy(attempts=settings.projection_transaction_attempts),

@@ -10,7 +10,7 @@ Layout (all in the service's own database):
   ``agg_esol_bridged`` (aggregates), ``applied_events`` (ce_ids
   already applied) and ``positions`` (per topic-partition, the highest offset applied).
 
-A batch is applied in one transaction (:meth:`MongoProjectionStore.run`): it reads the
+A batch is applied in one transaction (:class:`ProjectionUnitOfWork`): it reads the
 positions and known event ids, loads the states it touches, writes the changed states,
 one bulk ``$inc`` per aggregate collection, the new event ids and positions, and
 commits. A rebuild fills generation N+1 from the beginning of the topics and swaps by
@@ -24,8 +24,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from datetime import datetime
+from typing import Any, Protocol, Self, TypeVar
 
 from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
@@ -55,6 +55,7 @@ from services.reporting.domain.projection import (
 )
 from shared.positions import Position
 from shared.retries import retry_on_conflict
+from shared.unit_of_work import MongoUnitOfWork
 
 logger = logging.getLogger(__name__)
 
@@ -100,41 +101,57 @@ class _NoMetrics:
 # The ports the service layer uses (in-memory fakes implement these in unit tests).
 
 
-class ProjectionTx(Protocol):
-    """One batch's view of the read models, inside one transaction."""
+class Positions(Protocol):
+    """Per topic-partition, the highest offset applied and the event found there."""
 
-    async def positions(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, Position]:
-        """Highest applied offset per partition and the event found there (absent =
-        nothing applied)."""
+    async def get(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, Position]:
+        """The positions of ``partitions`` (absent = nothing applied)."""
         ...
 
-    async def known_event_ids(self, ids: Sequence[str]) -> set[str]: ...
+    async def advance(self, positions: Mapping[TopicPartition, Position]) -> None: ...
+
+
+class AppliedEvents(Protocol):
+    """The ``ce_id`` of every event applied (de-duplication is by event id)."""
+
+    async def known(self, ids: Sequence[str]) -> set[str]: ...
+
+    async def add(self, ids: Sequence[str], at: datetime) -> None: ...
+
+
+class States(Protocol):
+    """The current state of each enrolment, participant and match."""
 
     async def load(self, keys: StateKeys) -> LoadedStates: ...
 
-    async def write(
-        self,
-        outcome: BatchOutcome,
-        positions: Mapping[TopicPartition, Position],
-        event_ids: Sequence[str],
-    ) -> None: ...
+    async def save(self, outcome: BatchOutcome) -> None: ...
 
 
-class ProjectionStore(Protocol):
-    async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
-        """Run ``work`` in a transaction, retrying it whole on transient conflicts."""
+class Aggregates(Protocol):
+    """The counters the reports sum."""
+
+    async def add(self, outcome: BatchOutcome) -> None:
+        """Add a batch's deltas (deleting counters left all zero)."""
         ...
 
-    async def read_positions(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, Position]:
-        """Positions outside any transaction (a hint; the transaction re-checks)."""
-        ...
 
-    async def read_known_event_ids(self, ids: Sequence[str]) -> set[str]:
-        """Applied event ids among ``ids``, outside any transaction (a hint)."""
+class UnitOfWork(Protocol):
+    """The projection's unit of work as the projector uses it (one per call)."""
+
+    @property
+    def positions(self) -> Positions: ...
+    @property
+    def applied_events(self) -> AppliedEvents: ...
+    @property
+    def states(self) -> States: ...
+    @property
+    def aggregates(self) -> Aggregates: ...
+    @property
+    def now(self) -> datetime: ...
+
+    async def run(self, work: Callable[[Self], Awaitable[T]]) -> T:
+        """Run ``work`` in a transaction, retrying it whole on transient conflicts. Outside
+        it the repositories read committed data (a hint; the transaction re-checks)."""
         ...
 
 
@@ -192,17 +209,6 @@ def position_from_doc(doc: Doc) -> Position:
     return Position(int(doc["offset"]), doc.get("ce_id"))
 
 
-async def known_event_ids(
-    generation: Generation, ids: Sequence[str], session: AsyncClientSession | None
-) -> set[str]:
-    if not ids:
-        return set()
-    cursor = generation["applied_events"].find(
-        {"_id": {"$in": list(ids)}}, {"_id": 1}, session=session
-    )
-    return {doc["_id"] async for doc in cursor}
-
-
 async def active_generation(
     db: AsyncDatabase[Doc], session: AsyncClientSession | None = None
 ) -> int:
@@ -222,56 +228,149 @@ async def ensure_control(
     return generation
 
 
-class _MongoTx:
+# MongoDB is read in a snapshot (a batch's positions, event ids and states agree) and
+# written to a majority (the Kafka offsets are committed only after the commit).
+SNAPSHOT, MAJORITY = ReadConcern("snapshot"), WriteConcern("majority")
+
+
+class ProjectionUnitOfWork(MongoUnitOfWork):
+    """One batch's transaction on the read models of one generation, with its
+    repositories (positions, applied events, states, aggregates) bound to its session.
+    ``generation=None`` follows the control document (the live projector); a number pins
+    one (a rebuild)."""
+
     def __init__(
-        self, generation: Generation, session: AsyncClientSession, metrics: WriteMetrics
+        self,
+        db: AsyncDatabase[Doc],
+        *,
+        generation: int | None = None,
+        metrics: WriteMetrics | None = None,
+        max_generation_retries: int = 10,
     ) -> None:
-        self._g = generation
-        self._s = session
+        super().__init__(db.client, read_concern=SNAPSHOT, write_concern=MAJORITY)
+        self._db = db
+        self._pinned = generation
+        self._max_generation_retries = max_generation_retries
+        self._generation: Generation | None = None
+        metrics = metrics or _NoMetrics()
+        self.positions = MongoPositions(self, metrics)
+        self.applied_events = MongoAppliedEvents(self, metrics)
+        self.states = MongoStates(self, metrics)
+        self.aggregates = MongoAggregates(self, metrics)
+
+    async def generation(self) -> Generation:
+        """The generation read and written: in :meth:`run`, the one its transaction
+        found at the start of the attempt; outside, the pinned or active one now."""
+        return self._generation or await self._resolve(None)
+
+    async def _resolve(self, session: AsyncClientSession | None) -> Generation:
+        return Generation(self._db, self._pinned or await active_generation(self._db, session))
+
+    async def run(self, work: Callable[[Self], Awaitable[T]]) -> T:
+        in_transaction = super().run
+
+        async def in_generation(uow: Self) -> T:
+            # Read in the transaction's snapshot: a swap committed before it is seen.
+            self._generation = await self._resolve(uow.session)
+            return await work(uow)
+
+        async def transaction() -> T:
+            try:
+                return await in_transaction(in_generation)
+            finally:
+                self._generation = None
+
+        # The generation was swapped during the batch (GenerationRetired): run it again.
+        return await retry_on_conflict(
+            transaction,
+            conflict=GenerationRetired,
+            attempts=self._max_generation_retries,
+            what="projection batch (generation swapped)",
+            exhausted=lambda: GenerationRetired("the active generation kept changing"),
+        )
+
+
+class _InGeneration:
+    """A repository of the unit of work's generation, in its session."""
+
+    def __init__(self, uow: ProjectionUnitOfWork, metrics: WriteMetrics) -> None:
+        self._uow = uow
         self._metrics = metrics
 
-    async def positions(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, Position]:
-        ids = [position_id(tp) for tp in partitions]
-        out: dict[TopicPartition, Position] = {}
-        async for doc in self._g["positions"].find({"_id": {"$in": ids}}, session=self._s):
-            if doc.get("sealed"):
-                raise GenerationRetired(f"generation {self._g.number} was swapped out")
-            out[(doc["topic"], int(doc["partition"]))] = position_from_doc(doc)
-        return out
+    async def _find(self, collection: str, query: Doc, projection: Doc | None = None) -> list[Doc]:
+        generation = await self._uow.generation()
+        cursor = generation[collection].find(query, projection, session=self._uow.session)
+        return [doc async for doc in cursor]
 
-    async def known_event_ids(self, ids: Sequence[str]) -> set[str]:
-        return await known_event_ids(self._g, ids, self._s)
+    async def _bulk(self, collection: str, ops: list[Any]) -> None:
+        if not ops:
+            return
+        generation = await self._uow.generation()
+        await generation[collection].bulk_write(ops, ordered=True, session=self._uow.session)
+        self._metrics.written(collection, len(ops))
 
+
+class MongoPositions(_InGeneration):
+    async def get(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, Position]:
+        """In the transaction a sealed position means a rebuild swapped the generation out
+        (:class:`GenerationRetired`); outside it the positions are only a hint."""
+        docs = await self._find(
+            "positions", {"_id": {"$in": [position_id(tp) for tp in partitions]}}
+        )
+        if self._uow.session is not None and any(doc.get("sealed") for doc in docs):
+            number = (await self._uow.generation()).number
+            raise GenerationRetired(f"generation {number} was swapped out")
+        return {(doc["topic"], int(doc["partition"])): position_from_doc(doc) for doc in docs}
+
+    async def advance(self, positions: Mapping[TopicPartition, Position]) -> None:
+        await self._bulk(
+            "positions",
+            [
+                UpdateOne(
+                    {"_id": position_id(tp)},
+                    {
+                        # Set, not $max: a position may start again in a replaced log.
+                        "$set": {"offset": position.offset, "ce_id": position.ce_id},
+                        "$setOnInsert": {"topic": tp[0], "partition": tp[1], "sealed": False},
+                    },
+                    upsert=True,
+                )
+                for tp, position in sorted(positions.items())
+            ],
+        )
+
+
+class MongoAppliedEvents(_InGeneration):
+    async def known(self, ids: Sequence[str]) -> set[str]:
+        if not ids:
+            return set()
+        return {
+            doc["_id"]
+            for doc in await self._find("applied_events", {"_id": {"$in": list(ids)}}, {"_id": 1})
+        }
+
+    async def add(self, ids: Sequence[str], at: datetime) -> None:
+        await self._bulk("applied_events", [InsertOne({"_id": i, "at": at}) for i in ids])
+
+
+class MongoStates(_InGeneration):
     async def load(self, keys: StateKeys) -> LoadedStates:
         loaded = LoadedStates()
         learners = sorted(keys.learners)
         if learners:
-            async for doc in self._g["enrolments"].find(
-                {"learner": {"$in": learners}}, session=self._s
-            ):
+            for doc in await self._find("enrolments", {"learner": {"$in": learners}}):
                 state = enrolment_from_doc(doc)
                 loaded.enrolments[state.enrolment_id] = state
-            async for doc in self._g["participants"].find(
-                {"_id": {"$in": learners}}, session=self._s
-            ):
+            for doc in await self._find("participants", {"_id": {"$in": learners}}):
                 p = participant_from_doc(doc)
                 loaded.participants[p.learner] = p
         if keys.match_ids:
-            async for doc in self._g["matches"].find(
-                {"_id": {"$in": sorted(keys.match_ids)}}, session=self._s
-            ):
+            for doc in await self._find("matches", {"_id": {"$in": sorted(keys.match_ids)}}):
                 m = match_from_doc(doc)
                 loaded.matches[m.match_id] = m
         return loaded
 
-    async def write(
-        self,
-        outcome: BatchOutcome,
-        positions: Mapping[TopicPartition, Position],
-        event_ids: Sequence[str],
-    ) -> None:
+    async def save(self, outcome: BatchOutcome) -> None:
         states: list[tuple[str, Iterable[EnrolmentState | ParticipantState | MatchState]]] = [
             ("enrolments", outcome.enrolments.values()),
             ("participants", outcome.participants.values()),
@@ -282,6 +381,11 @@ class _MongoTx:
                 ReplaceOne({"_id": d["_id"]}, d, upsert=True) for d in map(state_to_doc, changed)
             ]
             await self._bulk(collection, ops)
+
+
+class MongoAggregates(_InGeneration):
+    async def add(self, outcome: BatchOutcome) -> None:
+        """One bulk write per aggregate collection: ``$inc`` upserts, then deletes."""
         by_collection: dict[AggregateName, list[Any]] = {}
         for (name, key), counts in sorted(outcome.deltas.items()):
             spec = AGGREGATES[name]
@@ -308,87 +412,6 @@ class _MongoTx:
             )
         for name, ops in sorted(by_collection.items()):
             await self._bulk(AGGREGATE_COLLECTIONS[name], ops)
-        now = datetime.now(UTC)
-        await self._bulk("applied_events", [InsertOne({"_id": i, "at": now}) for i in event_ids])
-        await self._bulk(
-            "positions",
-            [
-                UpdateOne(
-                    {"_id": position_id(tp)},
-                    {
-                        # Set, not $max: a position may start again in a replaced log.
-                        "$set": {"offset": position.offset, "ce_id": position.ce_id},
-                        "$setOnInsert": {"topic": tp[0], "partition": tp[1], "sealed": False},
-                    },
-                    upsert=True,
-                )
-                for tp, position in sorted(positions.items())
-            ],
-        )
-
-    async def _bulk(self, collection: str, ops: list[Any]) -> None:
-        if not ops:
-            return
-        await self._g[collection].bulk_write(ops, ordered=True, session=self._s)
-        self._metrics.written(collection, len(ops))
-
-
-class MongoProjectionStore:
-    """:class:`ProjectionStore` on MongoDB. ``generation=None`` follows the control
-    document (the live projector); a number pins one generation (a rebuild)."""
-
-    def __init__(
-        self,
-        db: AsyncDatabase[Doc],
-        *,
-        generation: int | None = None,
-        metrics: WriteMetrics | None = None,
-        max_generation_retries: int = 10,
-    ) -> None:
-        self._db = db
-        self._pinned = generation
-        self._metrics = metrics or _NoMetrics()
-        self._max_generation_retries = max_generation_retries
-
-    async def _generation(self, session: AsyncClientSession | None = None) -> Generation:
-        number = self._pinned or await active_generation(self._db, session)
-        return Generation(self._db, number)
-
-    async def run(self, work: Callable[[ProjectionTx], Awaitable[T]]) -> T:
-        async def transaction() -> T:
-            async with self._db.client.start_session() as session:
-
-                async def callback(s: AsyncClientSession) -> T:
-                    generation = await self._generation(s)
-                    return await work(_MongoTx(generation, s, self._metrics))
-
-                return await session.with_transaction(
-                    callback,
-                    read_concern=ReadConcern("snapshot"),
-                    write_concern=WriteConcern("majority"),
-                )
-
-        # The generation was swapped during the batch (GenerationRetired): run it again.
-        return await retry_on_conflict(
-            transaction,
-            conflict=GenerationRetired,
-            attempts=self._max_generation_retries,
-            what="projection batch (generation swapped)",
-            exhausted=lambda: GenerationRetired("the active generation kept changing"),
-        )
-
-    async def read_positions(
-        self, partitions: Iterable[TopicPartition]
-    ) -> dict[TopicPartition, Position]:
-        generation = await self._generation()
-        ids = [position_id(tp) for tp in partitions]
-        return {
-            (d["topic"], int(d["partition"])): position_from_doc(d)
-            async for d in generation["positions"].find({"_id": {"$in": ids}})
-        }
-
-    async def read_known_event_ids(self, ids: Sequence[str]) -> set[str]:
-        return await known_event_ids(await self._generation(), ids, None)
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,43 +455,37 @@ class Generations:
         ``old`` has. Seals every position of ``old`` in the same transaction, so a live
         batch on ``old`` that has not committed yet conflicts and is re-run on ``new``.
         Returns False (nothing changed) when ``new`` is behind: catch up and try again."""
-        async with self._db.client.start_session() as session:
 
-            async def callback(s: AsyncClientSession) -> bool:
-                if await active_generation(self._db, s) != old:
-                    raise RuntimeError(f"generation {old} is no longer active")
-                g_old, g_new = Generation(self._db, old), Generation(self._db, new)
-                old_pos = {d["_id"]: d async for d in g_old["positions"].find({}, session=s)}
-                new_pos = {d["_id"]: d async for d in g_new["positions"].find({}, session=s)}
-                for pid, doc in old_pos.items():
-                    if int(new_pos.get(pid, {}).get("offset", -1)) < int(doc["offset"]):
-                        return False
-                seal = [
-                    UpdateOne(
-                        {"_id": position_id(tp)},
-                        {
-                            "$set": {"sealed": True},
-                            "$setOnInsert": {"topic": tp[0], "partition": tp[1], "offset": -1},
-                        },
-                        upsert=True,
-                    )
-                    for tp in sorted(set(partitions))
-                ]
-                seal += [
-                    UpdateOne({"_id": pid}, {"$set": {"sealed": True}}) for pid in sorted(old_pos)
-                ]
-                await g_old["positions"].bulk_write(seal, session=s)
-                await self._db[CONTROL].update_one(
-                    {"_id": "active"}, {"$set": {"generation": new}}, session=s
+        async def swap_generations(uow: MongoUnitOfWork) -> bool:
+            s = uow.session
+            if await active_generation(self._db, s) != old:
+                raise RuntimeError(f"generation {old} is no longer active")
+            g_old, g_new = Generation(self._db, old), Generation(self._db, new)
+            old_pos = {d["_id"]: d async for d in g_old["positions"].find({}, session=s)}
+            new_pos = {d["_id"]: d async for d in g_new["positions"].find({}, session=s)}
+            for pid, doc in old_pos.items():
+                if int(new_pos.get(pid, {}).get("offset", -1)) < int(doc["offset"]):
+                    return False
+            seal = [
+                UpdateOne(
+                    {"_id": position_id(tp)},
+                    {
+                        "$set": {"sealed": True},
+                        "$setOnInsert": {"topic": tp[0], "partition": tp[1], "offset": -1},
+                    },
+                    upsert=True,
                 )
-                return True
-
-            swapped: bool = await session.with_transaction(
-                callback,
-                read_concern=ReadConcern("snapshot"),
-                write_concern=WriteConcern("majority"),
+                for tp in sorted(set(partitions))
+            ]
+            seal += [UpdateOne({"_id": pid}, {"$set": {"sealed": True}}) for pid in sorted(old_pos)]
+            await g_old["positions"].bulk_write(seal, session=s)
+            await self._db[CONTROL].update_one(
+                {"_id": "active"}, {"$set": {"generation": new}}, session=s
             )
-            return swapped
+            return True
+
+        uow = MongoUnitOfWork(self._db.client, read_concern=SNAPSHOT, write_concern=MAJORITY)
+        return await uow.run(swap_generations)
 
     async def drop(self, number: int) -> None:
         await Generation(self._db, number).drop()

@@ -100,7 +100,11 @@ async def test_the_projector_rewinds_a_replaced_partition_and_reads_it_again() -
     store, dlq = InMemoryStore(), RecordingDeadLetters()
     f, _ = fence()
     projector = Projector(
-        store, CONSUMED, dlq, retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0), fence=f
+        store.unit_of_work,
+        CONSUMED,
+        dlq,
+        retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0),
+        fence=f,
     )
     rewound: list[set[TopicPartition]] = []
 
@@ -135,7 +139,11 @@ async def test_a_partition_that_could_not_be_sought_keeps_its_position() -> None
     store, dlq = InMemoryStore(), RecordingDeadLetters()
     f, _ = fence()
     projector = Projector(
-        store, CONSUMED, dlq, retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0), fence=f
+        store.unit_of_work,
+        CONSUMED,
+        dlq,
+        retry_policy=RetryPolicy(attempts=2, initial_delay_s=0.0),
+        fence=f,
     )
 
     async def not_owned(partitions: set[TopicPartition]) -> set[TopicPartition]:

@@ -33,7 +33,7 @@ FAST = RetryPolicy(attempts=3, initial_delay_s=0.0)
 
 def make() -> tuple[Projector, InMemoryStore, RecordingDeadLetters]:
     store, dlq = InMemoryStore(), RecordingDeadLetters()
-    return Projector(store, CONSUMED, dlq, retry_policy=FAST), store, dlq
+    return Projector(store.unit_of_work, CONSUMED, dlq, retry_policy=FAST), store, dlq
 
 
 def records(events: list[CloudEvent[Event]], first_offset: int = 0) -> list[FakeRecord]:
@@ -186,7 +186,7 @@ async def test_a_new_log_is_applied_whatever_its_offsets_and_the_reset_is_report
     # The broker lost its log (or the topic was re-created): offsets start at 0 again
     # below the stored position. Positions never hide new events.
     store, dlq, metrics = InMemoryStore(), RecordingDeadLetters(), CountingMetrics()
-    projector = Projector(store, CONSUMED, dlq, retry_policy=FAST, metrics=metrics)
+    projector = Projector(store.unit_of_work, CONSUMED, dlq, retry_policy=FAST, metrics=metrics)
     await projector.handle(records([cloud(accepted()) for _ in range(10)]))
     assert store.stored_positions[(ENROLMENT_EVENTS, 0)] == 9
 
