@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
 
 from tests.infra import Infra, own_broker, provide_infra
 
@@ -29,6 +33,18 @@ def infra(session_infra: Infra) -> Iterator[Infra]:
     broker (see ``own_broker``), so its consumers never replay other modules' events."""
     with own_broker(session_infra) as running:
         yield running
+
+
+@pytest.fixture
+async def scratch_database(session_infra: Infra) -> AsyncIterator[AsyncDatabase[Any]]:
+    """A database of the test's own on the real server, dropped afterwards."""
+    client: AsyncMongoClient[Any] = AsyncMongoClient(session_infra.mongodb_url, tz_aware=True)
+    name = f"scratch_{uuid.uuid4().hex[:12]}"
+    try:
+        yield client[name]
+    finally:
+        await client.drop_database(name)
+        await client.close()
 
 
 @pytest.fixture

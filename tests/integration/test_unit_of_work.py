@@ -5,20 +5,16 @@ concurrent units of work runs the loser again from its reads."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.cloudevents import CloudEvent
 from shared.contracts.enrolment import LearnerErased
 from shared.outbox import MongoOutbox, OutboxMessage
 from shared.unit_of_work import MongoUnitOfWork
-from tests.infra import Infra
 
 
 class Boom(Exception):
@@ -26,14 +22,8 @@ class Boom(Exception):
 
 
 @pytest.fixture
-async def database(session_infra: Infra) -> AsyncIterator[AsyncDatabase[Any]]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(session_infra.mongodb_url)
-    name = f"uow_{uuid.uuid4().hex[:12]}"
-    try:
-        yield client[name]
-    finally:
-        await client.drop_database(name)
-        await client.close()
+async def database(scratch_database: AsyncDatabase[Any]) -> AsyncDatabase[Any]:
+    return scratch_database
 
 
 def message(key: str) -> OutboxMessage:

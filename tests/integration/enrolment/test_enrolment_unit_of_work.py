@@ -5,13 +5,10 @@ announce) it once, and consent changes and erasure commit with their events."""
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
-from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.enrolment.domain import Enrolment, accept
@@ -31,7 +28,6 @@ from shared.contracts.enrolment import Consent, EnrolmentSubmission
 from shared.crypto import KeyRing
 from shared.outbox import MongoOutbox
 from shared.telemetry import Telemetry
-from tests.infra import Infra
 from tests.unit.enrolment.enrolment_fakes import (
     NOW,
     PROVIDER,
@@ -42,14 +38,8 @@ from tests.unit.enrolment.enrolment_fakes import (
 
 
 @pytest.fixture
-async def database(session_infra: Infra) -> AsyncIterator[AsyncDatabase[Any]]:
-    client: AsyncMongoClient[Any] = AsyncMongoClient(session_infra.mongodb_url, tz_aware=True)
-    name = f"uow_enrolment_{uuid.uuid4().hex[:12]}"
-    try:
-        yield client[name]
-    finally:
-        await client.drop_database(name)
-        await client.close()
+async def database(scratch_database: AsyncDatabase[Any]) -> AsyncDatabase[Any]:
+    return scratch_database
 
 
 def enrolment(learner_ref: str) -> Enrolment:

@@ -9,6 +9,8 @@ from typing import Any
 from services.matching.domain import (
     BackgroundFields,
     BridgingProfile,
+    Match,
+    MatchStatus,
     Participant,
     ParticipantView,
     Volunteer,
@@ -133,3 +135,26 @@ def participant(**overrides: Any) -> Participant:
     }
     fields.update(overrides)
     return Participant(**fields)
+
+
+def match(status: MatchStatus = MatchStatus.PROPOSED, **overrides: Any) -> Match:
+    """A match between ``volunteer()`` and ``participant()``-like ids, proposed a day ago."""
+    base = Match(
+        match_id="m-1",
+        volunteer_id="v-1",
+        participant="learner-1",
+        enrolment_id="enr-1",
+        combined_authority=GM,
+        local_authority=OLDHAM,
+        status=status,
+        score=1.0,
+        score_components={},
+        bridging_dimensions=(),
+        shared_slots=(),
+        shared_interests=(),
+        explanation="",
+        waited_since=NOW - timedelta(days=3),
+        proposed_at=NOW - timedelta(days=1),
+        decided_at=NOW - timedelta(days=1) if status is MatchStatus.CONFIRMED else None,
+    )
+    return replace(base, **overrides)

@@ -31,7 +31,14 @@ from shared.contracts.matching import (
 )
 from shared.contracts.reference import CombinedAuthority
 from shared.telemetry import Telemetry
-from tests.unit.matching.matching_factories import GM, NOW, OLDHAM, TODAY, participant, volunteer
+from tests.unit.matching.matching_factories import (
+    GM,
+    NOW,
+    TODAY,
+    match,
+    participant,
+    volunteer,
+)
 from tests.unit.matching.matching_fakes import MatchingState, unit_of_work_factory
 
 COORDINATOR = Principal(
@@ -40,24 +47,7 @@ COORDINATOR = Principal(
 
 
 def proposal(status: MatchStatus = MatchStatus.PROPOSED) -> Match:
-    return Match(
-        match_id="m-1",
-        volunteer_id="v-1",
-        participant="learner-1",
-        enrolment_id="enr-1",
-        combined_authority=GM,
-        local_authority=OLDHAM,
-        status=status,
-        score=1.0,
-        score_components={},
-        bridging_dimensions=(),
-        shared_slots=(),
-        shared_interests=(),
-        explanation="",
-        waited_since=NOW - timedelta(days=3),
-        proposed_at=NOW - timedelta(days=1),
-        decided_at=NOW - timedelta(days=1) if status is MatchStatus.CONFIRMED else None,
-    )
+    return match(status)
 
 
 def proposed_pair(status: MatchStatus = MatchStatus.PROPOSED) -> MatchingState:

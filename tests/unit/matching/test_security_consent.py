@@ -28,9 +28,9 @@ from shared.contracts.reference import Ethnicity
 from shared.telemetry import Telemetry
 from tests.unit.matching.matching_factories import (
     BIRMINGHAM,
-    GM,
     NOW,
     OLDHAM,
+    match,
     opt_in,
     participant,
     volunteer,
@@ -39,22 +39,15 @@ from tests.unit.matching.matching_fakes import FakeMatches, MatchingState, unit_
 
 
 def a_match(status: MatchStatus) -> Match:
-    return Match(
+    return match(
+        status,
         match_id=f"m-{status.value}",
         volunteer_id="v1",
         participant="lp_1",
         enrolment_id="enr_1",
-        combined_authority=GM,
-        local_authority=OLDHAM,
-        status=status,
-        score=1.0,
-        score_components={},
-        bridging_dimensions=(),
-        shared_slots=(),
-        shared_interests=(),
-        explanation="",
         waited_since=NOW - timedelta(days=1),
         proposed_at=NOW,
+        decided_at=None,
     )
 
 
