@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 EVENTS = int(os.environ.get("COMMONGROUND_RELIABILITY_EVENTS", "600"))
-TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_TRIALS", "5")))
+TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_TRIALS", "4")))
 SEED = int(os.environ.get("COMMONGROUND_RELIABILITY_SEED", str(random.randrange(1 << 30))))
 Doc = dict[str, Any]
 ENV_PREFIX = {"enrolment": "ENROLMENT", "matching": "MATCHING", "reporting": "REPORTING"}

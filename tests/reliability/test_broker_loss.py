@@ -12,7 +12,7 @@ in the reports (``started``), each opt-in once in matching's pool, each match co
 once. The expected figures come from what was submitted and from the services' own
 databases, not from the topics (which lose their history with the broker).
 
-Trials: ``COMMONGROUND_RELIABILITY_LOSS_TRIALS`` (default 10) kill -9 of everything at
+Trials: ``COMMONGROUND_RELIABILITY_LOSS_TRIALS`` (default 6) kill -9 of everything at
 once, each at a random point of its own chunk of ``COMMONGROUND_RELIABILITY_LOSS_CHUNK``
 submissions (default 60). Figures go to artifacts/reliability.jsonl.
 """
@@ -50,7 +50,7 @@ from tests.reliability.processes import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.timeout(1800)]
 
-LOSS_TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_LOSS_TRIALS", "10")))
+LOSS_TRIALS = max(1, int(os.environ.get("COMMONGROUND_RELIABILITY_LOSS_TRIALS", "6")))
 CHUNK = max(10, int(os.environ.get("COMMONGROUND_RELIABILITY_LOSS_CHUNK", "60")))
 
 

@@ -9,7 +9,7 @@ and run in order; each adds its own stream. Sizes: ``COMMONGROUND_RELIABILITY_EV
 submissions for the kill -9 stream (default 600, which keeps the whole suite under 20
 minutes on 2 cores; the issue's figure is 20000, run with the variable set), in which
 each of the three services is killed ``COMMONGROUND_RELIABILITY_TRIALS`` times (default
-5) at random points of its own progress. Figures go to artifacts/reliability.jsonl.
+4) at random points of its own progress. Figures go to artifacts/reliability.jsonl.
 """
 
 from __future__ import annotations
