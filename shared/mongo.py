@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from pymongo import AsyncMongoClient, monitoring
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from shared.settings import ServiceSettings
 
@@ -97,3 +98,16 @@ def in_chunks(values: Sequence[T], size: int = IN_CHUNK) -> list[list[T]]:
     """``values`` (de-duplicated, in order) cut into ``$in`` lists of at most ``size``."""
     unique = list(dict.fromkeys(values))
     return [unique[k : k + size] for k in range(0, len(unique), size)]
+
+
+DUPLICATE_KEY = 11000
+
+
+def is_duplicate_key(exc: BaseException) -> bool:
+    """A write refused because a document with its unique key exists (alone, or among
+    the write errors of a bulk write)."""
+    if isinstance(exc, DuplicateKeyError):
+        return True
+    if isinstance(exc, BulkWriteError):
+        return any(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", []))
+    return False

@@ -23,7 +23,6 @@ from pydantic import TypeAdapter
 from pymongo import ASCENDING, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from services.enrolment.domain import Enrolment, HistoryEntry, Lifecycle, Provider
 from shared.contracts.enrolment import EnrolmentSubmission
@@ -33,8 +32,6 @@ from shared.contracts.reference import (
 )
 
 logger = logging.getLogger(__name__)
-
-DUPLICATE_KEY = 11000
 
 
 class AlreadyExists(Exception):
@@ -247,14 +244,6 @@ def _changes(doc: dict[str, Any], expected_version: int) -> dict[str, Any]:
     doc.pop("_id")
     doc.pop("accepted_at")
     return doc
-
-
-def is_duplicate_key(exc: Exception) -> bool:
-    if isinstance(exc, DuplicateKeyError):
-        return True
-    if isinstance(exc, BulkWriteError):
-        return any(e.get("code") == DUPLICATE_KEY for e in exc.details.get("writeErrors", []))
-    return False
 
 
 class MongoProviderDirectory:

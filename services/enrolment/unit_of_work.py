@@ -20,8 +20,8 @@ from services.enrolment.repository import (
     EnrolmentRepository,
     MongoEnrolmentRepository,
     SubmissionSealer,
-    is_duplicate_key,
 )
+from shared.mongo import is_duplicate_key
 from shared.outbox import MongoOutbox, OutboxMessage
 from shared.unit_of_work import MongoUnitOfWork
 

@@ -31,7 +31,7 @@ from pymongo import DeleteMany, InsertOne, ReplaceOne, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import CollectionInvalid
+from pymongo.errors import BulkWriteError, CollectionInvalid, DuplicateKeyError
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 
@@ -53,6 +53,7 @@ from services.reporting.domain.projection import (
     participant_from_doc,
     state_to_doc,
 )
+from shared.mongo import in_chunks, is_duplicate_key
 from shared.positions import Position
 from shared.retries import retry_on_conflict
 from shared.unit_of_work import MongoUnitOfWork
@@ -86,6 +87,10 @@ READ_MODEL_COLLECTIONS = (*STATE_COLLECTIONS, *AGGREGATE_COLLECTIONS.values())
 
 class GenerationRetired(Exception):
     """The generation a batch was being applied to has been swapped out by a rebuild."""
+
+
+class AggregateInsertedMeanwhile(Exception):
+    """A batch inserted an aggregate document that another transaction inserted first."""
 
 
 class WriteMetrics(Protocol):
@@ -274,11 +279,25 @@ class ProjectionUnitOfWork(MongoUnitOfWork):
             self._generation = await self._resolve(uow.session)
             return await work(uow)
 
-        async def transaction() -> T:
+        async def attempt() -> T:
             try:
                 return await in_transaction(in_generation)
+            except (DuplicateKeyError, BulkWriteError) as exc:
+                if is_duplicate_key(exc):
+                    raise AggregateInsertedMeanwhile(str(exc)) from exc
+                raise
             finally:
                 self._generation = None
+
+        async def transaction() -> T:
+            # Another instance inserted an aggregate this batch's snapshot did not have:
+            # run the batch again (its fresh snapshot increments that document).
+            return await retry_on_conflict(
+                attempt,
+                conflict=AggregateInsertedMeanwhile,
+                attempts=self._max_generation_retries,
+                what="projection batch (aggregate inserted concurrently)",
+            )
 
         # The generation was swapped during the batch (GenerationRetired): run it again.
         return await retry_on_conflict(
@@ -385,20 +404,36 @@ class MongoStates(_InGeneration):
 
 class MongoAggregates(_InGeneration):
     async def add(self, outcome: BatchOutcome) -> None:
-        """One bulk write per aggregate collection: ``$inc`` upserts, then deletes."""
-        by_collection: dict[AggregateName, list[Any]] = {}
+        """One bulk write per aggregate collection: a new document is inserted whole,
+        an existing one gets ``$inc`` of the counters that changed, then the documents
+        whose counts all fell to zero are deleted.
+
+        Insert or increment, not one ``$inc`` upsert of every counter: the database
+        server checks each update's paths against each other (quadratic in the ~40
+        counters of a document) and its update path costs several inserts
+        (bench/RESULTS.md). Which documents exist is read in the batch's snapshot; a
+        document another instance inserts meanwhile makes the insert fail and the batch
+        run again (``ProjectionUnitOfWork.run``)."""
+        deltas: dict[AggregateName, dict[tuple[str, ...], Counts]] = {}
         for (name, key), counts in sorted(outcome.deltas.items()):
-            spec = AGGREGATES[name]
-            by_collection.setdefault(name, []).append(
-                UpdateOne(
-                    {"_id": aggregate_id(key)},
-                    {
-                        "$setOnInsert": dict(zip(spec.dims, key, strict=True)),
-                        "$inc": {f"counts.{f}": v for f, v in full_counts(name, counts).items()},
-                    },
-                    upsert=True,
+            deltas.setdefault(name, {})[key] = counts
+        by_collection: dict[AggregateName, list[Any]] = {}
+        for name, changed in deltas.items():
+            ids = [aggregate_id(key) for key in changed]
+            existing = {
+                doc["_id"]
+                for chunk in in_chunks(ids)
+                for doc in await self._find(
+                    AGGREGATE_COLLECTIONS[name], {"_id": {"$in": chunk}}, {"_id": 1}
                 )
-            )
+            }
+            ops = by_collection.setdefault(name, [])
+            for key, counts in changed.items():
+                doc_id = aggregate_id(key)
+                if doc_id not in existing:
+                    ops.append(InsertOne(new_aggregate_document(name, key, counts)))
+                elif inc := {f"counts.{f}": v for f, v in counts.items() if v}:
+                    ops.append(UpdateOne({"_id": doc_id}, {"$inc": inc}))
         for name, key in sorted(outcome.decremented):
             # A document exists exactly when its counts are not all zero, however the log
             # was cut into batches: this keeps a rebuild identical to the live models.
@@ -412,6 +447,16 @@ class MongoAggregates(_InGeneration):
             )
         for name, ops in sorted(by_collection.items()):
             await self._bulk(AGGREGATE_COLLECTIONS[name], ops)
+
+
+def new_aggregate_document(name: AggregateName, key: tuple[str, ...], counts: Counts) -> Doc:
+    """An aggregate's first document: every counter, in canonical order, and the fields
+    after ``_id`` in name order (the shape a ``$setOnInsert``/``$inc`` upsert gave)."""
+    fields: Doc = {
+        **dict(zip(AGGREGATES[name].dims, key, strict=True)),
+        "counts": full_counts(name, counts),
+    }
+    return {"_id": aggregate_id(key), **dict(sorted(fields.items()))}
 
 
 # ---------------------------------------------------------------------------------------
