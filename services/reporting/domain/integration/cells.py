@@ -5,15 +5,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from services.reporting.domain.disclosure import Cell, CellId, Published
+from services.reporting.domain.disclosure import Cell, CellId, Published, sum_cells
 from services.reporting.domain.projection import Counts
 
 TOTAL = "total"
 """The borough code of the total row (every borough in scope)."""
-
-
-def sum_cells(cells: Iterable[Cell]) -> Cell:
-    return sum(cells, Cell(0))
 
 
 def add_counts(parts: Iterable[Counts]) -> Counts:

@@ -17,12 +17,12 @@ from services.reporting.domain.disclosure import (
     DisclosureMethod,
     Published,
     publish,
+    sum_cells,
 )
 from services.reporting.domain.integration.cells import (
     TOTAL,
     add_counts,
     published_number,
-    sum_cells,
 )
 from services.reporting.domain.integration.periods import quarter_of
 from services.reporting.domain.projection import Counts

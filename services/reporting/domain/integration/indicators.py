@@ -18,6 +18,7 @@ from services.reporting.domain.disclosure import (
     Displayed,
     Published,
     publish,
+    sum_cells,
 )
 from services.reporting.domain.integration.bridges import BRIDGE_COUNTERS
 from services.reporting.domain.integration.cells import (
@@ -25,7 +26,6 @@ from services.reporting.domain.integration.cells import (
     add_counts,
     borough_cells,
     rate_of,
-    sum_cells,
 )
 from services.reporting.domain.integration.indicator_definitions import (
     DOMAIN_LABELS,

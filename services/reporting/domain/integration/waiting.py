@@ -13,8 +13,9 @@ from services.reporting.domain.disclosure import (
     DisclosureMethod,
     Published,
     publish,
+    sum_cells,
 )
-from services.reporting.domain.integration.cells import TOTAL, rate_of, sum_cells
+from services.reporting.domain.integration.cells import TOTAL, rate_of
 from services.reporting.domain.projection import NOT_STATED, Counts
 from services.reporting.domain.reports import cell, disclosure_note, median_wait
 from shared.contracts.reference import AgeBand, Sex
