@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, Literal, Protocol
@@ -182,6 +182,11 @@ class Cell:
 
     def __add__(self, other: Cell) -> Cell:
         return Cell(self.count + other.count, self.key_sum + other.key_sum)
+
+
+def sum_cells(cells: Iterable[Cell]) -> Cell:
+    """The cell of the records of ``cells`` together (counts and key sums added)."""
+    return sum(cells, Cell(0))
 
 
 class Published(Protocol):

@@ -32,6 +32,7 @@ from services.reporting.domain.disclosure import (
     DisclosureMethod,
     Line,
     publish,
+    sum_cells,
 )
 
 # Counters of the ``qar`` aggregate (each with a ck_ key sum, domain/projection.py).
@@ -145,7 +146,7 @@ def build_qar(
     keys = [k for k, _ in QAR_COLUMNS]
     codes = [code for code, _ in rows]
     per_row = {code: {k: _cell(sums.get(code, {}), f"qar_{k}") for k in keys} for code in codes}
-    per_row[TOTAL] = {k: sum((per_row[c][k] for c in codes), Cell(0)) for k in keys}
+    per_row[TOTAL] = {k: sum_cells(per_row[c][k] for c in codes) for k in keys}
     values = {(code, k): per_row[code][k] for code in (*codes, TOTAL) for k in keys}
     lines = [Line((TOTAL, k), tuple((c, k) for c in codes)) for k in keys]
     p = publish(values, lines, control)

@@ -37,6 +37,7 @@ from services.reporting.domain.disclosure import (
     Published,
     grid_lines,
     publish,
+    sum_cells,
 )
 from services.reporting.domain.projection import (
     MATCH_FIELDS,
@@ -360,7 +361,7 @@ def build_breakdown(
         return m
 
     per_row = {code: measures(code) for code in codes}
-    total = {k: sum((per_row[c][k] for c in codes), Cell(0)) for k in keys}
+    total = {k: sum_cells(per_row[c][k] for c in codes) for k in keys}
     per_row[TOTAL] = total
     values = {(code, k): per_row[code][k] for code in (*codes, TOTAL) for k in keys}
     lines = grid_lines(

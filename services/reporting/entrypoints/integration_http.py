@@ -17,7 +17,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from services.reporting.domain.dimensions import FILTERED
-from services.reporting.domain.integration import WaitingBy, indicators_csv
+from services.reporting.domain.integration.indicators import indicators_csv
+from services.reporting.domain.integration.waiting import WaitingBy
 from services.reporting.entrypoints.http import (
     FILTER_PARAMS,
     AuthorityParam,

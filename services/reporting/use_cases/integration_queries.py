@@ -1,7 +1,7 @@
 """Use cases of the integration reports (issue 16): the caller's scope is resolved like
 every report (``queries.resolve``: coordinators within their combined authorities,
 unrounded figures for analysts only, audit-logged), the sums come from the read models,
-and the pure builders in ``domain/integration.py`` apply disclosure control."""
+and the pure builders in ``domain/integration/`` apply disclosure control."""
 
 from __future__ import annotations
 
@@ -11,14 +11,10 @@ from typing import Any
 
 from services.reporting.domain.dimensions import FILTERED, Filters
 from services.reporting.domain.disclosure import DisclosureMethod
-from services.reporting.domain.integration import (
-    IndicatorInputs,
-    WaitingBy,
-    build_bridges,
-    build_esol_comparison,
-    build_indicators,
-    build_waiting,
-)
+from services.reporting.domain.integration.bridges import build_bridges
+from services.reporting.domain.integration.esol_comparison import build_esol_comparison
+from services.reporting.domain.integration.indicators import IndicatorInputs, build_indicators
+from services.reporting.domain.integration.waiting import WaitingBy, build_waiting
 from services.reporting.domain.projection import Counts
 from services.reporting.integration_repository import IntegrationReader
 from shared.contracts.reference import Programme

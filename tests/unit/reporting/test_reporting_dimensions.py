@@ -24,7 +24,7 @@ from services.reporting.domain.dimensions import (
     categories,
     filter_codes,
 )
-from services.reporting.domain.integration import PROGRAMME_GROUPS
+from services.reporting.domain.integration.indicator_definitions import PROGRAMME_GROUPS
 from services.reporting.domain.projection import AGGREGATES
 from services.reporting.domain.qar import QarBy
 from services.reporting.domain.reports import breakdown_csv

@@ -11,15 +11,14 @@ import pytest
 
 from services.reporting.domain.dimensions import Filters
 from services.reporting.domain.disclosure import CellKeyMethod
-from services.reporting.domain.integration import (
-    INDICATORS,
+from services.reporting.domain.integration.esol_comparison import (
     Stratum,
-    indicators_csv,
-    quarter_label,
-    quarter_of,
     stratified_difference,
     wilson,
 )
+from services.reporting.domain.integration.indicator_definitions import INDICATORS
+from services.reporting.domain.integration.indicators import indicators_csv
+from services.reporting.domain.integration.periods import quarter_label, quarter_of
 from services.reporting.use_cases import integration_queries
 from tests.factories.reporting import (
     GM,
