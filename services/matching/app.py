@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from fastapi import FastAPI
 
-from services.matching.domain import BatchPolicy, weights_from_toml
+from services.matching.domain import BatchPolicy, WeightsBook, weights_from_toml
 from services.matching.entrypoints import http, kafka
 from services.matching.entrypoints.dependencies import MatchingContext
 from services.matching.metrics import MatchingMetrics
@@ -28,48 +28,20 @@ from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
 
 def create_app(settings: MatchingSettings | None = None) -> FastAPI:
+    """The matching app; its lifespan builds the stores, the use cases and the workers."""
     settings = settings or MatchingSettings()
 
     @asynccontextmanager
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         weights = weights_from_toml(settings.weights_file.read_text())
-        outbox = MongoOutbox(
-            runtime.db,
-            retention_s=settings.outbox_retention_s,
-            max_messages_per_row=settings.outbox_row_max_messages,
-        )
-        await outbox.ensure_indexes()
-        await ensure_indexes(runtime.db)
-        keys = ApiKeyStore(runtime.db["api_keys"])
-        await keys.ensure_indexes()
+        outbox, keys = await open_stores(runtime, settings)
         metrics = MatchingMetrics(runtime.telemetry)
         leases = Leases(
             MongoLeases(runtime.db), instance_id(), timedelta(seconds=settings.lease_ttl_s)
         )
         sender = RecordSender(settings, runtime.telemetry.tracer())
-        relay = OutboxRelay(
-            outbox,
-            contract_publisher(sender, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
-            settings,
-            RelayMetrics(runtime.telemetry),
-            log_check=log_probe_for(settings),
-            can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
-            component="matching",
-        )
-        service = MatchingService(
-            uow=unit_of_work_factory(runtime.mongo, runtime.db, outbox),
-            weights=weights,
-            policy=BatchPolicy(
-                threshold=settings.batch_threshold,
-                window=timedelta(seconds=settings.batch_window_s),
-            ),
-            metrics=metrics,
-            on_commit=relay.wake,
-            health_policy=settings.health_policy(),
-            keys=keys,
-            learner_keys=MongoLearnerKeys(runtime.db),
-            key_ring=settings.key_ring(),
-        )
+        relay = outbox_relay(runtime, settings, outbox, sender)
+        service = matching_service(runtime, settings, outbox, keys, weights, metrics, relay)
         probe = log_probe_for(settings)
         runtime.state["matching"] = MatchingContext(
             service=service,
@@ -100,4 +72,61 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
         http_routers=[http.router],
         kafka_routers=kafka.kafka_routers,
         lifespan=lifespan,
+    )
+
+
+async def open_stores(
+    runtime: Runtime, settings: MatchingSettings
+) -> tuple[MongoOutbox, ApiKeyStore]:
+    """The outbox and the API keys, with every index matching needs."""
+    outbox = MongoOutbox(
+        runtime.db,
+        retention_s=settings.outbox_retention_s,
+        max_messages_per_row=settings.outbox_row_max_messages,
+    )
+    await outbox.ensure_indexes()
+    await ensure_indexes(runtime.db)
+    keys = ApiKeyStore(runtime.db["api_keys"])
+    await keys.ensure_indexes()
+    return outbox, keys
+
+
+def outbox_relay(
+    runtime: Runtime, settings: MatchingSettings, outbox: MongoOutbox, sender: RecordSender
+) -> OutboxRelay:
+    """Publishes matching's committed events while the service is ready."""
+    return OutboxRelay(
+        outbox,
+        contract_publisher(sender, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
+        settings,
+        RelayMetrics(runtime.telemetry),
+        log_check=log_probe_for(settings),
+        can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+        component="matching",
+    )
+
+
+def matching_service(
+    runtime: Runtime,
+    settings: MatchingSettings,
+    outbox: MongoOutbox,
+    keys: ApiKeyStore,
+    weights: WeightsBook,
+    metrics: MatchingMetrics,
+    relay: OutboxRelay,
+) -> MatchingService:
+    """Every use case, with a unit of work per call; a commit wakes the relay."""
+    return MatchingService(
+        uow=unit_of_work_factory(runtime.mongo, runtime.db, outbox),
+        weights=weights,
+        policy=BatchPolicy(
+            threshold=settings.batch_threshold,
+            window=timedelta(seconds=settings.batch_window_s),
+        ),
+        metrics=metrics,
+        on_commit=relay.wake,
+        health_policy=settings.health_policy(),
+        keys=keys,
+        learner_keys=MongoLearnerKeys(runtime.db),
+        key_ring=settings.key_ring(),
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 import numpy as np
+import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
 from services.matching.domain.constraints import feasible
@@ -81,35 +82,11 @@ def optimal_assignment(
     deterministic for a given matrix.
     """
     vols, parts = _ordered(volunteers, participants)
-    candidates = _candidates(vols)
-    rows: list[tuple[ParticipantView, float, list[tuple[int, float]]]] = []
-    demand: dict[int, int] = {}
-    for p in parts:
-        options = [
-            (vi, score_value(vols[vi], p, weights))
-            for vi in candidates(p)
-            if feasible(vols[vi], p, today)
-        ]
-        if options:
-            rows.append((p, waiting_bonus(p, now, weights), options))
-            for vi, _ in options:
-                demand[vi] = demand.get(vi, 0) + 1
+    rows = _feasible_rows(vols, parts, weights, today=today, now=now)
     if not rows:
         return []
-    # A volunteer needs no more columns than participants who could take them.
-    columns: dict[int, range] = {}
-    width = 0
-    for vi in sorted(demand):
-        n = min(vols[vi].free_capacity, demand[vi])
-        columns[vi] = range(width, width + n)
-        width += n
-    matrix = np.full((len(rows), width + len(rows)), -np.inf)
-    for r, (_, bonus, options) in enumerate(rows):
-        for vi, value in options:
-            cols = columns[vi]
-            matrix[r, cols.start : cols.stop] = value + bonus
-        matrix[r, width + r] = 0.0
-    row_idx, col_idx = linear_sum_assignment(matrix, maximize=True)
+    columns, width = _columns(vols, rows)
+    row_idx, col_idx = linear_sum_assignment(_matrix(rows, columns, width), maximize=True)
     owner = {c: vi for vi, cols in columns.items() for c in cols}
     proposals: list[Proposal] = []
     for r, c in zip(row_idx.tolist(), col_idx.tolist(), strict=True):
@@ -119,6 +96,61 @@ def optimal_assignment(
         v = vols[owner[c]]
         proposals.append(Proposal(v.volunteer_id, p.participant, score(v, p, weights), bonus))
     return proposals
+
+
+_Row = tuple[ParticipantView, float, list[tuple[int, float]]]
+"""A participant, their waiting bonus, and (volunteer index, score) of each feasible
+volunteer."""
+
+
+def _feasible_rows(
+    vols: Sequence[VolunteerView],
+    parts: Sequence[ParticipantView],
+    weights: Weights,
+    *,
+    today: date,
+    now: datetime,
+) -> list[_Row]:
+    """A row per participant with at least one feasible volunteer, in ``parts`` order."""
+    candidates = _candidates(vols)
+    rows: list[_Row] = []
+    for p in parts:
+        options = [
+            (vi, score_value(vols[vi], p, weights))
+            for vi in candidates(p)
+            if feasible(vols[vi], p, today)
+        ]
+        if options:
+            rows.append((p, waiting_bonus(p, now, weights), options))
+    return rows
+
+
+def _columns(vols: Sequence[VolunteerView], rows: Sequence[_Row]) -> tuple[dict[int, range], int]:
+    """Each volunteer's columns (one per place it can fill) and the total width."""
+    demand: dict[int, int] = {}
+    for _, _, options in rows:
+        for vi, _ in options:
+            demand[vi] = demand.get(vi, 0) + 1
+    # A volunteer needs no more columns than participants who could take them.
+    columns: dict[int, range] = {}
+    width = 0
+    for vi in sorted(demand):
+        n = min(vols[vi].free_capacity, demand[vi])
+        columns[vi] = range(width, width + n)
+        width += n
+    return columns, width
+
+
+def _matrix(rows: Sequence[_Row], columns: dict[int, range], width: int) -> npt.NDArray[np.float64]:
+    """The weights to maximise: a row's value in each of its volunteers' columns, 0 in
+    its own "stay waiting" column, -inf (never chosen) elsewhere."""
+    matrix = np.full((len(rows), width + len(rows)), -np.inf)
+    for r, (_, bonus, options) in enumerate(rows):
+        for vi, value in options:
+            cols = columns[vi]
+            matrix[r, cols.start : cols.stop] = value + bonus
+        matrix[r, width + r] = 0.0
+    return matrix
 
 
 def greedy_assignment(

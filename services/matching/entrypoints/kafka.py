@@ -4,6 +4,7 @@ the consume policy; what each record means is the use case's
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from faststream import AckPolicy
@@ -11,7 +12,7 @@ from faststream.kafka import KafkaRouter
 from faststream.kafka.annotations import KafkaMessage
 
 from services.matching.domain import InvalidParticipant
-from services.matching.entrypoints.dependencies import context_of
+from services.matching.entrypoints.dependencies import MatchingContext, context_of
 from services.matching.settings import MatchingSettings
 from services.matching.use_cases import PRIVACY_EVENTS
 from shared import topics
@@ -28,6 +29,7 @@ from shared.contracts.registry import registry_for
 from shared.dead_letters import RetryPolicy, retrying
 from shared.mongo import mongo_ping
 from shared.positions import (
+    MongoPositions,
     Position,
     TopicPartition,
     advanced_positions,
@@ -44,6 +46,8 @@ ENROLMENT_EVENTS = registry_for(topics.ENROLMENT_EVENTS)
 
 
 def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
+    """The enrolment-events subscriber: fence the batch, handle each record, store how
+    far each partition got."""
     router = KafkaRouter()
     settings = runtime.settings
     if not isinstance(settings, MatchingSettings):
@@ -76,50 +80,83 @@ def kafka_routers(runtime: Runtime) -> list[KafkaRouter]:
         raw = message.raw_message
         records: tuple[Record, ...] = raw if isinstance(raw, tuple) else (raw,)
         ctx = context_of(runtime)
-        positions, fence = ctx.positions, ctx.fence
-        stored: dict[TopicPartition, Position] = {}
-        if positions is not None and fence is not None:
-            first = first_offsets(records)
-            stored = await retrying(lambda: positions.load(first), retry_policy)
-            replaced = await fence.replaced(first, stored)
-            if replaced:
-                # Another log: read it again from its start.
-                exclude_from_commit(message, replaced)
-                sought = await rewind(message.consumer, replaced)
-                if sought:
-                    await retrying(
-                        lambda: positions.save({tp: Position(-1) for tp in sought}),
-                        retry_policy,
-                    )
-                records = tuple(r for r in records if (r.topic, r.partition) not in replaced)
-        tracer = runtime.telemetry.tracer()
-        for record in records:
-            # Each record's handling (and its MongoDB writes) in the trace of the request
-            # that caused it: the batch's own span only links to them.
-            with record_span(tracer, record, "process"):
-                await consume_policy(
-                    [record],
-                    lambda record=record: handle_enrolment_event(record),  # type: ignore[misc]
-                    None,  # one record: after the retries, an outage waits, else dead-letter
-                    healthy=lambda: mongo_ping(runtime.mongo),
-                    failed=dead_letter_to(runtime.dead_letters),
-                    what="enrolment event",
-                )
-        if positions is not None and records:
-            handled = advanced_positions(
-                (((r.topic, r.partition), r.offset, ce_id_of(r.headers)) for r in records),
-                stored,
-                set(),
-            )
-            await retrying(lambda: positions.save(handled), retry_policy)
-
-    async def handle_enrolment_event(record: Record) -> None:
-        event = await decode_or_dead_letter(record, ENROLMENT_EVENTS, runtime.dead_letters)
-        if event is None or not isinstance(event.data, PRIVACY_EVENTS):
-            return
-        try:
-            await context_of(runtime).service.on_enrolment_event(event.id, event.data)
-        except InvalidParticipant as exc:
-            await runtime.dead_letters.send(record, exc, kind="poison")
+        records, stored = await fence_batch(message, records, ctx, retry_policy)
+        await handle_each(runtime, records)
+        if ctx.positions is not None and records:
+            await save_positions(ctx.positions, records, stored, retry_policy)
 
     return [router]
+
+
+async def fence_batch(
+    message: KafkaMessage,
+    records: tuple[Record, ...],
+    ctx: MatchingContext,
+    retry_policy: RetryPolicy,
+) -> tuple[tuple[Record, ...], dict[TopicPartition, Position]]:
+    """The batch's records still to handle, and their partitions' stored positions.
+
+    A partition whose log was replaced is sought back to its start and left out of the
+    batch's commit, and its records dropped: they come again from the new log. Without
+    positions and a fence, every record, and no positions."""
+    positions, fence = ctx.positions, ctx.fence
+    if positions is None or fence is None:
+        return records, {}
+    first = first_offsets(records)
+    stored = await retrying(lambda: positions.load(first), retry_policy)
+    replaced = await fence.replaced(first, stored)
+    if replaced:
+        # Another log: read it again from its start.
+        exclude_from_commit(message, replaced)
+        sought = await rewind(message.consumer, replaced)
+        if sought:
+            await retrying(
+                lambda: positions.save({tp: Position(-1) for tp in sought}),
+                retry_policy,
+            )
+        records = tuple(r for r in records if (r.topic, r.partition) not in replaced)
+    return records, stored
+
+
+async def handle_each(runtime: Runtime, records: tuple[Record, ...]) -> None:
+    """Each record in order, under the consume policy."""
+    tracer = runtime.telemetry.tracer()
+    for record in records:
+        # Each record's handling (and its MongoDB writes) in the trace of the request
+        # that caused it: the batch's own span only links to them.
+        with record_span(tracer, record, "process"):
+            await consume_policy(
+                [record],
+                functools.partial(handle_enrolment_event, runtime, record),
+                None,  # one record: after the retries, an outage waits, else dead-letter
+                healthy=lambda: mongo_ping(runtime.mongo),
+                failed=dead_letter_to(runtime.dead_letters),
+                what="enrolment event",
+            )
+
+
+async def handle_enrolment_event(runtime: Runtime, record: Record) -> None:
+    """One record: decoded (else dead-lettered), and if it is an event matching acts on,
+    to the use case; an opt-in it can never process is dead-lettered as poison."""
+    event = await decode_or_dead_letter(record, ENROLMENT_EVENTS, runtime.dead_letters)
+    if event is None or not isinstance(event.data, PRIVACY_EVENTS):
+        return
+    try:
+        await context_of(runtime).service.on_enrolment_event(event.id, event.data)
+    except InvalidParticipant as exc:
+        await runtime.dead_letters.send(record, exc, kind="poison")
+
+
+async def save_positions(
+    positions: MongoPositions,
+    records: tuple[Record, ...],
+    stored: dict[TopicPartition, Position],
+    retry_policy: RetryPolicy,
+) -> None:
+    """How far each partition of the batch was handled (what the fence checks next)."""
+    handled = advanced_positions(
+        (((r.topic, r.partition), r.offset, ce_id_of(r.headers)) for r in records),
+        stored,
+        set(),
+    )
+    await retrying(lambda: positions.save(handled), retry_policy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from datetime import datetime
 
 from services.matching.domain import (
     FLAG_DBS_EXPIRED,
@@ -25,7 +26,7 @@ from services.matching.use_cases.base import (
     require_scope,
 )
 from shared.auth import Principal, Role, new_api_key
-from shared.contracts.reference import combined_authority_of
+from shared.contracts.reference import CombinedAuthority, combined_authority_of
 from shared.topics import MATCHING_VOLUNTEERS
 
 logger = logging.getLogger(__name__)
@@ -57,25 +58,9 @@ class VolunteerUseCases(UseCases):
         require_scope(principal, authority)
 
         async def work(uow: UnitOfWork) -> tuple[Volunteer, bool]:
-            existing: Volunteer | None = None
-            if volunteer_id is not None:
-                existing = await uow.volunteers.get(volunteer_id)
-                if (
-                    existing is None
-                    or existing.combined_authority not in principal.combined_authorities
-                ):
-                    raise VolunteerNotFound(
-                        f"no volunteer {volunteer_id} in your combined authorities"
-                    )
-            elif external_ref is not None:
-                existing = await uow.volunteers.by_ref(authority, external_ref)
-                if existing is not None and (
-                    existing.combined_authority not in principal.combined_authorities
-                ):
-                    raise VolunteerNotFound(
-                        f"the volunteer registered as {external_ref} has moved outside your "
-                        "combined authorities"
-                    )
+            existing = await volunteer_named(
+                uow, principal, authority, volunteer_id=volunteer_id, external_ref=external_ref
+            )
             now = self.clock()
             volunteer = register_or_update_volunteer(
                 existing, existing.volunteer_id if existing else new_id("vol"), details, now
@@ -85,12 +70,7 @@ class VolunteerUseCases(UseCases):
                     volunteer = replace(volunteer, external_ref=external_ref)
                 await uow.volunteers.add(volunteer)
             else:
-                await uow.volunteers.save(volunteer, expected_version=existing.version)
-                if volunteer.dbs_valid(now.date()) and (
-                    existing.dbs_expires_on != volunteer.dbs_expires_on
-                ):
-                    # A renewed DBS check lifts the pause on the volunteer's matches.
-                    await uow.matches.clear_volunteer_flag(volunteer.volunteer_id, FLAG_DBS_EXPIRED)
+                await save_update(uow, existing, volunteer, now)
             event = volunteer_event(volunteer, created=existing is None)
             outgoing = Outgoing(MATCHING_VOLUNTEERS, volunteer.volunteer_id, event)
             uow.publish([outgoing.message(volunteer.updated_at)])
@@ -171,3 +151,43 @@ class VolunteerUseCases(UseCases):
         )
         logger.info("volunteer key issued for %s", volunteer_id)
         return key
+
+
+async def volunteer_named(
+    uow: UnitOfWork,
+    principal: Principal,
+    authority: CombinedAuthority,
+    *,
+    volunteer_id: str | None,
+    external_ref: str | None,
+) -> Volunteer | None:
+    """The volunteer to update: ``volunteer_id``'s, else the one registered as
+    ``external_ref`` in ``authority``, else none. ``VolunteerNotFound`` if
+    ``volunteer_id`` names nobody, or the volunteer is outside the caller's combined
+    authorities."""
+    if volunteer_id is not None:
+        existing = await uow.volunteers.get(volunteer_id)
+        if existing is None or existing.combined_authority not in principal.combined_authorities:
+            raise VolunteerNotFound(f"no volunteer {volunteer_id} in your combined authorities")
+        return existing
+    if external_ref is not None:
+        existing = await uow.volunteers.by_ref(authority, external_ref)
+        if existing is not None and (
+            existing.combined_authority not in principal.combined_authorities
+        ):
+            raise VolunteerNotFound(
+                f"the volunteer registered as {external_ref} has moved outside your "
+                "combined authorities"
+            )
+        return existing
+    return None
+
+
+async def save_update(
+    uow: UnitOfWork, existing: Volunteer, volunteer: Volunteer, now: datetime
+) -> None:
+    """Save ``existing`` updated to ``volunteer`` (at ``existing``'s version)."""
+    await uow.volunteers.save(volunteer, expected_version=existing.version)
+    if volunteer.dbs_valid(now.date()) and existing.dbs_expires_on != volunteer.dbs_expires_on:
+        # A renewed DBS check lifts the pause on the volunteer's matches.
+        await uow.matches.clear_volunteer_flag(volunteer.volunteer_id, FLAG_DBS_EXPIRED)
