@@ -311,7 +311,12 @@ async def main_async(args: argparse.Namespace) -> int:
                 cpu = {k: (cpu_seconds(v) - cpu0[k]) / wall for k, v in pids.items()}
                 rss = {k: rss_mb(v) for k, v in pids.items()}
                 runs.append(SizeRun(n, bare[n], rate, intake_rate, wall, cpu, rss))
-                print(f"{n} events: {rate:,.0f}/s end to end ({wall:.0f} s)", file=sys.stderr)
+                print(
+                    f"{n} events: {rate:,.0f}/s end to end ({wall:.0f} s); bare loop "
+                    f"{bare[n]:,.0f}/s; CPU cores / RSS MB: "
+                    + ", ".join(f"{k} {cpu[k]:.2f}/{rss[k]:,.0f}" for k in pids),
+                    file=sys.stderr,
+                )
                 if n == sizes[0]:
                     for share in (0.5, 0.9):
                         fresh[share] = await paced(p, http, client, rate * share, args.paced_s, rng)
