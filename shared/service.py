@@ -23,11 +23,13 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.auth import FailedAuthLimiter, FailedAuthLimitMiddleware
+from shared.cloudevents import EventRegistry
 from shared.dead_letters import DeadLetterPublisher
-from shared.kafka import make_broker
+from shared.kafka import RecordSender, make_broker
 from shared.lag import ConsumerLagMonitor, lag_monitoring
 from shared.mongo import make_mongo_client, mongo_ping
-from shared.positions import LogEndWatch, log_resets_counter
+from shared.outbox import MongoOutbox, OutboxRelay, OutboxSettings, RelayMetrics, contract_publisher
+from shared.positions import LogEndWatch, log_probe_for, log_resets_counter
 from shared.problems import (
     BodySizeLimitMiddleware,
     document_problems,
@@ -65,6 +67,29 @@ ServiceLifespan = Callable[[Runtime], AbstractAsyncContextManager[None]]
 @asynccontextmanager
 async def _no_extra_lifespan(runtime: Runtime) -> AsyncIterator[None]:
     yield
+
+
+def service_outbox_relay(
+    runtime: Runtime,
+    settings: OutboxSettings,
+    outbox: MongoOutbox,
+    sender: RecordSender,
+    events: EventRegistry,
+    component: str,
+) -> OutboxRelay:
+    """A producing service's relay of its committed ``events``: it checks the broker's log
+    for replaced partitions with a probe of its own and publishes only between broker
+    start and shutdown (readiness is set after the broker starts and cleared first on
+    shutdown)."""
+    return OutboxRelay(
+        outbox,
+        contract_publisher(sender, events),
+        settings,
+        RelayMetrics(runtime.telemetry),
+        log_check=log_probe_for(settings),
+        can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
+        component=component,
+    )
 
 
 def runtime_of(request: Request) -> Runtime:

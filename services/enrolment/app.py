@@ -36,9 +36,8 @@ from shared.contracts.registry import registry_for
 from shared.crypto import KeyRing
 from shared.health import DependencyWatch
 from shared.kafka import RecordSender
-from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
-from shared.positions import log_probe_for
-from shared.service import Runtime, create_service_app
+from shared.outbox import MongoOutbox
+from shared.service import Runtime, create_service_app, service_outbox_relay
 from shared.telemetry import build_telemetry
 
 logger = logging.getLogger(__name__)
@@ -118,22 +117,6 @@ async def _stores(
     return _Stores(outbox, providers, keys, vault, unit_of_work, uploads)
 
 
-def _relay(
-    runtime: Runtime, settings: EnrolmentSettings, outbox: MongoOutbox, sender: RecordSender
-) -> OutboxRelay:
-    return OutboxRelay(
-        outbox,
-        contract_publisher(sender, OUTBOX_EVENTS),
-        settings,
-        RelayMetrics(runtime.telemetry),
-        log_check=log_probe_for(settings),
-        # Publish only between broker start and shutdown (readiness is set after
-        # the broker starts and cleared first on shutdown).
-        can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
-        component="enrolment",
-    )
-
-
 def _ilr_intake(
     settings: EnrolmentSettings,
     service: EnrolmentService,
@@ -191,7 +174,9 @@ def create_app(settings: EnrolmentSettings | None = None) -> FastAPI:
     async def lifespan(runtime: Runtime) -> AsyncIterator[None]:
         stores = await _stores(runtime, settings, master_ring, platform_ring)
         sender = RecordSender(settings, runtime.telemetry.tracer())
-        relay = _relay(runtime, settings, stores.outbox, sender)
+        relay = service_outbox_relay(
+            runtime, settings, stores.outbox, sender, OUTBOX_EVENTS, "enrolment"
+        )
         service = EnrolmentService(
             stores.unit_of_work,
             stores.providers,

@@ -21,9 +21,9 @@ from shared.auth import ApiKeyStore
 from shared.contracts.registry import registry_for
 from shared.kafka import RecordSender
 from shared.learner_keys import MongoLearnerKeys
-from shared.outbox import MongoOutbox, OutboxRelay, RelayMetrics, contract_publisher
+from shared.outbox import MongoOutbox, OutboxRelay
 from shared.positions import LogFence, MongoPositions, log_probe_for, log_resets_counter
-from shared.service import Runtime, create_service_app
+from shared.service import Runtime, create_service_app, service_outbox_relay
 from shared.topics import MATCHING_MATCHES, MATCHING_VOLUNTEERS
 
 
@@ -40,7 +40,14 @@ def create_app(settings: MatchingSettings | None = None) -> FastAPI:
             MongoLeases(runtime.db), instance_id(), timedelta(seconds=settings.lease_ttl_s)
         )
         sender = RecordSender(settings, runtime.telemetry.tracer())
-        relay = outbox_relay(runtime, settings, outbox, sender)
+        relay = service_outbox_relay(
+            runtime,
+            settings,
+            outbox,
+            sender,
+            registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES),
+            "matching",
+        )
         service = matching_service(runtime, settings, outbox, keys, weights, metrics, relay)
         probe = log_probe_for(settings)
         runtime.state["matching"] = MatchingContext(
@@ -89,21 +96,6 @@ async def open_stores(
     keys = ApiKeyStore(runtime.db["api_keys"])
     await keys.ensure_indexes()
     return outbox, keys
-
-
-def outbox_relay(
-    runtime: Runtime, settings: MatchingSettings, outbox: MongoOutbox, sender: RecordSender
-) -> OutboxRelay:
-    """Publishes matching's committed events while the service is ready."""
-    return OutboxRelay(
-        outbox,
-        contract_publisher(sender, registry_for(MATCHING_VOLUNTEERS, MATCHING_MATCHES)),
-        settings,
-        RelayMetrics(runtime.telemetry),
-        log_check=log_probe_for(settings),
-        can_publish=lambda: bool(runtime.readiness) and runtime.broker.running,
-        component="matching",
-    )
 
 
 def matching_service(
