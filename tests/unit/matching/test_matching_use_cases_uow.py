@@ -14,7 +14,6 @@ from services.matching.domain import (
     FLAG_DBS_EXPIRED,
     BatchPolicy,
     InvalidTransition,
-    Match,
     MatchStatus,
     ParticipantStatus,
     WeightsBook,
@@ -46,10 +45,6 @@ COORDINATOR = Principal(
 )
 
 
-def proposal(status: MatchStatus = MatchStatus.PROPOSED) -> Match:
-    return match(status)
-
-
 def proposed_pair(status: MatchStatus = MatchStatus.PROPOSED) -> MatchingState:
     state = MatchingState()
     state.volunteers["v-1"] = volunteer(active=1)
@@ -57,7 +52,7 @@ def proposed_pair(status: MatchStatus = MatchStatus.PROPOSED) -> MatchingState:
         ParticipantStatus.PROPOSED if status is MatchStatus.PROPOSED else ParticipantStatus.MATCHED
     )
     state.participants["learner-1"] = participant(status=participant_status)
-    state.matches["m-1"] = proposal(status)
+    state.matches["m-1"] = match(status)
     return state
 
 
